@@ -1,0 +1,127 @@
+"""The `creditline` command (also `python -m app`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.config import Settings, get_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        log_level="warning",
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from app import db
+
+    asyncio.run(db.migrate(settings))
+    print("migrations applied")
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from app.teams import tokens
+
+    email = args.email.strip().lower()
+    print(
+        tokens.mint(
+            settings.jwt_secret(),
+            subject=args.subject or f"email:{email}",
+            email=email,
+            name=args.name,
+            operator=args.operator,
+            ttl=timedelta(seconds=args.ttl),
+        )
+    )
+    return 0
+
+
+def _export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
+    from app.graphql.schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def _run(
+    coro: Callable[[Settings], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace, Settings], int]:
+    """Runs an async command with the database open."""
+
+    def command(_args: argparse.Namespace, settings: Settings) -> int:
+        from app import db
+
+        async def main() -> int:
+            await db.init_db(settings)
+            try:
+                return await coro(settings)
+            finally:
+                await db.close_db()
+
+        return asyncio.run(main())
+
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="creditline", description="Creditline team billing.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+
+    token = sub.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--email", required=True)
+    token.add_argument("--name")
+    token.add_argument("--subject", help="the stable user id (default: email:<email>)")
+    token.add_argument("--operator", action="store_true")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+
+    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
+        handler=_export_schema
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "setting"
+        print(f"configuration error: {name}: {first['msg']}", file=sys.stderr)
+        return 2
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

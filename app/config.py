@@ -1,0 +1,78 @@
+"""Settings read from the environment (see API.md's configuration table)."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path("data")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; unknown variables are ignored."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = Field(default=f"sqlite://{DATA_DIR}/creditline.sqlite3")
+    database_pool_size: int = Field(default=20, ge=1, le=500)
+    auth_jwt_secret: str = ""
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
+    broker_url: str = "memory://"
+    public_url: str = "http://127.0.0.1:8000"
+    cors_allow_origins: list[str] = Field(default_factory=list)
+
+    purchase_min_cents: int = Field(default=500, ge=1)
+    purchase_max_cents: int = Field(default=10_000_000, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "asyncpg://", "postgresql://")):
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or redis://HOST:PORT/N")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite://")
+
+    def jwt_secret(self) -> str:
+        """The signing secret; in development one is generated once and kept under data/."""
+        if self.auth_jwt_secret:
+            return self.auth_jwt_secret
+        if self.environment is Environment.PRODUCTION:
+            raise RuntimeError("AUTH_JWT_SECRET must be set in production")
+        path = DATA_DIR / "jwt-secret"
+        if not path.exists():
+            DATA_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        self.auth_jwt_secret = path.read_text().strip()
+        return self.auth_jwt_secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

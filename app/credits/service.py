@@ -1,0 +1,535 @@
+"""The credit ledger and the usage gate (DESIGN.md, billing rules 3 and 7).
+
+Every money movement of a team runs in one transaction that first locks the
+team's `CreditAccount` row, so concurrent requests for one team apply one
+after the other and balances can never go below zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from app.credits.models import (
+    ClosedPeriod,
+    CreditAccount,
+    CreditGrant,
+    CreditKind,
+    InvoicedPeriod,
+    LedgerEntry,
+    LedgerKind,
+    UsageRecord,
+)
+from app.events import bus
+from app.kit import clock
+from app.kit.errors import DomainError, ErrorCode, NotFound
+from app.kit.money import UNITS_PER_DOLLAR
+
+MAX_IDEMPOTENCY_KEY = 255
+MAX_DESCRIPTION = 500
+MAX_INVOICED_LIMIT = 1_000_000 * UNITS_PER_DOLLAR
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class BillingStatus:
+    ACTIVE = "ACTIVE"
+    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
+    INVOICED_LIMIT_REACHED = "INVOICED_LIMIT_REACHED"
+
+
+@dataclass(frozen=True, slots=True)
+class CreditsView:
+    """A team's credits as of `as_of`; expired grants already left out."""
+
+    free: int
+    promotional: int
+    prepaid: int
+    invoiced_limit: int
+    invoiced_this_month: int
+    invoicing_suspended: bool
+    grants: list[CreditGrant]
+    updated_at: datetime
+
+    @property
+    def total(self) -> int:
+        return self.free + self.promotional + self.prepaid
+
+    @property
+    def invoiced_remaining(self) -> int:
+        if self.invoicing_suspended:
+            return 0
+        return max(self.invoiced_limit - self.invoiced_this_month, 0)
+
+    @property
+    def status(self) -> str:
+        if self.total > 0:
+            return BillingStatus.ACTIVE
+        if self.invoiced_limit == 0:
+            return BillingStatus.CREDITS_EXHAUSTED
+        if self.invoiced_remaining > 0:
+            return BillingStatus.ACTIVE
+        return BillingStatus.INVOICED_LIMIT_REACHED
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRequest:
+    team_id: uuid.UUID
+    amount: int
+    idempotency_key: str
+    description: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class UsageResult:
+    record: UsageRecord | None = None
+    error: DomainError | None = None
+    not_found: bool = False
+
+
+# --- consumption order -----------------------------------------------------------------
+
+
+def _is_live(grant: CreditGrant, now: datetime) -> bool:
+    return grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > now)
+
+
+def consumption_key(grant: CreditGrant) -> tuple[int, float, float, str]:
+    """Free and promotional first (earliest expiry, then no expiry, older first), then prepaid."""
+    if grant.kind is CreditKind.PREPAID:
+        return (1, 0.0, grant.granted_at.timestamp(), str(grant.id))
+    expiry = grant.expires_at.timestamp() if grant.expires_at else float("inf")
+    return (0, expiry, grant.granted_at.timestamp(), str(grant.id))
+
+
+async def _live_grants(
+    team_id: uuid.UUID, now: datetime, conn: BaseDBAsyncClient | None
+) -> list[CreditGrant]:
+    query = CreditGrant.filter(team_id=team_id, remaining__gt=0)
+    if conn is not None:
+        query = query.using_db(conn)
+    grants = [g for g in await query if _is_live(g, now)]
+    grants.sort(key=consumption_key)
+    return grants
+
+
+def _sums(grants: list[CreditGrant]) -> dict[CreditKind, int]:
+    sums = dict.fromkeys(CreditKind, 0)
+    for grant in grants:
+        sums[grant.kind] += grant.remaining
+    return sums
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+async def credits_view(team_id: uuid.UUID) -> CreditsView:
+    now = clock.now()
+    account = await CreditAccount.get_or_none(team_id=team_id)
+    if account is None:
+        raise NotFound()
+    grants = await _live_grants(team_id, now, None)
+    sums = _sums(grants)
+    invoiced = await InvoicedPeriod.get_or_none(team_id=team_id, period=clock.period_of(now))
+    return CreditsView(
+        free=sums[CreditKind.FREE],
+        promotional=sums[CreditKind.PROMOTIONAL],
+        prepaid=sums[CreditKind.PREPAID],
+        invoiced_limit=account.invoiced_limit,
+        invoiced_this_month=invoiced.amount if invoiced else 0,
+        invoicing_suspended=account.invoicing_suspended,
+        grants=grants,
+        updated_at=account.updated_at,
+    )
+
+
+# --- the locked section --------------------------------------------------------------------
+
+
+@dataclass
+class LockedAccount:
+    """A team's account row locked in the current transaction, with its live grants loaded.
+
+    Collects every change and writes it in a few statements on `flush()`.
+    """
+
+    account: CreditAccount
+    conn: BaseDBAsyncClient
+    now: datetime
+    grants: list[CreditGrant]
+    _dirty_grants: dict[uuid.UUID, CreditGrant] = field(default_factory=dict)
+    _new_grants: list[CreditGrant] = field(default_factory=list)
+    _entries: list[LedgerEntry] = field(default_factory=list)
+
+    @property
+    def team_id(self) -> uuid.UUID:
+        team_id = self.account.team_id
+        assert isinstance(team_id, uuid.UUID)
+        return team_id
+
+    def add_entry(
+        self, grant: CreditGrant, kind: LedgerKind, amount: int, usage: UsageRecord | None = None
+    ) -> None:
+        self._entries.append(
+            LedgerEntry(
+                team_id=self.team_id,
+                grant_id=grant.id,
+                kind=kind,
+                amount=amount,
+                usage_id=usage.id if usage else None,
+                created_at=self.now,
+            )
+        )
+
+    def draw(
+        self, grant: CreditGrant, amount: int, kind: LedgerKind, usage: UsageRecord | None
+    ) -> None:
+        grant.remaining -= amount
+        self.add_entry(grant, kind, -amount, usage)
+        if grant.id not in {g.id for g in self._new_grants}:
+            self._dirty_grants[grant.id] = grant
+
+    def add_grant(
+        self,
+        kind: CreditKind,
+        amount: int,
+        *,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> CreditGrant:
+        grant = CreditGrant(
+            id=uuid.uuid4(),
+            team_id=self.team_id,
+            kind=kind,
+            amount=amount,
+            remaining=amount,
+            description=description,
+            granted_at=self.now,
+            expires_at=expires_at,
+        )
+        self._new_grants.append(grant)
+        self.add_entry(grant, LedgerKind.GRANT, amount)
+        if _is_live(grant, self.now):
+            self.grants.append(grant)
+            self.grants.sort(key=consumption_key)
+        return grant
+
+    def withdraw(self, grant_id: uuid.UUID, amount: int) -> int:
+        """Takes back up to `amount` of a grant's unspent credits; returns what was taken."""
+        grant = next((g for g in self.grants if g.id == grant_id), None)
+        if grant is None:
+            return 0
+        taken = min(int(grant.remaining), amount)
+        if taken > 0:
+            self.draw(grant, taken, LedgerKind.WITHDRAWAL, None)
+        return taken
+
+    async def flush(self) -> None:
+        """Writes grants, ledger entries and the account's cached balances."""
+        if self._new_grants:
+            await CreditGrant.bulk_create(self._new_grants, using_db=self.conn)
+        if self._dirty_grants:
+            await CreditGrant.bulk_update(
+                list(self._dirty_grants.values()), fields=["remaining"], using_db=self.conn
+            )
+        if self._entries:
+            await LedgerEntry.bulk_create(self._entries, using_db=self.conn)
+        self.grants = [g for g in self.grants if _is_live(g, self.now)]
+        sums = _sums(self.grants)
+        account = self.account
+        account.free = sums[CreditKind.FREE]
+        account.promotional = sums[CreditKind.PROMOTIONAL]
+        account.prepaid = sums[CreditKind.PREPAID]
+        expiries = [g.expires_at for g in self.grants if g.expires_at is not None]
+        account.next_expiry_at = min(expiries) if expiries else None
+        account.updated_at = self.now
+        await account.save(using_db=self.conn)
+        self._new_grants.clear()
+        self._dirty_grants.clear()
+        self._entries.clear()
+
+
+async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAccount:
+    """Locks the team's account row (first, always) and writes any due expiry.
+
+    Call inside `in_transaction()`; raises NotFound for an unknown team.
+    """
+    account = await CreditAccount.select_for_update().using_db(conn).get_or_none(team_id=team_id)
+    if account is None:
+        raise NotFound()
+    now = clock.now()
+    query = CreditGrant.filter(team_id=team_id, remaining__gt=0).using_db(conn)
+    grants = await query
+    locked = LockedAccount(account=account, conn=conn, now=now, grants=[])
+    for grant in grants:
+        if grant.expires_at is not None and grant.expires_at <= now:
+            locked.draw(grant, grant.remaining, LedgerKind.EXPIRY, None)
+        else:
+            locked.grants.append(grant)
+    locked.grants.sort(key=consumption_key)
+    return locked
+
+
+async def expire_due(team_id: uuid.UUID) -> bool:
+    """Writes expiry entries for a team's grants that expired; True if any did."""
+    async with in_transaction() as conn:
+        locked = await lock_account(team_id, conn)
+        changed = bool(locked._dirty_grants)
+        if changed:
+            await locked.flush()
+    if changed:
+        await bus.credits_changed(team_id)
+    return changed
+
+
+async def expire_all_due() -> int:
+    """The periodic sweeper: expires due grants of every team; returns teams touched."""
+    now = clock.now()
+    team_ids = await CreditAccount.filter(next_expiry_at__lte=now).values_list("team_id", flat=True)
+    touched = 0
+    for team_id in team_ids:
+        assert isinstance(team_id, uuid.UUID)
+        if await expire_due(team_id):
+            touched += 1
+    return touched
+
+
+# --- grants and the limit ----------------------------------------------------------------
+
+
+async def grant_credits(
+    team_id: uuid.UUID,
+    kind: CreditKind,
+    amount: int,
+    *,
+    description: str | None = None,
+    expires_at: datetime | None = None,
+) -> CreditGrant:
+    """An operator's grant (FREE, PROMOTIONAL, or PREPAID for a payment taken offline)."""
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"At most {MAX_DESCRIPTION} characters.", "description"
+        )
+    if expires_at is not None and expires_at <= clock.now():
+        raise DomainError(ErrorCode.INVALID_INPUT, "Expiry must be in the future.", "expiresAt")
+    async with in_transaction() as conn:
+        locked = await lock_account(team_id, conn)
+        grant = locked.add_grant(kind, amount, description=description, expires_at=expires_at)
+        await locked.flush()
+    await bus.credits_changed(team_id)
+    return grant
+
+
+async def set_invoiced_limit(team_id: uuid.UUID, limit: int) -> None:
+    if limit > MAX_INVOICED_LIMIT:
+        raise DomainError(ErrorCode.INVALID_AMOUNT, "The limit is at most 1000000.00.", "limit")
+    async with in_transaction() as conn:
+        locked = await lock_account(team_id, conn)
+        locked.account.invoiced_limit = limit
+        await locked.flush()
+    await bus.credits_changed(team_id)
+
+
+# --- usage -------------------------------------------------------------------------------
+
+
+def validate_usage(request: UsageRequest) -> DomainError | None:
+    """Checks that need no database; None when the request is well formed."""
+    key = request.idempotency_key
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        return DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            "idempotencyKey",
+        )
+    if request.description is not None and len(request.description) > MAX_DESCRIPTION:
+        return DomainError(
+            ErrorCode.INVALID_INPUT, f"At most {MAX_DESCRIPTION} characters.", "description"
+        )
+    if request.occurred_at is not None:
+        now = clock.now()
+        if request.occurred_at > now + FUTURE_TOLERANCE:
+            return DomainError(
+                ErrorCode.INVALID_INPUT, "occurredAt is too far in the future.", "occurredAt"
+            )
+        if request.occurred_at < clock.previous_month_start(now):
+            return DomainError(
+                ErrorCode.INVALID_INPUT, "occurredAt is before the previous month.", "occurredAt"
+            )
+    return None
+
+
+def _same_request(record: UsageRecord, request: UsageRequest) -> bool:
+    if record.amount != request.amount or record.description != request.description:
+        return False
+    return request.occurred_at is None or record.occurred_at == request.occurred_at
+
+
+async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
+    """Applies usage events; one result per request, in order.
+
+    Events of one team are applied together in one transaction, in input order,
+    each all or nothing.
+    """
+    results = [UsageResult() for _ in requests]
+    by_team: dict[uuid.UUID, list[int]] = defaultdict(list)
+    for index, request in enumerate(requests):
+        error = validate_usage(request)
+        if error is not None:
+            results[index].error = error
+        else:
+            by_team[request.team_id].append(index)
+    for team_id, indexes in by_team.items():
+        try:
+            team_results = await _record_team_usage(team_id, [requests[i] for i in indexes])
+        except NotFound:
+            team_results = [UsageResult(not_found=True) for _ in indexes]
+        for index, result in zip(indexes, team_results, strict=True):
+            results[index] = result
+    return results
+
+
+async def _record_team_usage(team_id: uuid.UUID, requests: list[UsageRequest]) -> list[UsageResult]:
+    results: list[UsageResult] = []
+    records: list[UsageRecord] = []
+    async with in_transaction() as conn:
+        locked = await lock_account(team_id, conn)
+        now = locked.now
+        keys = {r.idempotency_key for r in requests}
+        seen = {
+            r.idempotency_key: r
+            for r in await UsageRecord.filter(team_id=team_id, idempotency_key__in=keys).using_db(
+                conn
+            )
+        }
+        periods: dict[str, InvoicedPeriod] = {}
+        closed: dict[str, bool] = {}
+        for request in requests:
+            replay = seen.get(request.idempotency_key)
+            if replay is not None:
+                if _same_request(replay, request):
+                    results.append(UsageResult(record=replay))
+                else:
+                    results.append(
+                        UsageResult(
+                            error=DomainError(
+                                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                                "This idempotency key was used with other parameters.",
+                                "idempotencyKey",
+                            )
+                        )
+                    )
+                continue
+            occurred_at = request.occurred_at or now
+            period = clock.period_of(occurred_at)
+            if period != clock.period_of(now):
+                if period not in closed:
+                    closed[period] = (
+                        await ClosedPeriod.filter(period=period).using_db(conn).exists()
+                    )
+                if closed[period]:
+                    results.append(
+                        UsageResult(
+                            error=DomainError(
+                                ErrorCode.PERIOD_CLOSED,
+                                f"The period {period} is closed.",
+                                "occurredAt",
+                            )
+                        )
+                    )
+                    continue
+            if period not in periods:
+                row = (
+                    await InvoicedPeriod.filter(team_id=team_id, period=period)
+                    .using_db(conn)
+                    .first()
+                )
+                periods[period] = row or InvoicedPeriod(team_id=team_id, period=period, amount=0)
+            result = _draw(locked, request, occurred_at, period, periods[period])
+            if result.record is not None:
+                records.append(result.record)
+                seen[request.idempotency_key] = result.record
+            results.append(result)
+        if records:
+            await UsageRecord.bulk_create(records, using_db=conn)
+            for row in periods.values():
+                if row.amount:
+                    await row.save(using_db=conn)
+        if records or locked._dirty_grants:
+            await locked.flush()
+            changed = True
+        else:
+            changed = False
+    if changed:
+        await bus.credits_changed(team_id)
+    return results
+
+
+def _draw(
+    locked: LockedAccount,
+    request: UsageRequest,
+    occurred_at: datetime,
+    period: str,
+    invoiced: InvoicedPeriod,
+) -> UsageResult:
+    """Takes one event from free/promotional, then prepaid, then the invoiced headroom."""
+    account = locked.account
+    available = sum(g.remaining for g in locked.grants)
+    headroom = (
+        0 if account.invoicing_suspended else max(account.invoiced_limit - invoiced.amount, 0)
+    )
+    if request.amount > available + headroom:
+        if account.invoiced_limit == 0:
+            error = DomainError(
+                ErrorCode.CREDITS_EXHAUSTED, "Not enough credits for this usage.", "amount"
+            )
+        else:
+            error = DomainError(
+                ErrorCode.INVOICED_LIMIT_REACHED,
+                "Not enough credits and the invoiced spending limit is reached.",
+                "amount",
+            )
+        return UsageResult(error=error)
+    record = UsageRecord(
+        id=uuid.uuid4(),
+        team_id=locked.team_id,
+        idempotency_key=request.idempotency_key,
+        amount=request.amount,
+        from_free=0,
+        from_promotional=0,
+        from_prepaid=0,
+        invoiced=0,
+        description=request.description,
+        occurred_at=occurred_at,
+        occurred_at_given=request.occurred_at is not None,
+        period=period,
+        created_at=locked.now,
+    )
+    left = request.amount
+    for grant in locked.grants:
+        if left == 0:
+            break
+        take = min(grant.remaining, left)
+        if take == 0:
+            continue
+        locked.draw(grant, take, LedgerKind.USAGE, record)
+        left -= take
+        if grant.kind is CreditKind.FREE:
+            record.from_free += take
+        elif grant.kind is CreditKind.PROMOTIONAL:
+            record.from_promotional += take
+        else:
+            record.from_prepaid += take
+    locked.grants = [g for g in locked.grants if g.remaining > 0]
+    record.invoiced = left
+    invoiced.amount += left
+    return UsageResult(record=record)
+
+
+async def usage_record(team_id: uuid.UUID, idempotency_key: str) -> UsageRecord | None:
+    return await UsageRecord.get_or_none(team_id=team_id, idempotency_key=idempotency_key)

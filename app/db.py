@@ -1,0 +1,83 @@
+"""Database set-up: Tortoise configuration, start-up, migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from app.config import Settings, get_settings
+
+MODEL_MODULES = [
+    "app.teams.models",
+    "app.credits.models",
+]
+
+
+def connection_url(settings: Settings) -> str:
+    """The Tortoise URL, with the PostgreSQL pool sized from settings."""
+    url = settings.database_url
+    if settings.is_sqlite:
+        path = url.removeprefix("sqlite://")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("minsize", "1")
+    query.setdefault("maxsize", str(settings.database_pool_size))
+    scheme = "postgres" if parts.scheme in ("postgresql", "asyncpg") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "connections": {"default": connection_url(settings)},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(settings: Settings) -> None:
+    """Open the ORM for this process (the global context, so every task sees it)."""
+    await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply every pending migration under `migrations/`."""
+    await tortoise_migrate(config=tortoise_config(settings))
+    await Tortoise.close_connections()
+
+
+def __getattr__(name: str) -> Any:
+    # TORTOISE_ORM, read lazily, is for Tortoise's own command line (see pyproject.toml).
+    if name == "TORTOISE_ORM":
+        return tortoise_config(get_settings())
+    raise AttributeError(name)
+
+
+async def pending_model_changes(settings: Settings) -> list[str]:
+    """Names of the migrations `makemigrations` would write now (empty when none)."""
+    from tortoise.context import TortoiseContext
+    from tortoise.migrations.autodetector import MigrationAutodetector
+
+    config = tortoise_config(settings)
+    async with TortoiseContext() as context:
+        await context.init(config=config)
+        assert context.apps is not None
+        writers = await MigrationAutodetector(context.apps, config["apps"]).changes()
+    return [f"{writer.app_label}.{writer.name}" for writer in writers]

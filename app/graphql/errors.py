@@ -1,0 +1,78 @@
+"""UserErrors for payloads, and top-level error codes with masking of the unexpected."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import strawberry
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.kit.errors import DomainError, Forbidden, NotFound, Unauthenticated
+from app.kit.errors import ErrorCode as DomainErrorCode
+
+log = structlog.get_logger(__name__)
+
+strawberry.enum(DomainErrorCode, name="ErrorCode")
+ErrorCode = DomainErrorCode
+
+
+@strawberry.type
+class UserError:
+    code: ErrorCode
+    message: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, error: DomainError) -> UserError:
+        return cls(code=error.code, message=error.message, field=error.field)
+
+
+_TOP_LEVEL: dict[type[Exception], tuple[str, str]] = {
+    Unauthenticated: ("UNAUTHENTICATED", "Authentication required: send a valid bearer token."),
+    Forbidden: ("FORBIDDEN", "You may not do this."),
+    NotFound: ("NOT_FOUND", "Not found."),
+}
+
+
+class ApiErrors(MaskErrors):
+    """Known failures get `extensions.code`; anything unexpected is masked as INTERNAL."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _error: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None:
+            if error.extensions and "code" in error.extensions:
+                return error
+            return _with(error, error.message, {"code": "BAD_REQUEST"})
+        if isinstance(original, GraphQLError):
+            return error
+        for kind, (code, message) in _TOP_LEVEL.items():
+            if isinstance(original, kind):
+                return _with(error, message, {"code": code})
+        if isinstance(original, DomainError):
+            return _with(error, original.message, {"code": original.code.value})
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "graphql.unexpected_error",
+            error_id=error_id,
+            path=error.path,
+            exc_info=(type(original), original, original.__traceback__),
+        )
+        return _with(error, "Internal error.", {"code": "INTERNAL", "errorId": error_id})
+
+
+def _with(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )

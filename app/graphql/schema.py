@@ -1,0 +1,79 @@
+"""The GraphQL schema: queries, mutations, subscriptions and the extensions that guard them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from app.credits import service as credits
+from app.events import bus
+from app.graphql.context import Info
+from app.graphql.errors import ApiErrors
+from app.graphql.mutations import Mutation
+from app.graphql.scalars import DECIMAL_SCALAR, Decimal
+from app.graphql.types import Credits, Team, Viewer
+from app.kit.errors import NotFound
+from app.teams import service as teams
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def viewer(self, info: Info) -> Viewer:
+        viewer = await info.context.viewer()
+        user = viewer.user
+        return Viewer(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            name=user.name,
+            is_operator=viewer.is_operator,
+        )
+
+    @strawberry.field(description="NOT_FOUND when the team does not exist or you may not see it.")
+    async def team(self, info: Info, id: strawberry.ID) -> Team | None:
+        return Team.of(await teams.team_access(await info.context.viewer(), id))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The current state at once, then the latest state after each change."
+    )
+    async def credits_updated(
+        self, info: Info, team_id: strawberry.ID
+    ) -> AsyncGenerator[Credits, None]:
+        access = await teams.team_access(await info.context.viewer(), team_id)
+        team = access.team
+        async with bus.broker.subscribe(bus.credits_channel(team.id)) as queue:
+            yield Credits(view=await credits.credits_view(team.id))
+            while True:
+                await queue.get()
+                try:
+                    yield Credits(view=await credits.credits_view(team.id))
+                except NotFound:
+                    return
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[
+        ApiErrors,
+        lambda: ParserCache(maxsize=1000),
+        lambda: ValidationCache(maxsize=1000),
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxTokensLimiter(max_token_count=5000),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+    ],
+    config=StrawberryConfig(scalar_map={Decimal: DECIMAL_SCALAR}),
+)

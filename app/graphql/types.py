@@ -1,0 +1,199 @@
+"""GraphQL object types: thin views over domain models and service results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from app.credits import service as credits
+from app.credits.models import CreditGrant as CreditGrantModel
+from app.credits.models import CreditKind as DomainCreditKind
+from app.credits.models import UsageRecord as UsageRecordModel
+from app.graphql.context import Info
+from app.graphql.scalars import Decimal
+from app.kit.money import format_units
+from app.teams import service as teams
+from app.teams.models import Role as DomainRole
+from app.teams.models import Team as TeamModel
+
+# The domain enums are the GraphQL enums; strawberry.enum registers them in place.
+strawberry.enum(DomainRole, name="Role")
+strawberry.enum(DomainCreditKind, name="CreditKind")
+Role = DomainRole
+CreditKind = DomainCreditKind
+
+
+@strawberry.enum
+class BillingStatus(Enum):
+    ACTIVE = "ACTIVE"
+    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
+    INVOICED_LIMIT_REACHED = "INVOICED_LIMIT_REACHED"
+
+
+def money(units: int) -> Decimal:
+    return Decimal(format_units(units))
+
+
+@strawberry.type
+class CreditGrant:
+    id: strawberry.ID
+    kind: CreditKind
+    amount: Decimal
+    remaining: Decimal
+    description: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, grant: CreditGrantModel) -> CreditGrant:
+        return cls(
+            id=strawberry.ID(str(grant.id)),
+            kind=grant.kind,
+            amount=money(grant.amount),
+            remaining=money(grant.remaining),
+            description=grant.description,
+            granted_at=grant.granted_at,
+            expires_at=grant.expires_at,
+        )
+
+
+@strawberry.type
+class Credits:
+    view: strawberry.Private[credits.CreditsView]
+
+    @strawberry.field(description="free + promotional + prepaid remaining")
+    def total(self) -> Decimal:
+        return money(self.view.total)
+
+    @strawberry.field
+    def free(self) -> Decimal:
+        return money(self.view.free)
+
+    @strawberry.field
+    def promotional(self) -> Decimal:
+        return money(self.view.promotional)
+
+    @strawberry.field
+    def prepaid(self) -> Decimal:
+        return money(self.view.prepaid)
+
+    @strawberry.field(description="0 by default: monthly invoiced billing is off")
+    def invoiced_spending_limit(self) -> Decimal:
+        return money(self.view.invoiced_limit)
+
+    @strawberry.field
+    def invoiced_this_month(self) -> Decimal:
+        return money(self.view.invoiced_this_month)
+
+    @strawberry.field(description="max(limit - invoicedThisMonth, 0)")
+    def invoiced_remaining(self) -> Decimal:
+        return money(self.view.invoiced_remaining)
+
+    @strawberry.field(description="true while a failed monthly invoice is unpaid")
+    def invoicing_suspended(self) -> bool:
+        return self.view.invoicing_suspended
+
+    @strawberry.field
+    def status(self) -> BillingStatus:
+        return BillingStatus(self.view.status)
+
+    @strawberry.field(description="live grants, in the order they will be consumed")
+    def grants(self) -> list[CreditGrant]:
+        return [CreditGrant.of(g) for g in self.view.grants]
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.view.updated_at
+
+
+@strawberry.type
+class UsageRecord:
+    id: strawberry.ID
+    idempotency_key: str
+    amount: Decimal
+    accepted: bool
+    from_free: Decimal
+    from_promotional: Decimal
+    from_prepaid: Decimal
+    invoiced: Decimal
+    description: str | None
+    occurred_at: datetime
+
+    @classmethod
+    def of(cls, record: UsageRecordModel) -> UsageRecord:
+        return cls(
+            id=strawberry.ID(str(record.id)),
+            idempotency_key=record.idempotency_key,
+            amount=money(record.amount),
+            accepted=True,
+            from_free=money(record.from_free),
+            from_promotional=money(record.from_promotional),
+            from_prepaid=money(record.from_prepaid),
+            invoiced=money(record.invoiced),
+            description=record.description,
+            occurred_at=record.occurred_at,
+        )
+
+
+@strawberry.type
+class Member:
+    email: str
+    name: str | None
+    role: Role
+    pending: bool = strawberry.field(
+        description="invited by email; becomes a membership when that person first signs in"
+    )
+
+    @classmethod
+    def of(cls, member: teams.MemberView) -> Member:
+        return cls(email=member.email, name=member.name, role=member.role, pending=member.pending)
+
+
+@strawberry.type
+class Team:
+    model: strawberry.Private[TeamModel]
+    viewer_role: Role | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.model.id))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    async def members(self) -> list[Member]:
+        return [Member.of(m) for m in await teams.members(self.model)]
+
+    @strawberry.field
+    async def credits(self, info: Info) -> Credits:
+        return Credits(view=await credits.credits_view(self.model.id))
+
+    @classmethod
+    def of(cls, access: teams.TeamAccess) -> Team:
+        return cls(model=access.team, viewer_role=access.role)
+
+
+@strawberry.type
+class Membership:
+    team: Team
+    role: Role
+
+
+@strawberry.type
+class Viewer:
+    id: strawberry.ID
+    email: str
+    name: str | None
+    is_operator: bool
+
+    @strawberry.field
+    async def memberships(self, info: Info) -> list[Membership]:
+        viewer = await info.context.viewer()
+        return [
+            Membership(team=Team(model=team, viewer_role=role), role=role)
+            for team, role in await teams.memberships(viewer)
+        ]

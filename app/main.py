@@ -1,0 +1,55 @@
+"""The Starlette application: routes and the lifespan that opens the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from tortoise import connections
+
+from app import db
+from app.config import Settings, get_settings
+from app.graphql.view import GraphQLView
+from app.logs import configure_logging
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    """200 once the database answers, 503 otherwise."""
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
+    """The ASGI app; `manage_db=False` when the caller (a test) opens the database itself."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if manage_db:
+            await db.init_db(settings)
+        try:
+            yield
+        finally:
+            if manage_db:
+                await db.close_db()
+
+    view = GraphQLView(settings)
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/graphql", view, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", view),
+    ]
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    starlette.state.settings = settings
+    return starlette
+
+
+app = create_app()

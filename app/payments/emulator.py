@@ -1,0 +1,247 @@
+"""Run the `localstripe` Stripe emulator (dev dependency) as a child process.
+
+The stock ``localstripe`` command listens on every interface (``::``) and
+pickles its whole state to ``/tmp/localstripe.pickle`` after every write.
+This module starts it through a tiny ``python -c`` wrapper instead that:
+
+* serves on a socket bound to ``127.0.0.1`` (the parent binds it, so a free
+  port is race-free, and hands the file descriptor to the child);
+* keeps state in memory only (``Store.dump_to_disk`` / ``try_load_from_disk``
+  are patched to no-ops, so nothing is read from or written to ``/tmp``).
+
+Usage::
+
+    emu = StripeEmulator()
+    emu.start()                   # free port; blocks until it answers HTTP
+    emu.register_webhook("app", "http://127.0.0.1:8000/stripe/webhook", "whsec_x")
+    ...                           # StripeGateway("sk_test_x", api_base=emu.url)
+    emu.stop()
+
+or, for scripts, ``python -m app.payments.emulator --port 8420`` (foreground).
+``localstripe`` itself is only imported in the child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from types import FrameType, TracebackType
+from typing import IO, Self
+
+HOST = "127.0.0.1"
+
+# Runs in the child: argv[1] = inherited listening socket fd, argv[2] = "1" to log requests.
+_WRAPPER = """
+import logging, socket, sys
+from aiohttp import web
+from localstripe import resources, server
+resources.Store.dump_to_disk = lambda self: None
+resources.Store.try_load_from_disk = lambda self: None
+sock = socket.socket(fileno=int(sys.argv[1]))
+log = None
+if sys.argv[2] == "1":
+    log = logging.getLogger("aiohttp.access")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(logging.StreamHandler())
+web.run_app(server.app, sock=sock, access_log=log, print=None, handle_signals=True)
+"""
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be started or refused a configuration call."""
+
+
+class StripeEmulator:
+    """One ``localstripe`` child process with in-memory state on 127.0.0.1."""
+
+    def __init__(self, *, verbose: bool = False, startup_timeout: float = 15.0) -> None:
+        """`verbose` lets the child log requests and webhook deliveries to our stderr."""
+        self._verbose = verbose
+        self._startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._port: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self, port: int | None = None) -> None:
+        """Start on `port` (a free one if None) and wait until it answers HTTP."""
+        if self._proc is not None:
+            raise EmulatorError("emulator already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, port or 0))
+            sock.listen(128)
+            self._port = sock.getsockname()[1]
+            self._log = None if self._verbose else tempfile.TemporaryFile()  # noqa: SIM115
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WRAPPER,
+                    str(sock.fileno()),
+                    "1" if self._verbose else "0",
+                ],
+                pass_fds=(sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log if self._log is not None else None,
+            )
+        finally:
+            sock.close()  # the child owns its inherited copy
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        while True:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise EmulatorError(
+                    f"localstripe exited with {self._proc.returncode}: {self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/js.stripe.com/v3/", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"localstripe not answering on {self.url}: {self._log_tail()}")
+            time.sleep(0.1)
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return "(see stderr)"
+        self._log.seek(0)
+        return self._log.read()[-2000:].decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after 5 s). Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def wait(self) -> int:
+        """Block until the child exits; returns its exit code."""
+        if self._proc is None:
+            raise EmulatorError("emulator not started")
+        return self._proc.wait()
+
+    def __enter__(self) -> Self:
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on (after `start`)."""
+        if self._port is None:
+            raise EmulatorError("emulator not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8420``: the SDK's api_base."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def js_url(self) -> str:
+        """URL of the fake Stripe.js (``Stripe(pk)``, elements, confirmCard*)."""
+        return f"{self.url}/js.stripe.com/v3/"
+
+    # -- configuration -------------------------------------------------------------
+
+    def register_webhook(
+        self,
+        endpoint_id: str,
+        url: str,
+        secret: str,
+        events: Sequence[str] | None = None,
+    ) -> None:
+        """Register (or replace) webhook endpoint `endpoint_id`.
+
+        localstripe POSTs every event (or only `events`) to `url`, signed with
+        `secret` in a real-looking ``Stripe-Signature`` header, ~1 s after the event.
+        """
+        body: dict[str, object] = {"url": url, "secret": secret}
+        if events is not None:
+            body["events"] = list(events)
+        self._config("POST", f"/_config/webhooks/{endpoint_id}", body)
+
+    def flush(self) -> None:
+        """Delete every object (customers, intents, ...); webhooks stay registered."""
+        self._config("DELETE", "/_config/data", None)
+
+    def _config(self, method: str, path: str, body: dict[str, object] | None) -> None:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                resp.read()
+        except urllib.error.HTTPError as e:
+            raise EmulatorError(f"{method} {path} -> {e.code}: {e.read()[:500]!r}") from e
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m app.payments.emulator [--port N] [--quiet]``: run in the foreground."""
+    parser = argparse.ArgumentParser(description="In-memory localstripe on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8420, help="0 = any free port")
+    parser.add_argument("--quiet", action="store_true", help="do not log requests")
+    args = parser.parse_args(argv)
+    emu = StripeEmulator(verbose=not args.quiet)
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    emu.start(args.port or None)
+    try:
+        print(f"localstripe (in-memory) on {emu.url}  pid={os.getpid()}", flush=True)
+        code = emu.wait()
+        raise SystemExit(code)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Users, teams, memberships and pending invitations."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    MEMBER = "MEMBER"
+
+
+class User(Model):
+    id = fields.UUIDField(primary_key=True)
+    subject = fields.CharField(max_length=255, unique=True)
+    email = fields.CharField(max_length=320, db_index=True)
+    name = fields.CharField(max_length=255, null=True)
+    is_operator = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "users"
+
+
+class Team(Model):
+    id = fields.UUIDField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "teams"
+
+
+class Membership(Model):
+    id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "models.Team", related_name="memberships", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="memberships", on_delete=fields.CASCADE
+    )
+    role = fields.CharEnumField(Role, max_length=16)
+    created_at = fields.DatetimeField()
+
+    team_id: object
+    user_id: object
+
+    class Meta:
+        table = "memberships"
+        unique_together = (("team", "user"),)
+
+
+class Invitation(Model):
+    """A membership waiting for its email's owner to sign in for the first time."""
+
+    id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "models.Team", related_name="invitations", on_delete=fields.CASCADE
+    )
+    email = fields.CharField(max_length=320)
+    role = fields.CharEnumField(Role, max_length=16)
+    created_at = fields.DatetimeField()
+
+    team_id: object
+
+    class Meta:
+        table = "invitations"
+        unique_together = (("team", "email"),)

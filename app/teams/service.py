@@ -1,0 +1,249 @@
+"""Sign-in, teams, members and roles."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.credits.models import CreditAccount
+from app.kit import clock
+from app.kit.errors import DomainError, ErrorCode, Forbidden, NotFound
+from app.kit.ids import parse_uuid
+from app.teams.models import Invitation, Membership, Role, Team, User
+from app.teams.tokens import Claims
+
+MAX_TEAM_NAME = 200
+MAX_TEAMS_PER_USER = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in user of one request."""
+
+    user: User
+    is_operator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TeamAccess:
+    """A team the viewer may see, and the viewer's role in it (None for an operator)."""
+
+    team: Team
+    role: Role | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    email: str
+    name: str | None
+    role: Role
+    pending: bool
+
+
+async def sign_in(claims: Claims) -> Viewer:
+    """The user behind `claims`; created with a personal team on first sight."""
+    user = await User.get_or_none(subject=claims.subject)
+    if user is None:
+        user = await _first_sign_in(claims)
+    elif user.email != claims.email or (claims.name and user.name != claims.name):
+        user.email = claims.email
+        user.name = claims.name or user.name
+        await user.save(update_fields=["email", "name"])
+        await _accept_invitations(user)
+    if user.is_operator != claims.operator:
+        user.is_operator = claims.operator
+        await user.save(update_fields=["is_operator"])
+    return Viewer(user=user, is_operator=claims.operator)
+
+
+async def _first_sign_in(claims: Claims) -> User:
+    now = clock.now()
+    try:
+        async with in_transaction():
+            user = await User.create(
+                id=uuid.uuid4(),
+                subject=claims.subject,
+                email=claims.email,
+                name=claims.name,
+                is_operator=claims.operator,
+                created_at=now,
+            )
+            label = claims.name or claims.email.split("@", 1)[0]
+            await _create_team(user, f"{label}'s team"[:MAX_TEAM_NAME])
+    except IntegrityError:
+        # Two first requests raced; the other one created the user.
+        return await User.get(subject=claims.subject)
+    await _accept_invitations(user)
+    return user
+
+
+async def _accept_invitations(user: User) -> None:
+    """Turn the invitations addressed to the user's email into memberships."""
+    invitations = await Invitation.filter(email=user.email)
+    for invitation in invitations:
+        async with in_transaction():
+            exists = await Membership.exists(team_id=invitation.team_id, user_id=user.id)
+            if not exists:
+                await Membership.create(
+                    team_id=invitation.team_id,
+                    user_id=user.id,
+                    role=invitation.role,
+                    created_at=clock.now(),
+                )
+            await invitation.delete()
+
+
+async def _create_team(user: User, name: str) -> Team:
+    now = clock.now()
+    team = await Team.create(id=uuid.uuid4(), name=name, created_at=now)
+    await Membership.create(team=team, user=user, role=Role.ADMIN, created_at=now)
+    await CreditAccount.create(team=team, updated_at=now)
+    return team
+
+
+def _clean_team_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Team name must not be empty.", "name")
+    if len(cleaned) > MAX_TEAM_NAME:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"Team name takes at most {MAX_TEAM_NAME} characters.", "name"
+        )
+    return cleaned
+
+
+async def create_team(viewer: Viewer, name: str) -> Team:
+    cleaned = _clean_team_name(name)
+    if await Membership.filter(user_id=viewer.user.id).count() >= MAX_TEAMS_PER_USER:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Too many teams.", "name")
+    async with in_transaction():
+        return await _create_team(viewer.user, cleaned)
+
+
+async def team_access(viewer: Viewer, team_id: object, *, admin: bool = False) -> TeamAccess:
+    """The team if the viewer may see it; NotFound otherwise, Forbidden if not admin enough."""
+    parsed = parse_uuid(team_id)
+    if parsed is None:
+        raise NotFound()
+    membership = await Membership.get_or_none(team_id=parsed, user_id=viewer.user.id).only("role")
+    if membership is None:
+        if not viewer.is_operator:
+            raise NotFound()
+        team = await Team.get_or_none(id=parsed)
+        if team is None:
+            raise NotFound()
+        access = TeamAccess(team=team, role=None)
+    else:
+        access = TeamAccess(team=await Team.get(id=parsed), role=membership.role)
+    if admin and not access.is_admin:
+        raise Forbidden()
+    return access
+
+
+async def require_team(team_id: object) -> Team:
+    """The team, for operators' mutations (any team); NotFound when it does not exist."""
+    parsed = parse_uuid(team_id)
+    team = await Team.get_or_none(id=parsed) if parsed else None
+    if team is None:
+        raise NotFound()
+    return team
+
+
+async def memberships(viewer: Viewer) -> list[tuple[Team, Role]]:
+    rows = (
+        await Membership.filter(user_id=viewer.user.id)
+        .prefetch_related("team")
+        .order_by("created_at")
+    )
+    return [(row.team, row.role) for row in rows]
+
+
+async def members(team: Team) -> list[MemberView]:
+    rows = await Membership.filter(team_id=team.id).prefetch_related("user").order_by("created_at")
+    invitations = await Invitation.filter(team_id=team.id).order_by("created_at")
+    active = [MemberView(m.user.email, m.user.name, m.role, False) for m in rows]
+    pending = [MemberView(i.email, None, i.role, True) for i in invitations]
+    return active + pending
+
+
+def _clean_email(email: str) -> str:
+    cleaned = email.strip().lower()
+    local, _, domain = cleaned.partition("@")
+    if not local or "." not in domain or len(cleaned) > 320 or any(c.isspace() for c in cleaned):
+        raise DomainError(ErrorCode.INVALID_INPUT, "Enter a valid email address.", "email")
+    return cleaned
+
+
+async def add_member(team: Team, email: str, role: Role) -> MemberView:
+    """Adds a member now, or invites the email until its owner first signs in."""
+    cleaned = _clean_email(email)
+    async with in_transaction():
+        await CreditAccount.select_for_update().get(team_id=team.id)
+        user = await User.filter(email=cleaned).order_by("created_at").first()
+        if user is not None:
+            if await Membership.exists(team_id=team.id, user_id=user.id):
+                raise DomainError(ErrorCode.INVALID_INPUT, "Already a member.", "email")
+            await Membership.create(team=team, user=user, role=role, created_at=clock.now())
+            return MemberView(user.email, user.name, role, False)
+        if await Invitation.exists(team_id=team.id, email=cleaned):
+            raise DomainError(ErrorCode.INVALID_INPUT, "Already invited.", "email")
+        await Invitation.create(team=team, email=cleaned, role=role, created_at=clock.now())
+        return MemberView(cleaned, None, role, True)
+
+
+async def _find_member(team: Team, email: str) -> Membership | Invitation:
+    cleaned = email.strip().lower()
+    membership = (
+        await Membership.filter(team_id=team.id, user__email=cleaned)
+        .prefetch_related("user")
+        .first()
+    )
+    if membership is not None:
+        return membership
+    invitation = await Invitation.get_or_none(team_id=team.id, email=cleaned)
+    if invitation is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such member.", "email")
+    return invitation
+
+
+async def _admin_count(team: Team) -> int:
+    return await Membership.filter(team_id=team.id, role=Role.ADMIN).count()
+
+
+async def remove_member(team: Team, email: str) -> None:
+    async with in_transaction():
+        # The account row is the team's lock: two removals cannot both pass the last-admin check.
+        await CreditAccount.select_for_update().get(team_id=team.id)
+        found = await _find_member(team, email)
+        is_admin = isinstance(found, Membership) and found.role is Role.ADMIN
+        if is_admin and await _admin_count(team) <= 1:
+            raise DomainError(ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "email")
+        await found.delete()
+
+
+async def set_member_role(team: Team, email: str, role: Role) -> MemberView:
+    async with in_transaction():
+        await CreditAccount.select_for_update().get(team_id=team.id)
+        found = await _find_member(team, email)
+        if isinstance(found, Membership):
+            if (
+                found.role is Role.ADMIN
+                and role is not Role.ADMIN
+                and await _admin_count(team) <= 1
+            ):
+                raise DomainError(
+                    ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "role"
+                )
+            found.role = role
+            await found.save(update_fields=["role"])
+            return MemberView(found.user.email, found.user.name, role, False)
+        found.role = role
+        await found.save(update_fields=["role"])
+        return MemberView(found.email, None, role, True)
