@@ -11,10 +11,11 @@ from tortoise.migrations.api import migrate as tortoise_migrate
 
 from app.config import Settings, get_settings
 
-MODEL_MODULES = [
-    "app.teams.models",
-    "app.credits.models",
-]
+# One Tortoise app per domain, each with its own migration history under migrations/<app>/.
+APPS: dict[str, list[str]] = {
+    "teams": ["app.teams.models"],
+    "credits": ["app.credits.models"],
+}
 
 
 def connection_url(settings: Settings) -> str:
@@ -37,11 +38,12 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
     return {
         "connections": {"default": connection_url(settings)},
         "apps": {
-            "models": {
-                "models": MODEL_MODULES,
+            label: {
+                "models": modules,
                 "default_connection": "default",
-                "migrations": "migrations",
+                "migrations": f"migrations.{label}",
             }
+            for label, modules in APPS.items()
         },
         "use_tz": True,
         "timezone": "UTC",

@@ -33,7 +33,7 @@ class CreditAccount(Model):
 
     id = fields.BigIntField(primary_key=True)
     team: fields.OneToOneRelation[Team] = fields.OneToOneField(
-        "models.Team", related_name="account", on_delete=fields.CASCADE
+        "teams.Team", related_name="account", on_delete=fields.CASCADE
     )
     free = fields.BigIntField(default=0)
     promotional = fields.BigIntField(default=0)
@@ -52,7 +52,7 @@ class CreditAccount(Model):
 class CreditGrant(Model):
     id = fields.UUIDField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="grants", on_delete=fields.CASCADE
+        "teams.Team", related_name="grants", on_delete=fields.CASCADE
     )
     kind = fields.CharEnumField(CreditKind, max_length=16)
     amount = fields.BigIntField()
@@ -71,7 +71,7 @@ class CreditGrant(Model):
 class UsageRecord(Model):
     id = fields.UUIDField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="usage_records", on_delete=fields.CASCADE
+        "teams.Team", related_name="usage_records", on_delete=fields.CASCADE
     )
     idempotency_key = fields.CharField(max_length=255)
     amount = fields.BigIntField()
@@ -98,15 +98,15 @@ class LedgerEntry(Model):
 
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="ledger_entries", on_delete=fields.CASCADE
+        "teams.Team", related_name="ledger_entries", on_delete=fields.CASCADE
     )
     grant: fields.ForeignKeyRelation[CreditGrant] = fields.ForeignKeyField(
-        "models.CreditGrant", related_name="ledger_entries", on_delete=fields.CASCADE
+        "credits.CreditGrant", related_name="ledger_entries", on_delete=fields.CASCADE
     )
     kind = fields.CharEnumField(LedgerKind, max_length=16)
     amount = fields.BigIntField()
     usage: fields.ForeignKeyNullableRelation[UsageRecord] = fields.ForeignKeyField(
-        "models.UsageRecord", related_name="ledger_entries", null=True, on_delete=fields.CASCADE
+        "credits.UsageRecord", related_name="ledger_entries", null=True, on_delete=fields.CASCADE
     )
     created_at = fields.DatetimeField()
 
@@ -123,7 +123,7 @@ class InvoicedPeriod(Model):
 
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="invoiced_periods", on_delete=fields.CASCADE
+        "teams.Team", related_name="invoiced_periods", on_delete=fields.CASCADE
     )
     period = fields.CharField(max_length=7)
     amount = fields.BigIntField(default=0)

@@ -37,10 +37,10 @@ class Team(Model):
 class Membership(Model):
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="memberships", on_delete=fields.CASCADE
+        "teams.Team", related_name="memberships", on_delete=fields.CASCADE
     )
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "models.User", related_name="memberships", on_delete=fields.CASCADE
+        "teams.User", related_name="memberships", on_delete=fields.CASCADE
     )
     role = fields.CharEnumField(Role, max_length=16)
     created_at = fields.DatetimeField()
@@ -58,7 +58,7 @@ class Invitation(Model):
 
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
-        "models.Team", related_name="invitations", on_delete=fields.CASCADE
+        "teams.Team", related_name="invitations", on_delete=fields.CASCADE
     )
     email = fields.CharField(max_length=320)
     role = fields.CharEnumField(Role, max_length=16)
