@@ -65,7 +65,7 @@ class CreditGrant(Model):
 
     class Meta:
         table = "credit_grants"
-        indexes = (Index(fields=("team", "remaining")),)
+        indexes = (Index(fields=("team_id", "remaining")),)
 
 
 class UsageRecord(Model):
@@ -90,7 +90,7 @@ class UsageRecord(Model):
     class Meta:
         table = "usage_records"
         unique_together = (("team", "idempotency_key"),)
-        indexes = (Index(fields=("team", "period")),)
+        indexes = (Index(fields=("team_id", "period")),)
 
 
 class LedgerEntry(Model):
@@ -115,7 +115,7 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "ledger_entries"
-        indexes = (Index(fields=("grant",)), Index(fields=("team",)))
+        indexes = (Index(fields=("grant_id",)), Index(fields=("team_id",)))
 
 
 class InvoicedPeriod(Model):

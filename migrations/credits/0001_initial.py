@@ -7,9 +7,9 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    initial = True
-    # Cross-app foreign keys: Tortoise's autodetector does not add this dependency itself.
     dependencies = [('teams', '0001_initial')]
+
+    initial = True
 
     operations = [
         ops.CreateModel(
@@ -49,7 +49,7 @@ class Migration(migrations.Migration):
                 ('granted_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'credit_grants', 'app': 'credits', 'indexes': [Index(fields=['team', 'remaining'])], 'pk_attr': 'id'},
+            options={'table': 'credit_grants', 'app': 'credits', 'indexes': [Index(fields=['team_id', 'remaining'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -80,7 +80,7 @@ class Migration(migrations.Migration):
                 ('period', fields.CharField(max_length=7)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'usage_records', 'app': 'credits', 'unique_together': (('team', 'idempotency_key'),), 'indexes': [Index(fields=['team', 'period'])], 'pk_attr': 'id'},
+            options={'table': 'usage_records', 'app': 'credits', 'unique_together': (('team', 'idempotency_key'),), 'indexes': [Index(fields=['team_id', 'period'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -94,7 +94,7 @@ class Migration(migrations.Migration):
                 ('usage', fields.ForeignKeyField('credits.UsageRecord', source_field='usage_id', null=True, db_constraint=True, to_field='id', related_name='ledger_entries', on_delete=OnDelete.CASCADE)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'ledger_entries', 'app': 'credits', 'indexes': [Index(fields=['grant']), Index(fields=['team'])], 'pk_attr': 'id', 'table_description': 'Append-only: rows are inserted, never updated or deleted.'},
+            options={'table': 'ledger_entries', 'app': 'credits', 'indexes': [Index(fields=['grant_id']), Index(fields=['team_id'])], 'pk_attr': 'id', 'table_description': 'Append-only: rows are inserted, never updated or deleted.'},
             bases=['Model'],
         ),
     ]
