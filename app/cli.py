@@ -84,6 +84,14 @@ def _run(
     return command
 
 
+async def _audit(_settings: Settings) -> int:
+    from app.credits.audit import audit_with_summary, report
+
+    found, summary = await audit_with_summary()
+    print(report(found, summary))
+    return 1 if found else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditline", description="Creditline team billing.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--operator", action="store_true")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     token.set_defaults(handler=_token)
+
+    sub.add_parser(
+        "audit", help="check the ledger's invariants; exits 1 listing each discrepancy"
+    ).set_defaults(handler=_run(_audit))
 
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
         handler=_export_schema
