@@ -14,6 +14,7 @@ from tortoise import Tortoise, connections
 
 from app import db
 from app.config import Environment, Settings
+from app.graphql.context import forget_viewers
 from app.kit import clock
 from app.main import create_app
 from app.teams import tokens
@@ -71,6 +72,7 @@ async def clean_database(database: Settings) -> AsyncIterator[None]:
             "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE;"
         )
     clock.reset()
+    forget_viewers()
     yield
     clock.reset()
 

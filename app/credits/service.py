@@ -8,7 +8,6 @@ after the other and balances can never go below zero.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -229,16 +228,8 @@ class LockedAccount:
             self.draw(grant, taken, LedgerKind.WITHDRAWAL, None)
         return taken
 
-    async def flush(self) -> None:
-        """Writes grants, ledger entries and the account's cached balances."""
-        if self._new_grants:
-            await CreditGrant.bulk_create(self._new_grants, using_db=self.conn)
-        if self._dirty_grants:
-            await CreditGrant.bulk_update(
-                list(self._dirty_grants.values()), fields=["remaining"], using_db=self.conn
-            )
-        if self._entries:
-            await LedgerEntry.bulk_create(self._entries, using_db=self.conn)
+    def _settle(self) -> None:
+        """Recomputes the cached balances from the live grants."""
         self.grants = [g for g in self.grants if _is_live(g, self.now)]
         sums = _sums(self.grants)
         account = self.account
@@ -248,10 +239,91 @@ class LockedAccount:
         expiries = [g.expires_at for g in self.grants if g.expires_at is not None]
         account.next_expiry_at = min(expiries) if expiries else None
         account.updated_at = self.now
-        await account.save(using_db=self.conn)
-        self._new_grants.clear()
-        self._dirty_grants.clear()
-        self._entries.clear()
+
+    @property
+    def available(self) -> int:
+        """Credits (free, promotional, prepaid) this account can still draw."""
+        return sum(g.remaining for g in self.grants)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._new_grants or self._dirty_grants or self._entries)
+
+    async def flush(self) -> None:
+        """Writes grants, ledger entries and the account's cached balances."""
+        await flush_accounts([self], self.conn)
+
+
+_ACCOUNT_PK = {"id", "team_id"}
+
+
+def _account_fields() -> list[str]:
+    """Every column of the account row but its keys, so new columns are written too."""
+    return [
+        name
+        for name, field in CreditAccount._meta.fields_map.items()
+        if name not in _ACCOUNT_PK and not field.pk and name in CreditAccount._meta.db_fields
+    ]
+
+
+async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient) -> None:
+    """Writes the changes of several locked accounts in a few set-based statements."""
+    new_grants = [g for a in accounts for g in a._new_grants]
+    dirty = [g for a in accounts for g in a._dirty_grants.values()]
+    entries = [e for a in accounts for e in a._entries]
+    if new_grants:
+        await CreditGrant.bulk_create(new_grants, using_db=conn)
+    if dirty:
+        await CreditGrant.bulk_update(dirty, fields=["remaining"], using_db=conn)
+    if entries:
+        await LedgerEntry.bulk_create(entries, using_db=conn)
+    for locked in accounts:
+        locked._settle()
+        locked._new_grants.clear()
+        locked._dirty_grants.clear()
+        locked._entries.clear()
+    if len(accounts) == 1:
+        await accounts[0].account.save(using_db=conn)
+    elif accounts:
+        await CreditAccount.bulk_update(
+            [a.account for a in accounts], fields=_account_fields(), using_db=conn
+        )
+
+
+async def lock_accounts(
+    team_ids: list[uuid.UUID], conn: BaseDBAsyncClient
+) -> dict[uuid.UUID, LockedAccount]:
+    """Locks several teams' account rows in team-id order (so concurrent callers never
+    deadlock), loads their live grants and writes any due expiry. Unknown teams are
+    simply absent from the result. Call inside `in_transaction()`.
+    """
+    ids = sorted(set(team_ids))
+    if len(ids) == 1:
+        query = CreditAccount.filter(team_id=ids[0])
+    else:
+        query = CreditAccount.filter(team_id__in=ids).order_by("team_id")
+    accounts = await query.select_for_update().using_db(conn)
+    now = clock.now()
+    locked: dict[uuid.UUID, LockedAccount] = {}
+    for account in accounts:
+        team_id = account.team_id
+        assert isinstance(team_id, uuid.UUID)
+        locked[team_id] = LockedAccount(account=account, conn=conn, now=now, grants=[])
+    if not locked:
+        return locked
+    if len(locked) == 1:
+        grants_query = CreditGrant.filter(team_id=next(iter(locked)), remaining__gt=0)
+    else:
+        grants_query = CreditGrant.filter(team_id__in=list(locked), remaining__gt=0)
+    for grant in await grants_query.using_db(conn):
+        owner = locked[grant.team_id]  # type: ignore[index]
+        if grant.expires_at is not None and grant.expires_at <= now:
+            owner.draw(grant, grant.remaining, LedgerKind.EXPIRY, None)
+        else:
+            owner.grants.append(grant)
+    for owner in locked.values():
+        owner.grants.sort(key=consumption_key)
+    return locked
 
 
 async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAccount:
@@ -259,27 +331,17 @@ async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAcc
 
     Call inside `in_transaction()`; raises NotFound for an unknown team.
     """
-    account = await CreditAccount.select_for_update().using_db(conn).get_or_none(team_id=team_id)
-    if account is None:
+    locked = await lock_accounts([team_id], conn)
+    if team_id not in locked:
         raise NotFound()
-    now = clock.now()
-    query = CreditGrant.filter(team_id=team_id, remaining__gt=0).using_db(conn)
-    grants = await query
-    locked = LockedAccount(account=account, conn=conn, now=now, grants=[])
-    for grant in grants:
-        if grant.expires_at is not None and grant.expires_at <= now:
-            locked.draw(grant, grant.remaining, LedgerKind.EXPIRY, None)
-        else:
-            locked.grants.append(grant)
-    locked.grants.sort(key=consumption_key)
-    return locked
+    return locked[team_id]
 
 
 async def expire_due(team_id: uuid.UUID) -> bool:
     """Writes expiry entries for a team's grants that expired; True if any did."""
     async with in_transaction() as conn:
         locked = await lock_account(team_id, conn)
-        changed = bool(locked._dirty_grants)
+        changed = locked.changed
         if changed:
             await locked.flush()
     if changed:
@@ -370,103 +432,102 @@ def _same_request(record: UsageRecord, request: UsageRequest) -> bool:
     return request.occurred_at is None or record.occurred_at == request.occurred_at
 
 
-async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
-    """Applies usage events; one result per request, in order.
+MAX_EVENTS_PER_TRANSACTION = 1000
 
-    Events of one team are applied together in one transaction, in input order,
-    each all or nothing.
+
+async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
+    """Applies usage events; one result per request, in input order.
+
+    All events (any teams) go into one transaction that locks the teams' account rows in
+    team-id order; each event is applied in input order, all or nothing on its own.
     """
     results = [UsageResult() for _ in requests]
-    by_team: dict[uuid.UUID, list[int]] = defaultdict(list)
+    valid: list[int] = []
     for index, request in enumerate(requests):
         error = validate_usage(request)
         if error is not None:
             results[index].error = error
         else:
-            by_team[request.team_id].append(index)
-    for team_id, indexes in by_team.items():
-        try:
-            team_results = await _record_team_usage(team_id, [requests[i] for i in indexes])
-        except NotFound:
-            team_results = [UsageResult(not_found=True) for _ in indexes]
-        for index, result in zip(indexes, team_results, strict=True):
+            valid.append(index)
+    for start in range(0, len(valid), MAX_EVENTS_PER_TRANSACTION):
+        chunk = valid[start : start + MAX_EVENTS_PER_TRANSACTION]
+        applied = await _apply_usage([requests[i] for i in chunk])
+        for index, result in zip(chunk, applied, strict=True):
             results[index] = result
     return results
 
 
-async def _record_team_usage(team_id: uuid.UUID, requests: list[UsageRequest]) -> list[UsageResult]:
+_KEY_REUSED = "This idempotency key was used with other parameters."
+
+
+async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     results: list[UsageResult] = []
     records: list[UsageRecord] = []
     async with in_transaction() as conn:
-        locked = await lock_account(team_id, conn)
-        now = locked.now
-        keys = {r.idempotency_key for r in requests}
-        seen = {
-            r.idempotency_key: r
-            for r in await UsageRecord.filter(team_id=team_id, idempotency_key__in=keys).using_db(
-                conn
-            )
-        }
-        periods: dict[str, InvoicedPeriod] = {}
+        locked = await lock_accounts([r.team_id for r in requests], conn)
+        now = clock.now()
+        current_period = clock.period_of(now)
+        keys = {r.idempotency_key for r in requests if r.team_id in locked}
+        seen: dict[tuple[object, str], UsageRecord] = {}
+        if keys:
+            found = UsageRecord.filter(team_id__in=list(locked), idempotency_key__in=list(keys))
+            for record in await found.using_db(conn):
+                seen[(record.team_id, record.idempotency_key)] = record
+        periods: dict[tuple[uuid.UUID, str], InvoicedPeriod] = {}
         closed: dict[str, bool] = {}
         for request in requests:
-            replay = seen.get(request.idempotency_key)
+            account = locked.get(request.team_id)
+            if account is None:
+                results.append(UsageResult(not_found=True))
+                continue
+            replay = seen.get((request.team_id, request.idempotency_key))
             if replay is not None:
                 if _same_request(replay, request):
                     results.append(UsageResult(record=replay))
                 else:
-                    results.append(
-                        UsageResult(
-                            error=DomainError(
-                                ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                                "This idempotency key was used with other parameters.",
-                                "idempotencyKey",
-                            )
-                        )
+                    error = DomainError(
+                        ErrorCode.IDEMPOTENCY_KEY_REUSED, _KEY_REUSED, "idempotencyKey"
                     )
+                    results.append(UsageResult(error=error))
                 continue
             occurred_at = request.occurred_at or now
             period = clock.period_of(occurred_at)
-            if period != clock.period_of(now):
+            if period != current_period:
                 if period not in closed:
-                    closed[period] = (
-                        await ClosedPeriod.filter(period=period).using_db(conn).exists()
-                    )
+                    query = ClosedPeriod.filter(period=period).using_db(conn)
+                    closed[period] = await query.exists()
                 if closed[period]:
-                    results.append(
-                        UsageResult(
-                            error=DomainError(
-                                ErrorCode.PERIOD_CLOSED,
-                                f"The period {period} is closed.",
-                                "occurredAt",
-                            )
-                        )
+                    error = DomainError(
+                        ErrorCode.PERIOD_CLOSED, f"The period {period} is closed.", "occurredAt"
                     )
+                    results.append(UsageResult(error=error))
                     continue
-            if period not in periods:
-                row = (
-                    await InvoicedPeriod.filter(team_id=team_id, period=period)
-                    .using_db(conn)
-                    .first()
-                )
-                periods[period] = row or InvoicedPeriod(team_id=team_id, period=period, amount=0)
-            result = _draw(locked, request, occurred_at, period, periods[period])
+            invoiced = None
+            if request.amount > account.available:
+                # Only events that reach the invoiced tier read the month's invoiced total.
+                invoiced = periods.get((request.team_id, period))
+                if invoiced is None:
+                    invoiced = await InvoicedPeriod.filter(
+                        team_id=request.team_id, period=period
+                    ).using_db(conn).first() or InvoicedPeriod(
+                        team_id=request.team_id, period=period, amount=0
+                    )
+                    periods[(request.team_id, period)] = invoiced
+            result = _draw(account, request, occurred_at, period, invoiced)
             if result.record is not None:
                 records.append(result.record)
-                seen[request.idempotency_key] = result.record
+                seen[(request.team_id, request.idempotency_key)] = result.record
             results.append(result)
         if records:
             await UsageRecord.bulk_create(records, using_db=conn)
             for row in periods.values():
                 if row.amount:
                     await row.save(using_db=conn)
-        if records or locked._dirty_grants:
-            await locked.flush()
-            changed = True
-        else:
-            changed = False
-    if changed:
-        await bus.credits_changed(team_id)
+        changed = [a for a in locked.values() if a.changed]
+        if changed:
+            await flush_accounts(changed, conn)
+    for account in changed:
+        await bus.credits_changed(account.team_id)
     return results
 
 
@@ -475,26 +536,28 @@ def _draw(
     request: UsageRequest,
     occurred_at: datetime,
     period: str,
-    invoiced: InvoicedPeriod,
+    invoiced: InvoicedPeriod | None,
 ) -> UsageResult:
-    """Takes one event from free/promotional, then prepaid, then the invoiced headroom."""
+    """Takes one event from free/promotional, then prepaid, then the invoiced headroom.
+
+    `invoiced` is the month's invoiced row, needed only when credits do not cover the event.
+    """
     account = locked.account
-    available = sum(g.remaining for g in locked.grants)
-    headroom = (
-        0 if account.invoicing_suspended else max(account.invoiced_limit - invoiced.amount, 0)
-    )
-    if request.amount > available + headroom:
-        if account.invoiced_limit == 0:
-            error = DomainError(
-                ErrorCode.CREDITS_EXHAUSTED, "Not enough credits for this usage.", "amount"
-            )
-        else:
-            error = DomainError(
-                ErrorCode.INVOICED_LIMIT_REACHED,
-                "Not enough credits and the invoiced spending limit is reached.",
-                "amount",
-            )
-        return UsageResult(error=error)
+    if invoiced is not None:
+        suspended = account.invoicing_suspended
+        headroom = 0 if suspended else max(account.invoiced_limit - invoiced.amount, 0)
+        if request.amount > locked.available + headroom:
+            if account.invoiced_limit == 0:
+                error = DomainError(
+                    ErrorCode.CREDITS_EXHAUSTED, "Not enough credits for this usage.", "amount"
+                )
+            else:
+                error = DomainError(
+                    ErrorCode.INVOICED_LIMIT_REACHED,
+                    "Not enough credits and the invoiced spending limit is reached.",
+                    "amount",
+                )
+            return UsageResult(error=error)
     record = UsageRecord(
         id=uuid.uuid4(),
         team_id=locked.team_id,
@@ -527,7 +590,9 @@ def _draw(
             record.from_prepaid += take
     locked.grants = [g for g in locked.grants if g.remaining > 0]
     record.invoiced = left
-    invoiced.amount += left
+    if left:
+        assert invoiced is not None
+        invoiced.amount += left
     return UsageResult(record=record)
 
 

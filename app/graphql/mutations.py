@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 
 import strawberry
 
+from app.credits import batching
 from app.credits import service as credits
 from app.graphql.context import Info
 from app.graphql.errors import UserError
@@ -198,7 +199,11 @@ def _usage_request(event: RecordUsageInput) -> credits.UsageRequest | DomainErro
 async def _record(events: list[RecordUsageInput]) -> list[RecordUsageResult]:
     parsed = [_usage_request(e) for e in events]
     requests = [p for p in parsed if isinstance(p, credits.UsageRequest)]
-    outcomes = iter(await credits.record_usage(requests))
+    if len(requests) == 1:
+        # A single event joins the worker's group commit with concurrent ones.
+        outcomes = iter([await batching.submit(requests[0])])
+    else:
+        outcomes = iter(await credits.record_usage(requests))
     results: list[RecordUsageResult] = []
     for item in parsed:
         if isinstance(item, DomainError):

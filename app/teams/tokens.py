@@ -17,6 +17,7 @@ class Claims:
     email: str
     name: str | None
     operator: bool
+    expires_at: float
 
 
 class InvalidToken(Exception):
@@ -70,6 +71,7 @@ def verify(secret: str, token: str) -> Claims:
         email=email.strip().lower(),
         name=name[:255] if name else None,
         operator=payload.get("operator") is True,
+        expires_at=float(payload["exp"]),
     )
 
 
