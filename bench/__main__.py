@@ -1,0 +1,139 @@
+"""`scripts/bench [--quick] [--json FILE] [SUITE ...]`: starts its own server on
+PostgreSQL and prints the figures; exits non-zero if the ledger audit finds any
+discrepancy afterwards."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from bench import harness, usage
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _print_usage(figures: dict[str, Any]) -> None:
+    rows: list[tuple[str, ...]] = [
+        (
+            "recordUsage",
+            "clients",
+            "accepted/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "pgbench tps",
+            "ratio",
+        )
+    ]
+    for kind in ("hot", "many"):
+        for clients, run in figures[kind].items():
+            ceiling = figures["pgbench"][clients]
+            ratio = run["accepted_per_s"] / ceiling if kind == "hot" else None
+            rows.append(
+                (
+                    "1 hot team" if kind == "hot" else "1,000 teams",
+                    str(clients),
+                    f"{run['accepted_per_s']:.0f}",
+                    f"{run['p50_ms']:.1f}",
+                    f"{run['p95_ms']:.1f}",
+                    f"{run['p99_ms']:.1f}",
+                    f"{ceiling:.0f}",
+                    f"{ratio:.2f}x" if ratio is not None else "",
+                )
+            )
+    print(_table(rows))
+    batch = figures["batch"]
+    query = figures["query"]
+    noop = figures["noop"]
+    print()
+    print(
+        _table(
+            [
+                ("other", "clients", "per second", "p50 ms", "p99 ms"),
+                (
+                    "recordUsageBatch (events)",
+                    "4",
+                    f"{batch['accepted_per_s']:.0f}",
+                    f"{batch['p50_ms']:.1f}",
+                    f"{batch['p99_ms']:.1f}",
+                ),
+                (
+                    "team { credits } (requests)",
+                    "64",
+                    f"{query['rps']:.0f}",
+                    f"{query['p50_ms']:.1f}",
+                    f"{query['p99_ms']:.1f}",
+                ),
+                (
+                    "no-op endpoint (load generator)",
+                    "64",
+                    f"{noop['rps']:.0f}",
+                    f"{noop['p50_ms']:.1f}",
+                    f"{noop['p99_ms']:.1f}",
+                ),
+            ]
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench")
+    parser.add_argument("suites", nargs="*", help="usage, subscriptions (default: all)")
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    args, rest = parser.parse_known_args(argv)
+    suites = args.suites or ["usage", "subscriptions"]
+    harness.require_tools()
+    seconds = 3.0 if args.quick else 10.0
+    figures: dict[str, Any] = {"quick": args.quick, "workers": args.workers}
+    database = harness.Database.create()
+    failed = False
+    try:
+        harness.migrate(database)
+        if "usage" in suites:
+            hot = harness.create_teams(database, 1)
+            many = harness.create_teams(database, 1000)
+            figures["noop"] = usage.noop_ceiling(seconds)
+            server = harness.Server(harness.server_env(database), workers=args.workers)
+            try:
+                figures.update(
+                    usage.run(database, server, seconds=seconds, hot_team=hot[0], many_teams=many)
+                )
+                figures["server_memory_mb"] = server.memory_mb()
+            finally:
+                server.stop()
+            _print_usage(figures)
+        if "subscriptions" in suites:
+            try:
+                subscriptions = importlib.import_module("bench.subscriptions")
+            except ModuleNotFoundError:
+                print("\n(subscriptions benchmark not available)")
+            else:
+                figures["subscriptions"] = subscriptions.main_from_harness(
+                    database, quick=args.quick, argv=rest
+                )
+        discrepancies = harness.audit(database)
+        figures["ledger_discrepancies"] = len(discrepancies)
+        print(f"\nledger audit: {len(discrepancies)} discrepancies")
+        for line in discrepancies[:20]:
+            print("  " + line)
+        failed = bool(discrepancies)
+    finally:
+        database.drop()
+    if args.json_file:
+        with open(args.json_file, "w") as out:
+            json.dump(figures, out, indent=2, default=str)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

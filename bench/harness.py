@@ -1,0 +1,272 @@
+"""Pieces every benchmark uses: a throw-away PostgreSQL database, a real server
+process, teams with credits, wrk and pgbench runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "lua"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    return subprocess.run(
+        ["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", database, "-tAc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@dataclass
+class Database:
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{self.name}"
+
+    @classmethod
+    def create(cls) -> Database:
+        name = f"creditline_bench_{os.getpid()}_{int(time.time())}"
+        psql(f'CREATE DATABASE "{name}"')
+        return cls(name)
+
+    def drop(self) -> None:
+        psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def count(self, table: str) -> int:
+        return int(psql(f"SELECT count(*) FROM {table}", self.name))
+
+
+def server_env(database: Database, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database.url,
+        AUTH_JWT_SECRET=JWT_SECRET,
+        ENVIRONMENT="test",
+        DATABASE_POOL_SIZE="30",
+    )
+    env.update(extra)
+    return env
+
+
+class Server:
+    """`python -m app serve` (or any ASGI app under uvicorn) in a child process."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1, app: str | None = None) -> None:
+        self.port = free_port()
+        if app is None:
+            command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
+            command += ["--workers", str(workers)]
+        else:
+            command = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port)]
+            command += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._wait("/healthz" if app is None else "/")
+
+    def _wait(self, path: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"server exited: {err[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1) as response:
+                    if response.status < 500:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start within 30 s")
+
+    def memory_mb(self) -> float:
+        """Resident memory of the server and its worker children."""
+        pids = [str(self.process.pid)]
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        pids += children
+        out = subprocess.run(
+            ["ps", "-o", "rss=", "-p", ",".join(pids)], capture_output=True, text=True
+        )
+        return sum(int(x) for x in out.stdout.split()) / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def token(email: str = "bench-gateway@example.com", operator: bool = True) -> str:
+    sys.path.insert(0, str(ROOT))
+    from app.teams import tokens
+
+    return tokens.mint(JWT_SECRET, subject=f"bench:{email}", email=email, operator=operator)
+
+
+def migrate(database: Database) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        cwd=ROOT,
+        env=server_env(database),
+        check=True,
+        capture_output=True,
+    )
+
+
+async def _create_teams(url: str, count: int, dollars: int) -> list[str]:
+    from app import db
+    from app.config import Settings
+    from app.credits import service as credits
+    from app.credits.models import CreditAccount, CreditKind
+    from app.kit import clock
+    from app.kit.money import UNITS_PER_DOLLAR
+    from app.teams.models import Team
+
+    await db.init_db(Settings(database_url=url, auth_jwt_secret=JWT_SECRET))
+    try:
+        now = clock.now()
+        teams = [Team(id=uuid.uuid4(), name=f"bench {i}", created_at=now) for i in range(count)]
+        await Team.bulk_create(teams)
+        await CreditAccount.bulk_create([CreditAccount(team=t, updated_at=now) for t in teams])
+        for team in teams:
+            await credits.grant_credits(team.id, CreditKind.PREPAID, dollars * UNITS_PER_DOLLAR)
+        return [str(t.id) for t in teams]
+    finally:
+        await db.close_db()
+
+
+def create_teams(database: Database, count: int, dollars: int = 1_000_000) -> list[str]:
+    return asyncio.run(_create_teams(database.url, count, dollars))
+
+
+def audit(database: Database) -> list[str]:
+    """The ledger invariants on the benchmark's database (`creditline audit`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "audit"],
+        cwd=ROOT,
+        env=server_env(database),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode == 0:
+        return []
+    return (result.stdout + result.stderr).strip().splitlines() or ["audit failed"]
+
+
+_RESULT = re.compile(
+    r"RESULT requests=(\d+) errors=(\d+) p50=([\d.]+) p95=([\d.]+) p99=([\d.]+) duration_us=(\d+)"
+)
+
+
+def wrk(
+    url: str, script: str, connections: int, seconds: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """Runs wrk; returns requests, errors, requests/s and p50/p95/p99 latency in ms."""
+    threads = max(1, min(2, connections))
+    result = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA / script),
+            url,
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    match = _RESULT.search(result.stdout)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result: {result.stdout}\n{result.stderr}")
+    requests, errors, p50, p95, p99, duration_us = match.groups()
+    duration = int(duration_us) / 1e6
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "duration_s": duration,
+        "rps": int(requests) / duration,
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+    }
+
+
+def pgbench_update(database: Database, clients: int, seconds: int) -> float:
+    """PostgreSQL's own one-row UPDATE ceiling on the same database: transactions/s."""
+    psql(
+        "CREATE TABLE IF NOT EXISTS bench_hot_row (id int PRIMARY KEY, n bigint NOT NULL);"
+        "INSERT INTO bench_hot_row VALUES (1, 0) ON CONFLICT DO NOTHING",
+        database.name,
+    )
+    script = Path(f"/tmp/creditline-pgbench-{os.getpid()}.sql")
+    script.write_text("UPDATE bench_hot_row SET n = n + 1 WHERE id = 1;\n")
+    try:
+        result = subprocess.run(
+            [
+                "pgbench",
+                "-h",
+                PG["host"],
+                "-p",
+                PG["port"],
+                "-U",
+                PG["user"],
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                str(min(clients, 2)),
+                "-T",
+                str(seconds),
+                "-f",
+                str(script),
+                database.name,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        script.unlink(missing_ok=True)
+    match = re.search(r"tps = ([\d.]+)", result.stdout)
+    if match is None:
+        raise RuntimeError(result.stdout + result.stderr)
+    return float(match.group(1))
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("wrk", "pgbench", "psql") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"bench needs {', '.join(missing)} (scripts/bench installs them)")
