@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 
-from app import db
+from app import console, db, devauth
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
 from app.logs import configure_logging
@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
     ]
+    # Last: the console's static mount answers every path no route above took.
+    routes += [*devauth.routes(settings), *console.routes(settings)]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.state.settings = settings
     return starlette

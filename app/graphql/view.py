@@ -12,6 +12,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from app import console
 from app.config import Settings
 from app.graphql.context import Context
 from app.graphql.schema import schema
@@ -29,6 +30,10 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_allow_origins,
         )
         self.settings = settings
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL built from npm packages into app/static/console/ (no CDN)."""
+        return console.ide_response()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -1,0 +1,394 @@
+// The console shell: configuration, sign-in, the team switcher and the four billing pages.
+
+import type { JSX } from "preact";
+import { createContext } from "preact";
+import { useContext, useEffect, useState } from "preact/hooks";
+import type { LiveStatus } from "../lib/live";
+import { ApiError, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, type UserError } from "./api";
+import { CreditsPage } from "./pages/credits";
+import { InvoicesPage } from "./pages/invoices";
+import { MembersPage } from "./pages/members";
+import { PaymentPage } from "./pages/payment";
+import { href, navigate, onLinkClick, type Page, useRoute } from "./router";
+import {
+  acceptHandoff,
+  type ConsoleConfig,
+  devSignIn,
+  getToken,
+  lastTeam,
+  loadConfig,
+  onTokenChange,
+  rememberTeam,
+  setToken,
+} from "./session";
+import {
+  Badge,
+  Button,
+  ErrorState,
+  Field,
+  FormErrors,
+  IconCard,
+  IconFile,
+  IconUsers,
+  IconWallet,
+  Loadable,
+  Skeleton,
+  useForm,
+  useQuery,
+} from "./ui";
+
+export const ConfigContext = createContext<ConsoleConfig | null>(null);
+
+export function useConfig(): ConsoleConfig {
+  return useContext(ConfigContext) as ConsoleConfig;
+}
+
+export interface PageProps {
+  teamId: string;
+  /** ADMIN of this team: sees edit controls. MEMBERs (and operators) read only. */
+  canEdit: boolean;
+}
+
+export function App(): JSX.Element {
+  const [config, setConfig] = useState<ConsoleConfig | null>(null);
+  const [failure, setFailure] = useState<string | null>(null);
+  const [token, setTokenState] = useState<string | null>(getToken);
+
+  useEffect(() => {
+    loadConfig()
+      .then((loaded) => {
+        setEndpoint(loaded.graphqlPath);
+        setConfig(loaded);
+      })
+      .catch((caught: Error) => setFailure(caught.message));
+  }, []);
+  useEffect(() => (config ? acceptHandoff(config) : undefined), [config]);
+  useEffect(
+    () =>
+      onTokenChange(() => {
+        resetLive();
+        setTokenState(getToken());
+      }),
+    [],
+  );
+
+  if (failure) {
+    return (
+      <div class="center-page">
+        <ErrorState error={new ApiError(failure, "NETWORK")} retry={() => location.reload()} />
+      </div>
+    );
+  }
+  if (!config) {
+    return (
+      <div class="center-page" aria-busy="true">
+        <div class="brand brand-large">
+          <Logo /> Creditline
+        </div>
+        <span class="spinner spinner-dark" />
+      </div>
+    );
+  }
+  return (
+    <ConfigContext.Provider value={config}>
+      {token ? <Console key={token} /> : config.devSignIn ? <SignIn /> : <Handoff />}
+    </ConfigContext.Provider>
+  );
+}
+
+function Logo(): JSX.Element {
+  return (
+    <svg viewBox="0 0 32 32" width="28" height="28" aria-hidden="true">
+      <rect width="32" height="32" rx="8" fill="currentColor" />
+      <path d="M21 11.5a6.5 6.5 0 1 0 0 9" stroke="#fff" stroke-width="3" fill="none" stroke-linecap="round" />
+    </svg>
+  );
+}
+
+function SignIn(): JSX.Element {
+  const form = useForm();
+  const [email, setEmail] = useState("");
+  const [name, setName] = useState("");
+  const expired = new URLSearchParams(location.search).get("expired");
+  const submit = (event: Event): void => {
+    event.preventDefault();
+    void form.run(async () => {
+      const result = await devSignIn(email, name);
+      if (result.error) return [{ code: "INVALID_INPUT", ...result.error }];
+      setToken(result.token ?? null);
+      return [];
+    });
+  };
+  return (
+    <div class="center-page">
+      <form class="card signin" onSubmit={submit} data-testid="sign-in" noValidate>
+        <div class="brand brand-large">
+          <Logo /> Creditline
+        </div>
+        <h1>Sign in to the billing console</h1>
+        <p class="muted">
+          Development sign-in: any email gets a token. A new email gets its own team.
+        </p>
+        {expired && <div class="form-error">Your session ended. Sign in again.</div>}
+        <Field label="Email" name="email" form={form}>
+          <input
+            type="email"
+            name="email"
+            autoComplete="email"
+            value={email}
+            onInput={(event) => setEmail(event.currentTarget.value)}
+            placeholder="you@example.com"
+            required
+          />
+        </Field>
+        <Field label="Name (optional)" name="name" form={form}>
+          <input name="name" value={name} onInput={(event) => setName(event.currentTarget.value)} />
+        </Field>
+        <FormErrors form={form} known={["email", "name"]} />
+        <Button busy={form.busy} testid="sign-in-submit">
+          Sign in
+        </Button>
+      </form>
+    </div>
+  );
+}
+
+function Handoff(): JSX.Element {
+  return (
+    <div class="center-page">
+      <div class="card signin" data-testid="handoff">
+        <div class="brand brand-large">
+          <Logo /> Creditline
+        </div>
+        <h1>Open billing from your account</h1>
+        <p class="muted">
+          This console is opened from the platform you are signed in to, which hands it your session.
+          Go back to your account and choose Billing.
+        </p>
+      </div>
+    </div>
+  );
+}
+
+interface ViewerData {
+  viewer: {
+    id: string;
+    email: string;
+    name: string | null;
+    isOperator: boolean;
+    memberships: { role: "ADMIN" | "MEMBER"; team: { id: string; name: string } }[];
+  };
+}
+
+const VIEWER = `query Viewer { viewer { id email name isOperator memberships { role team { id name } } } }`;
+
+function Console(): JSX.Element {
+  const viewer = useQuery<ViewerData>(VIEWER, {});
+  const route = useRoute();
+  const [live, setLive] = useState<LiveStatus>(() => liveClient().status);
+  useEffect(() => onLiveStatus(setLive), []);
+
+  const memberships = viewer.data?.viewer.memberships ?? [];
+  useEffect(() => {
+    if (!viewer.data || route.teamId) return;
+    const remembered = lastTeam();
+    const target = memberships.find((m) => m.team.id === remembered) ?? memberships[0];
+    if (target) navigate(href(target.team.id, route.page), true);
+  }, [viewer.data, route.teamId]);
+  useEffect(() => {
+    if (route.teamId) rememberTeam(route.teamId);
+  }, [route.teamId]);
+
+  if (viewer.error && !viewer.data) {
+    return (
+      <div class="center-page">
+        <ErrorState error={viewer.error} retry={viewer.reload} />
+      </div>
+    );
+  }
+  const membership = memberships.find((m) => m.team.id === route.teamId);
+  const canEdit = membership?.role === "ADMIN";
+  return (
+    <div class="layout">
+      <aside class="sidebar">
+        <div class="brand">
+          <Logo /> Creditline
+        </div>
+        <Loadable state={viewer} skeleton={<Skeleton lines={1} height={34} />}>
+          {(data) => (
+            <TeamSwitcher
+              teams={data.viewer.memberships}
+              current={route.teamId}
+              page={route.page}
+              onCreated={viewer.reload}
+            />
+          )}
+        </Loadable>
+        <nav class="nav" aria-label="Billing">
+          {route.teamId &&
+            NAV.map(([page, label, Icon]) => (
+              <a
+                key={page}
+                href={href(route.teamId as string, page)}
+                class={route.page === page ? "nav-link active" : "nav-link"}
+                aria-current={route.page === page ? "page" : undefined}
+                onClick={(event) => onLinkClick(event, href(route.teamId as string, page))}
+                data-testid={`nav-${page}`}
+              >
+                <Icon /> {label}
+              </a>
+            ))}
+        </nav>
+        <div class="sidebar-foot">
+          <a class="nav-link" href="/graphql" target="_blank" rel="noopener">
+            GraphQL IDE ↗
+          </a>
+          {viewer.data && (
+            <div class="whoami">
+              <div class="whoami-email" data-testid="viewer-email">
+                {viewer.data.viewer.email}
+              </div>
+              {viewer.data.viewer.isOperator && <Badge tone="blue">Operator</Badge>}
+            </div>
+          )}
+          <button type="button" class="btn btn-ghost btn-small" onClick={() => setToken(null)} data-testid="sign-out">
+            Sign out
+          </button>
+        </div>
+      </aside>
+      <main class="main">
+        {route.teamId ? (
+          <>
+            <header class="page-head">
+              <div>
+                <div class="eyebrow">{membership?.team.name ?? "Team"}</div>
+                <h1>{NAV.find(([page]) => page === route.page)?.[1]}</h1>
+              </div>
+              <div class="page-head-side">
+                <LiveBadge status={live} />
+                {viewer.data &&
+                  (canEdit ? (
+                    <Badge tone="green">Admin</Badge>
+                  ) : (
+                    <span data-testid="read-only">
+                      <Badge tone="grey">Read-only</Badge>
+                    </span>
+                  ))}
+              </div>
+            </header>
+            {viewer.data ? (
+              <PageView page={route.page} teamId={route.teamId} canEdit={canEdit} />
+            ) : (
+              <Skeleton lines={6} />
+            )}
+          </>
+        ) : viewer.data && memberships.length === 0 ? (
+          <div class="state state-empty">You are not a member of any team yet.</div>
+        ) : (
+          <Skeleton lines={6} />
+        )}
+      </main>
+    </div>
+  );
+}
+
+const NAV: [Page, string, () => JSX.Element][] = [
+  ["credits", "Credits", IconWallet],
+  ["payment", "Payment", IconCard],
+  ["invoices", "Invoices", IconFile],
+  ["members", "Members", IconUsers],
+];
+
+function PageView(props: { page: Page } & PageProps): JSX.Element {
+  const { page, ...rest } = props;
+  switch (page) {
+    case "payment":
+      return <PaymentPage key={rest.teamId} {...rest} />;
+    case "invoices":
+      return <InvoicesPage key={rest.teamId} {...rest} />;
+    case "members":
+      return <MembersPage key={rest.teamId} {...rest} />;
+    default:
+      return <CreditsPage key={rest.teamId} {...rest} />;
+  }
+}
+
+function LiveBadge(props: { status: LiveStatus }): JSX.Element {
+  const labels: Record<LiveStatus, string> = {
+    connecting: "Connecting…",
+    live: "Live",
+    offline: "Reconnecting…",
+    unauthorized: "Live updates off",
+  };
+  return (
+    <span class={`live live-${props.status}`} data-testid="live-status" data-status={props.status}>
+      <span class="live-dot" /> {labels[props.status]}
+    </span>
+  );
+}
+
+function TeamSwitcher(props: {
+  teams: ViewerData["viewer"]["memberships"];
+  current: string | null;
+  page: Page;
+  onCreated: () => void;
+}): JSX.Element {
+  const [creating, setCreating] = useState(false);
+  const [name, setName] = useState("");
+  const form = useForm();
+  const create = (event: Event): void => {
+    event.preventDefault();
+    void form.run(async () => {
+      const payload = await mutate<{ team: { id: string } | null; errors: UserError[] }>(
+        `mutation CreateTeam($input: CreateTeamInput!) { createTeam(input: $input) { team { id } errors { code message field } } }`,
+        { input: { name } },
+      );
+      if (payload.team) {
+        setCreating(false);
+        setName("");
+        props.onCreated();
+        navigate(href(payload.team.id, "credits"));
+      }
+      return payload.errors;
+    });
+  };
+  return (
+    <div class="team-switcher">
+      <label class="field">
+        <span class="field-label">Team</span>
+        <select
+          data-testid="team-switcher"
+          value={props.current ?? ""}
+          onChange={(event) => navigate(href(event.currentTarget.value, props.page))}
+        >
+          {props.teams.map((m) => (
+            <option key={m.team.id} value={m.team.id}>
+              {m.team.name}
+              {m.role === "MEMBER" ? " (member)" : ""}
+            </option>
+          ))}
+        </select>
+      </label>
+      {creating ? (
+        <form class="stack-tight" onSubmit={create}>
+          <Field label="New team name" name="name" form={form}>
+            <input value={name} onInput={(event) => setName(event.currentTarget.value)} autoFocus />
+          </Field>
+          <FormErrors form={form} known={["name"]} />
+          <div class="row">
+            <Button small busy={form.busy}>
+              Create
+            </Button>
+            <Button small kind="ghost" type="button" onClick={() => setCreating(false)}>
+              Cancel
+            </Button>
+          </div>
+        </form>
+      ) : (
+        <button type="button" class="link-button" onClick={() => setCreating(true)}>
+          + New team
+        </button>
+      )}
+    </div>
+  );
+}

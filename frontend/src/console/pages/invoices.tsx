@@ -1,0 +1,184 @@
+// Invoices: this month's invoiced usage so far, then every issued invoice with its PDF.
+
+import type { JSX } from "preact";
+import { useState } from "preact/hooks";
+import { formatUsd } from "../../lib/money";
+import { gql } from "../api";
+import type { PageProps } from "../app";
+import { Badge, Button, Card, EmptyState, formatDate, IconFile, Loadable, Skeleton, titleCase, useQuery } from "../ui";
+
+interface Invoice {
+  id: string;
+  number: string;
+  kind: "CREDIT_PURCHASE" | "MONTHLY_USAGE";
+  status: "OPEN" | "PAID" | "PAYMENT_FAILED" | "VOID";
+  currency: string;
+  periodStart: string | null;
+  periodEnd: string | null;
+  total: string;
+  issuedAt: string;
+  paidAt: string | null;
+  pdfUrl: string;
+}
+
+interface Upcoming {
+  periodStart: string | null;
+  periodEnd: string | null;
+  subtotal: string;
+  tax: string;
+  total: string;
+  lines: { description: string; quantity: string; unitAmount: string; amount: string }[];
+}
+
+interface Page {
+  edges: { node: Invoice }[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+const INVOICE = "id number kind status currency periodStart periodEnd total issuedAt paidAt pdfUrl";
+const INVOICES = `query Invoices($id: ID!, $after: String) { team(id: $id) { id
+  invoices(first: 20, after: $after) { edges { node { ${INVOICE} } } pageInfo { hasNextPage endCursor } } } }`;
+
+const STATUS_TONE: Record<Invoice["status"], "green" | "amber" | "red" | "grey"> = {
+  PAID: "green",
+  OPEN: "amber",
+  PAYMENT_FAILED: "red",
+  VOID: "grey",
+};
+
+export function InvoicesPage(props: PageProps): JSX.Element {
+  return (
+    <div class="stack-page">
+      <UpcomingInvoice teamId={props.teamId} />
+      <InvoiceList teamId={props.teamId} />
+    </div>
+  );
+}
+
+function UpcomingInvoice(props: { teamId: string }): JSX.Element | null {
+  const state = useQuery<{ team: { upcomingInvoice: Upcoming | null } | null }>(
+    `query Upcoming($id: ID!) { team(id: $id) { id upcomingInvoice {
+      periodStart periodEnd subtotal tax total lines { description quantity unitAmount amount } } } }`,
+    { id: props.teamId },
+  );
+  if (state.data && !state.data.team?.upcomingInvoice) return null;
+  return (
+    <Card title="This month so far" subtitle="Invoiced usage to be billed at the end of the month." testid="upcoming-invoice">
+      <Loadable state={state} skeleton={<Skeleton lines={2} />}>
+        {(data) => {
+          const upcoming = data.team?.upcomingInvoice as Upcoming;
+          return (
+            <div class="upcoming">
+              <div>
+                <div class="eyebrow">
+                  {formatDate(upcoming.periodStart)} – {formatDate(upcoming.periodEnd)}
+                </div>
+                <div class="balance-total balance-total-small">{formatUsd(upcoming.total)}</div>
+              </div>
+              <table class="table">
+                <tbody>
+                  {upcoming.lines.map((line) => (
+                    <tr key={line.description}>
+                      <td>{line.description}</td>
+                      <td class="num">{formatUsd(line.amount)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          );
+        }}
+      </Loadable>
+    </Card>
+  );
+}
+
+function InvoiceList(props: { teamId: string }): JSX.Element {
+  const state = useQuery<{ team: { invoices: Page } | null }>(INVOICES, { id: props.teamId, after: null });
+  const [more, setMore] = useState<Invoice[]>([]);
+  const [cursor, setCursor] = useState<{ hasNextPage: boolean; endCursor: string | null } | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  const [moreError, setMoreError] = useState<string | null>(null);
+  const loadMore = (): void => {
+    const pageInfo = cursor ?? state.data?.team?.invoices.pageInfo;
+    if (!pageInfo?.endCursor) return;
+    setLoadingMore(true);
+    setMoreError(null);
+    gql<{ team: { invoices: Page } }>(INVOICES, { id: props.teamId, after: pageInfo.endCursor })
+      .then((data) => {
+        setMore((previous) => [...previous, ...data.team.invoices.edges.map((edge) => edge.node)]);
+        setCursor(data.team.invoices.pageInfo);
+      })
+      .catch((caught: Error) => setMoreError(caught.message))
+      .finally(() => setLoadingMore(false));
+  };
+  return (
+    <Card title="Invoices" testid="invoices">
+      <Loadable state={state} skeleton={<Skeleton lines={4} height={18} />}>
+        {(data) => {
+          const invoices = [...(data.team?.invoices.edges.map((edge) => edge.node) ?? []), ...more];
+          const pageInfo = cursor ?? data.team?.invoices.pageInfo;
+          if (!invoices.length) {
+            return (
+              <EmptyState title="No invoices yet" icon={<IconFile />}>
+                Each credit purchase gets an invoice, and so does each month with invoiced usage.
+              </EmptyState>
+            );
+          }
+          return (
+            <>
+              <table class="table" data-testid="invoice-table">
+                <thead>
+                  <tr>
+                    <th>Number</th>
+                    <th>Kind</th>
+                    <th>Period / issued</th>
+                    <th>Status</th>
+                    <th class="num">Total</th>
+                    <th class="num">PDF</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {invoices.map((invoice) => (
+                    <tr key={invoice.id} data-testid="invoice-row">
+                      <td class="mono">{invoice.number}</td>
+                      <td>{invoice.kind === "MONTHLY_USAGE" ? "Monthly usage" : "Credit purchase"}</td>
+                      <td>
+                        {invoice.kind === "MONTHLY_USAGE" && invoice.periodStart
+                          ? `${formatDate(invoice.periodStart)} – ${formatDate(invoice.periodEnd)}`
+                          : formatDate(invoice.issuedAt)}
+                      </td>
+                      <td>
+                        <Badge tone={STATUS_TONE[invoice.status]}>{titleCase(invoice.status)}</Badge>
+                      </td>
+                      <td class="num">
+                        {formatUsd(invoice.total)} <span class="muted">{invoice.currency.toUpperCase()}</span>
+                      </td>
+                      <td class="num">
+                        <a href={invoice.pdfUrl} target="_blank" rel="noopener" data-testid="invoice-pdf">
+                          Download
+                        </a>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              {moreError && (
+                <div class="form-error" role="alert">
+                  {moreError}
+                </div>
+              )}
+              {pageInfo?.hasNextPage && (
+                <div class="row">
+                  <Button kind="ghost" type="button" busy={loadingMore} onClick={loadMore}>
+                    Load more
+                  </Button>
+                </div>
+              )}
+            </>
+          );
+        }}
+      </Loadable>
+    </Card>
+  );
+}

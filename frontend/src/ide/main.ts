@@ -1,0 +1,90 @@
+// GraphiQL served by Creditline itself (no CDN): queries over HTTP, subscriptions over
+// graphql-transport-ws with the Authorization header from the headers editor sent in the
+// connection_init payload, as the API expects.
+
+import { createGraphiQLFetcher, type Fetcher, type FetcherOpts, type FetcherParams } from "@graphiql/toolkit";
+import { GraphiQL } from "graphiql";
+import "graphiql/graphiql.css";
+import { parse } from "graphql";
+import { createClient } from "graphql-ws";
+import { createElement } from "react";
+import { createRoot } from "react-dom/client";
+
+const endpoint = new URL(location.pathname, location.origin).toString();
+const wsEndpoint = endpoint.replace(/^http/, "ws");
+
+const http = createGraphiQLFetcher({ url: endpoint, enableIncrementalDelivery: false });
+
+function isSubscription(params: FetcherParams): boolean {
+  try {
+    const document = parse(params.query);
+    const operations = document.definitions.filter((definition) => definition.kind === "OperationDefinition");
+    const chosen = operations.find((op) => op.name?.value === params.operationName) ?? operations[0];
+    return chosen?.operation === "subscription";
+  } catch {
+    return false;
+  }
+}
+
+/** One websocket per running subscription, authenticated with the editor's headers. */
+async function* subscribe(params: FetcherParams, headers: Record<string, unknown>): AsyncGenerator<object> {
+  const authorization = Object.entries(headers).find(([name]) => name.toLowerCase() === "authorization")?.[1];
+  const client = createClient({
+    url: wsEndpoint,
+    lazy: true,
+    retryAttempts: 0,
+    connectionParams: authorization ? { Authorization: String(authorization) } : {},
+  });
+  try {
+    yield* client.iterate({
+      query: params.query,
+      variables: params.variables ?? undefined,
+      operationName: params.operationName ?? undefined,
+    });
+  } finally {
+    await client.dispose();
+  }
+}
+
+const fetcher: Fetcher = (params: FetcherParams, opts?: FetcherOpts) =>
+  isSubscription(params)
+    ? (subscribe(params, opts?.headers ?? {}) as ReturnType<Fetcher> & AsyncIterable<never>)
+    : http(params, opts);
+
+// A token from the billing console on this origin becomes the default Authorization header.
+const token = localStorage.getItem("creditline.token");
+const defaultHeaders = JSON.stringify(token ? { Authorization: `Bearer ${token}` } : { Authorization: "Bearer <token>" }, null, 2);
+
+const defaultQuery = `# Creditline GraphQL API. Put your bearer token in the Headers tab below.
+# Ctrl-Enter runs the query; Ctrl-Space completes.
+
+query WhoAmI {
+  viewer {
+    email
+    memberships {
+      role
+      team {
+        id
+        name
+        credits { total free promotional prepaid status }
+      }
+    }
+  }
+}
+
+# subscription LiveBalance($teamId: ID!) {
+#   creditsUpdated(teamId: $teamId) { total status updatedAt }
+# }
+`;
+
+const root = document.getElementById("graphiql") as HTMLElement;
+createRoot(root).render(
+  createElement(GraphiQL, {
+    fetcher,
+    defaultQuery,
+    defaultHeaders,
+    isHeadersEditorEnabled: true,
+    shouldPersistHeaders: false,
+    defaultEditorToolsVisibility: "headers",
+  }),
+);

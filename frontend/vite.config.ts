@@ -1,0 +1,20 @@
+// The console (Preact) and the GraphQL IDE (GraphiQL on React) in one build, served by
+// the Starlette app from app/static/console/. JSX is compiled for Preact only; the IDE
+// uses React.createElement, so the two never share a JSX runtime.
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vite";
+
+const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+
+export default defineConfig({
+  esbuild: { jsx: "automatic", jsxImportSource: "preact" },
+  build: {
+    outDir: here("../app/static/console"),
+    emptyOutDir: true,
+    // GraphiQL (CodeMirror, React, graphql-js) is one large chunk; it loads only at /graphql.
+    chunkSizeWarningLimit: 3000,
+    rollupOptions: {
+      input: { console: here("index.html"), ide: here("ide.html") },
+    },
+  },
+});
