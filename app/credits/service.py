@@ -28,6 +28,7 @@ from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.money import UNITS_PER_DOLLAR
+from app.kit.sql import update_rows
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_DESCRIPTION = 500
@@ -274,7 +275,7 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
     if new_grants:
         await CreditGrant.bulk_create(new_grants, using_db=conn)
     if dirty:
-        await CreditGrant.bulk_update(dirty, fields=["remaining"], using_db=conn)
+        await update_rows(conn, dirty, ["remaining"])
     if entries:
         await LedgerEntry.bulk_create(entries, using_db=conn)
     for locked in accounts:
@@ -285,9 +286,7 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
     if len(accounts) == 1:
         await accounts[0].account.save(using_db=conn)
     elif accounts:
-        await CreditAccount.bulk_update(
-            [a.account for a in accounts], fields=_account_fields(), using_db=conn
-        )
+        await update_rows(conn, [a.account for a in accounts], _account_fields())
 
 
 async def lock_accounts(
