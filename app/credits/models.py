@@ -42,11 +42,23 @@ class CreditAccount(Model):
     invoicing_suspended = fields.BooleanField(default=False)
     next_expiry_at = fields.DatetimeField(null=True)
     updated_at = fields.DatetimeField()
+    # Auto top-up and low-credit alerts (credits/programs.py). Kept on the locked row so
+    # the usage path decides a threshold crossing without another query.
+    auto_top_up_enabled = fields.BooleanField(default=False)
+    auto_top_up_threshold = fields.BigIntField(null=True)  # null: never configured
+    auto_top_up_amount = fields.BigIntField(default=0)
+    auto_top_up_monthly_limit = fields.BigIntField(default=0)
+    auto_top_up_paused_reason = fields.CharField(max_length=500, null=True)
+    auto_top_up_pending = fields.BooleanField(default=False)  # one top-up in flight at most
+    # Bumped whenever credits are added, the invoiced limit raised or the threshold set:
+    # it names a low-credit crossing in alert keys (one alert per crossing).
+    funding_seq = fields.BigIntField(default=0)
 
     team_id: object
 
     class Meta:
         table = "credit_accounts"
+        indexes = (Index(fields=("next_expiry_at",)),)
 
 
 class CreditGrant(Model):
@@ -143,3 +155,122 @@ class ClosedPeriod(Model):
 
     class Meta:
         table = "closed_periods"
+
+
+# --- credit programs: promo codes, alerts, auto top-up ------------------------------------
+
+
+class PromoCode(Model):
+    """A code worth promotional credits, stored trimmed and upper-cased."""
+
+    id = fields.UUIDField(primary_key=True)
+    code = fields.CharField(max_length=64, unique=True)
+    amount = fields.BigIntField()
+    expires_at = fields.DatetimeField(null=True)
+    max_redemptions = fields.IntField(null=True)
+    redemptions = fields.IntField(default=0)
+    credit_validity_days = fields.IntField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "promo_codes"
+
+
+class PromoRedemption(Model):
+    """One team's redemption of one code: the unique key makes it once per team."""
+
+    id = fields.BigIntField(primary_key=True)
+    promo_code: fields.ForeignKeyRelation[PromoCode] = fields.ForeignKeyField(
+        "credits.PromoCode", related_name="redemptions_made", on_delete=fields.CASCADE
+    )
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="promo_redemptions", on_delete=fields.CASCADE
+    )
+    grant: fields.ForeignKeyRelation[CreditGrant] = fields.ForeignKeyField(
+        "credits.CreditGrant", related_name="promo_redemptions", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+
+    team_id: object
+    promo_code_id: object
+    grant_id: object
+
+    class Meta:
+        table = "promo_redemptions"
+        unique_together = (("promo_code", "team"),)
+
+
+class PromoFailure(Model):
+    """A failed redemption, kept for an hour: the guessing throttle counts these."""
+
+    id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="promo_failures", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+
+    team_id: object
+
+    class Meta:
+        table = "promo_failures"
+        indexes = (Index(fields=("team_id", "created_at")), Index(fields=("created_at",)))
+
+
+class AlertKind(StrEnum):
+    INVOICED_LIMIT_80 = "INVOICED_LIMIT_80"
+    INVOICED_LIMIT_100 = "INVOICED_LIMIT_100"
+    CREDITS_LOW = "CREDITS_LOW"
+    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
+    AUTO_TOP_UP_FAILED = "AUTO_TOP_UP_FAILED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+
+
+class BillingAlert(Model):
+    """An alert raised once per crossing per month: (team, kind, dedupe_key) is unique."""
+
+    id = fields.UUIDField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="billing_alerts", on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(AlertKind, max_length=32)
+    message = fields.CharField(max_length=500)
+    period = fields.CharField(max_length=7)
+    dedupe_key = fields.CharField(max_length=120)
+    created_at = fields.DatetimeField()
+
+    team_id: object
+
+    class Meta:
+        table = "billing_alerts"
+        unique_together = (("team", "kind", "dedupe_key"),)
+        indexes = (Index(fields=("team_id", "created_at")),)
+
+
+class TopUpStatus(StrEnum):
+    PENDING = "PENDING"  # decided, the charge not yet answered
+    PROCESSING = "PROCESSING"  # Stripe has not settled it yet
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # declined or needs the cardholder: auto top-up paused
+    SKIPPED = "SKIPPED"  # a cap (24 hours, month) held it back; nothing charged
+
+
+class AutoTopUpAttempt(Model):
+    """One auto top-up decision and its outcome (the caps count these rows)."""
+
+    id = fields.UUIDField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="auto_top_ups", on_delete=fields.CASCADE
+    )
+    amount = fields.BigIntField()
+    status = fields.CharEnumField(TopUpStatus, max_length=16)
+    period = fields.CharField(max_length=7)  # calendar month (UTC) of created_at
+    purchase_id = fields.CharField(max_length=64, null=True)  # payments.Purchase id
+    failure_reason = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    team_id: object
+
+    class Meta:
+        table = "auto_top_up_attempts"
+        indexes = (Index(fields=("team_id", "created_at")), Index(fields=("status", "updated_at")))

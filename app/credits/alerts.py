@@ -1,0 +1,114 @@
+"""Billing alerts: raised once per crossing per month, stored, pushed after commit.
+
+`raise_alert` runs inside the caller's transaction; a unique key on
+(team, kind, dedupe_key) decides whether the alert is new, so concurrent or
+repeated crossings never raise it twice. Publish what it returned with
+`publish_alerts` once that transaction has committed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from app.credits.models import AlertKind, BillingAlert
+from app.events import bus
+from app.kit import clock
+
+MAX_MESSAGE = 500
+MAX_ALERTS_PAGE = 100
+# A subscriber compares each wake-up against the newest alerts it has seen; a team
+# never raises this many alerts between two wake-ups (there are six kinds a month).
+STREAM_WINDOW = 50
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def alerts_channel(team_id: uuid.UUID) -> str:
+    return f"alerts:{team_id}"
+
+
+async def raise_alert(
+    conn: BaseDBAsyncClient,
+    team_id: uuid.UUID,
+    kind: AlertKind,
+    message: str,
+    *,
+    period: str | None = None,
+    key: str | None = None,
+) -> BillingAlert | None:
+    """Stores the alert unless this crossing already raised it; None when it had.
+
+    `period` ("YYYY-MM", default: this month) and the optional `key` (naming one
+    crossing within the month) form the unique key. Call inside the transaction
+    that made the change, then `publish_alerts` after it commits.
+    """
+    now = clock.now()
+    period = period or clock.period_of(now)
+    if not _PERIOD.match(period):
+        raise ValueError(f"period must be YYYY-MM, not {period!r}")
+    dedupe_key = period if key is None else f"{period}:{key}"
+    alert = BillingAlert(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        kind=kind,
+        message=message[:MAX_MESSAGE],
+        period=period,
+        dedupe_key=dedupe_key[:120],
+        created_at=now,
+    )
+    # ON CONFLICT DO NOTHING: a duplicate neither fails nor aborts the caller's
+    # transaction; whether our row is the one stored tells us if the alert is new.
+    await BillingAlert.bulk_create([alert], ignore_conflicts=True, using_db=conn)
+    if not await BillingAlert.filter(id=alert.id).using_db(conn).exists():
+        return None
+    return alert
+
+
+async def publish_alerts(alerts: Iterable[BillingAlert | None]) -> None:
+    """Pushes new alerts to `billingAlerts` subscribers; call after the commit."""
+    for alert in alerts:
+        if alert is not None:
+            team_id = alert.team_id
+            assert isinstance(team_id, uuid.UUID)
+            await bus.broker.publish(alerts_channel(team_id), str(alert.id))
+
+
+async def list_alerts(team_id: uuid.UUID, first: int = 20) -> list[BillingAlert]:
+    """The team's newest alerts first; at most `first` (capped at 100)."""
+    first = max(0, min(first, MAX_ALERTS_PAGE))
+    if first == 0:
+        return []
+    return (
+        await BillingAlert.filter(team_id=team_id).order_by("-created_at", "-id").limit(first).all()
+    )
+
+
+async def alert_stream(team_id: uuid.UUID) -> AsyncIterator[BillingAlert]:
+    """Each alert raised after the stream starts, oldest first, none dropped.
+
+    The broker keeps only a subscriber's newest message, so a wake-up means "look
+    again": the stream loads the team's newest alerts and yields those it has not
+    delivered yet.
+    """
+    async with bus.broker.subscribe(alerts_channel(team_id)) as queue:
+        seen = {a.id for a in await _newest(team_id)}
+        while True:
+            await queue.get()
+            newest = await _newest(team_id)
+            for alert in reversed(newest):
+                if alert.id not in seen:
+                    yield alert
+            # Bounded: an alert that left the newest window never comes back into it.
+            seen = {a.id for a in newest}
+
+
+async def _newest(team_id: uuid.UUID) -> list[BillingAlert]:
+    return (
+        await BillingAlert.filter(team_id=team_id)
+        .order_by("-created_at", "-id")
+        .limit(STREAM_WINDOW)
+        .all()
+    )
