@@ -67,16 +67,19 @@ def _export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
 def _run(
     coro: Callable[[Settings], Coroutine[Any, Any, int]],
 ) -> Callable[[argparse.Namespace, Settings], int]:
-    """Runs an async command with the database open."""
+    """Runs an async command with the database and the Stripe client open."""
 
     def command(_args: argparse.Namespace, settings: Settings) -> int:
         from app import db
+        from app.payments import service as payments
 
         async def main() -> int:
             await db.init_db(settings)
+            payments.init_gateway(settings)
             try:
                 return await coro(settings)
             finally:
+                await payments.close_gateway()
                 await db.close_db()
 
         return asyncio.run(main())

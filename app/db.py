@@ -15,6 +15,7 @@ from app.config import Settings, get_settings
 APPS: dict[str, list[str]] = {
     "teams": ["app.teams.models"],
     "credits": ["app.credits.models"],
+    "payments": ["app.payments.models"],
 }
 
 

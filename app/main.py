@@ -15,6 +15,8 @@ from app import console, db, devauth
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
 from app.logs import configure_logging
+from app.payments import service as payments
+from app.payments.webhooks import stripe_webhook
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -27,7 +29,8 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
-    """The ASGI app; `manage_db=False` when the caller (a test) opens the database itself."""
+    """The ASGI app; `manage_db=False` when the caller (a test) opens the database and
+    the Stripe client (`payments.init_gateway`) itself."""
     settings = settings or get_settings()
     configure_logging(settings)
 
@@ -35,10 +38,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
             await db.init_db(settings)
+            payments.init_gateway(settings)
         try:
             yield
         finally:
             if manage_db:
+                await payments.close_gateway()
                 await db.close_db()
 
     view = GraphQLView(settings)
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]

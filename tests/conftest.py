@@ -17,9 +17,14 @@ from app.config import Environment, Settings
 from app.graphql.context import forget_viewers
 from app.kit import clock
 from app.main import create_app
+from app.payments import service as payments
+from app.payments.emulator import StripeEmulator
+from app.payments.stripe import StripeGateway
 from app.teams import tokens
 
 JWT_SECRET = "test-secret-not-for-production-use-0123456789"
+STRIPE_API_KEY = "sk_test_creditline"
+STRIPE_WEBHOOK_SECRET = "whsec_test_creditline_0123456789"
 
 
 def _database_url() -> str:
@@ -31,13 +36,33 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
+def stripe_emulator() -> Iterator[StripeEmulator]:
+    """localstripe on 127.0.0.1 (a free port), state in memory; the run fails if it cannot start."""
+    emulator = StripeEmulator()
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stripe_emulator: StripeEmulator) -> Settings:
     return Settings(
         environment=Environment.TEST,
         database_url=_database_url(),
         auth_jwt_secret=JWT_SECRET,
+        stripe_api_key=STRIPE_API_KEY,
+        stripe_api_base=stripe_emulator.url,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         stripe_max_network_retries=0,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def stripe_gateway(database: Settings) -> AsyncIterator[StripeGateway]:
+    """The process's Stripe client (the app's lifespan does this outside tests)."""
+    gateway = payments.init_gateway(database)
+    yield gateway
+    await payments.close_gateway()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from app.graphql.types import CreditGrant, CreditKind, Credits, Member, Role, Te
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import parse_field
+from app.payments import service as payments
 from app.teams import service as teams
 
 P = ParamSpec("P")
@@ -262,6 +263,15 @@ class Mutation:
     ) -> SetInvoicedSpendingLimitPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
         limit = parse_field(input.limit, "limit", places=2, allow_zero=True)
+        # DESIGN.md rule 2: invoiced billing needs a payment method on file.
+        if 0 < limit <= credits.MAX_INVOICED_LIMIT and not await payments.has_payment_method(
+            access.team.id
+        ):
+            raise DomainError(
+                ErrorCode.PAYMENT_METHOD_REQUIRED,
+                "Add a payment method before raising the invoiced spending limit.",
+                "limit",
+            )
         await credits.set_invoiced_limit(access.team.id, limit)
         return SetInvoicedSpendingLimitPayload(team_id=access.team.id)
 

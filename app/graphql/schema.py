@@ -13,12 +13,14 @@ from strawberry.extensions import (
 )
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from app.credits import service as credits
 from app.events import bus
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.mutations import Mutation
+from app.graphql.payments import PaymentsMutation
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
 from app.graphql.types import Credits, Team, Viewer
 from app.kit.errors import NotFound
@@ -72,7 +74,7 @@ LIMIT_RULES = [
 
 schema = strawberry.Schema(
     query=Query,
-    mutation=Mutation,
+    mutation=merge_types("Mutation", (Mutation, PaymentsMutation)),
     subscription=Subscription,
     extensions=[
         ApiErrors,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -17,6 +18,9 @@ from app.kit.money import format_units
 from app.teams import service as teams
 from app.teams.models import Role as DomainRole
 from app.teams.models import Team as TeamModel
+
+if TYPE_CHECKING:
+    from app.graphql.payments import PaymentMethod, PurchaseConnection
 
 # The domain enums are the GraphQL enums; strawberry.enum registers them in place.
 strawberry.enum(DomainRole, name="Role")
@@ -152,6 +156,14 @@ class Member:
 
 
 @strawberry.type
+class PageInfo:
+    """Cursor pagination (shared by every connection: purchases, invoices)."""
+
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
 class Team:
     model: strawberry.Private[TeamModel]
     viewer_role: Role | None
@@ -171,6 +183,22 @@ class Team:
     @strawberry.field
     async def credits(self, info: Info) -> Credits:
         return Credits(view=await credits.credits_view(self.model.id))
+
+    @strawberry.field(description="cards and bank accounts on file, the default first")
+    async def payment_methods(
+        self,
+    ) -> list[Annotated[PaymentMethod, strawberry.lazy("app.graphql.payments")]]:
+        from app.graphql.payments import team_payment_methods
+
+        return await team_payment_methods(self.model.id)
+
+    @strawberry.field(description="credit purchases, newest first")
+    async def purchases(
+        self, first: int | None = 20, after: str | None = None
+    ) -> Annotated[PurchaseConnection, strawberry.lazy("app.graphql.payments")]:
+        from app.graphql.payments import team_purchases
+
+        return await team_purchases(self.model.id, 20 if first is None else first, after)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

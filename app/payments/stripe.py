@@ -18,6 +18,7 @@ import stripe
 
 if TYPE_CHECKING:
     from stripe.params import (
+        CustomerCreateParams,
         CustomerTaxIdCreateParams,
         CustomerUpdateParams,
         PaymentIntentCreateParams,
@@ -142,12 +143,15 @@ class StripeGateway:
     # -- customers -------------------------------------------------------------------
 
     async def create_customer(
-        self, team_id: str, name: str, email: str, *, idempotency_key: str | None = None
+        self, team_id: str, name: str, email: str | None, *, idempotency_key: str | None = None
     ) -> str:
         """Create the team's customer (metadata.team_id); returns its id."""
+        params: dict[str, Any] = {"name": name, "metadata": {"team_id": team_id}}
+        if email:
+            params["email"] = email
         customer = await self._call(
             self._client.v1.customers.create_async(
-                {"name": name, "email": email, "metadata": {"team_id": team_id}},
+                cast("CustomerCreateParams", params),
                 {"idempotency_key": idempotency_key},
             )
         )

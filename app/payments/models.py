@@ -1,0 +1,135 @@
+"""Stripe customers, saved payment methods, credit purchases and the webhook inbox."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+from app.credits.models import CreditGrant
+from app.teams.models import Team
+
+
+class PaymentMethodType(StrEnum):
+    CARD = "CARD"
+    BANK_ACCOUNT = "BANK_ACCOUNT"
+
+
+class PurchaseMethod(StrEnum):
+    CARD = "CARD"
+    BANK_TRANSFER = "BANK_TRANSFER"
+
+
+class PurchaseStatus(StrEnum):
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class StripeCustomer(Model):
+    """The team's Stripe customer: one per team, created on first need."""
+
+    id = fields.BigIntField(primary_key=True)
+    team: fields.OneToOneRelation[Team] = fields.OneToOneField(
+        "teams.Team", related_name="stripe_customer", on_delete=fields.CASCADE
+    )
+    stripe_id = fields.CharField(max_length=255, unique=True)
+    created_at = fields.DatetimeField()
+
+    team_id: object
+
+    class Meta:
+        table = "stripe_customers"
+
+
+class PaymentMethod(Model):
+    """A card or bank account on file. Removed methods keep their row (`removed_at`) so
+    past purchases still show what paid for them."""
+
+    id = fields.UUIDField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="payment_methods", on_delete=fields.CASCADE
+    )
+    stripe_id = fields.CharField(max_length=255, unique=True)
+    type = fields.CharEnumField(PaymentMethodType, max_length=16)
+    brand = fields.CharField(max_length=100, null=True)
+    last4 = fields.CharField(max_length=4)
+    exp_month = fields.IntField(null=True)
+    exp_year = fields.IntField(null=True)
+    is_default = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+    removed_at = fields.DatetimeField(null=True)
+
+    team_id: object
+
+    class Meta:
+        table = "payment_methods"
+        indexes = (Index(fields=("team_id", "removed_at")),)
+
+
+class Purchase(Model):
+    """A purchase of prepaid credits. Credited (a PREPAID `grant`) exactly once, when the
+    payment succeeds; `status` moves only forward (see service._ALLOWED)."""
+
+    id = fields.UUIDField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="purchases", on_delete=fields.CASCADE
+    )
+    amount = fields.BigIntField()  # units of 1e-8 USD, a whole number of cents
+    method = fields.CharEnumField(PurchaseMethod, max_length=16)
+    status = fields.CharEnumField(PurchaseStatus, max_length=16)
+    payment_method: fields.ForeignKeyNullableRelation[PaymentMethod] = fields.ForeignKeyField(
+        "payments.PaymentMethod", related_name="purchases", null=True, on_delete=fields.SET_NULL
+    )
+    # A new method from Stripe.js, attached to the customer and saved on file on success:
+    # its PaymentMethodInfo fields (id, type, brand, last4, exp_month, exp_year).
+    pending_payment_method: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    payment_intent_id = fields.CharField(max_length=255, null=True, unique=True)
+    failure_reason = fields.CharField(max_length=500, null=True)
+    client_secret = fields.CharField(max_length=500, null=True)
+    expected_settlement_at = fields.DatetimeField(null=True)
+    off_session = fields.BooleanField(default=False)
+    reason = fields.CharField(max_length=100, null=True)  # e.g. "auto_top_up"
+    idempotency_key = fields.CharField(max_length=255, null=True)
+    # What was asked (hash), so a replayed idempotency key with other parameters is refused.
+    request_hash = fields.CharField(max_length=64)
+    grant: fields.ForeignKeyNullableRelation[CreditGrant] = fields.ForeignKeyField(
+        "credits.CreditGrant", related_name="purchases", null=True, on_delete=fields.SET_NULL
+    )
+    # Refunds and disputes (units): the cumulative amounts Stripe reported, and how
+    # much unspent credit was actually withdrawn for them (never more than was left).
+    refunded_amount = fields.BigIntField(default=0)
+    disputed_amount = fields.BigIntField(default=0)
+    withdrawn_amount = fields.BigIntField(default=0)
+    refunded_at = fields.DatetimeField(null=True)
+    disputed_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    settled_at = fields.DatetimeField(null=True)
+
+    team_id: object
+    payment_method_id: object
+    grant_id: object
+
+    class Meta:
+        table = "purchases"
+        unique_together = (("team", "idempotency_key"),)
+        indexes = (Index(fields=("team_id", "created_at")),)
+
+
+class StripeEvent(Model):
+    """The webhook inbox: each Stripe event is handled once (unique on its id)."""
+
+    id = fields.CharField(max_length=255, primary_key=True)
+    type = fields.CharField(max_length=100)
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField()
+    outcome = fields.CharField(max_length=100)  # what the handler did (for support)
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "stripe_events"

@@ -1,0 +1,332 @@
+"""`POST /webhooks/stripe`: verified, handled once (the inbox is unique on the event id).
+
+An event is recorded in the inbox in the same transaction as its effects, after the
+team's account row is locked: concurrent deliveries of one event queue on that lock,
+and every one after the first finds the event recorded and changes nothing. Handlers
+read what they need from Stripe before that transaction, never inside it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.config import Settings
+from app.credits import service as credits
+from app.kit import clock
+from app.kit.ids import parse_uuid
+from app.kit.money import cents_to_units, units_to_cents_exact
+from app.payments import service
+from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
+from app.payments.stripe import (
+    InvalidPaymentMethod,
+    PaymentGatewayError,
+    PaymentMethodInfo,
+    StripeGateway,
+    StripeUnavailable,
+    WebhookSignatureError,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 1024 * 1024  # Stripe events are a few KB
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: str
+    object: dict[str, Any]
+    payload: dict[str, Any]
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+def parse_event(payload: dict[str, Any]) -> Event:
+    event_id, event_type = payload.get("id"), payload.get("type")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+        raise MalformedEvent("event without an id")
+    if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
+        raise MalformedEvent("event without a type")
+    if not isinstance(obj, dict):
+        raise MalformedEvent("event without data.object")
+    return Event(event_id, event_type, obj, payload)
+
+
+async def stripe_webhook(request: Request) -> Response:
+    """The Starlette endpoint: 400 for anything not signed by Stripe or not an event."""
+    settings: Settings = request.app.state.settings
+    secret = settings.stripe_webhook_secret
+    if not secret:
+        log.error("payments.webhook_secret_missing")
+        return JSONResponse({"error": "webhooks are not configured"}, 503)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return JSONResponse({"error": "body too large"}, 413)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return JSONResponse({"error": "body too large"}, 413)
+    try:
+        payload = StripeGateway.construct_event(
+            body, request.headers.get("stripe-signature", ""), secret
+        )
+        event = parse_event(payload)
+    except (WebhookSignatureError, MalformedEvent) as error:
+        return JSONResponse({"error": str(error)}, 400)
+    try:
+        outcome = await handle_event(event)
+    except StripeUnavailable:
+        # Stripe retries a failed delivery; nothing was recorded.
+        return JSONResponse({"error": "Stripe unavailable, retry later"}, 503)
+    return JSONResponse({"received": True, "outcome": outcome})
+
+
+# --- the inbox ------------------------------------------------------------------------------
+
+Apply = Callable[
+    [BaseDBAsyncClient, credits.LockedAccount | None],
+    Awaitable[tuple[str, service.Effects | None]],
+]
+
+
+def _ignored(outcome: str) -> Apply:
+    async def apply(
+        _conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
+    ) -> tuple[str, None]:
+        return outcome, None
+
+    return apply
+
+
+async def _once(event: Event, team_id: uuid.UUID | None, apply: Apply) -> str:
+    """Runs `apply` and records the event, in one transaction, unless already recorded."""
+    inserting = False
+    try:
+        async with in_transaction() as conn:
+            locked = await credits.lock_account(team_id, conn) if team_id else None
+            if await StripeEvent.filter(id=event.id).using_db(conn).exists():
+                return "duplicate"
+            outcome, effects = await apply(conn, locked)
+            inserting = True
+            await StripeEvent.create(
+                id=event.id,
+                type=event.type,
+                payload=event.payload,
+                outcome=outcome[:100],
+                received_at=clock.now(),
+                using_db=conn,
+            )
+    except IntegrityError:
+        if not inserting:
+            raise
+        # A concurrent delivery without a team lock to queue on recorded it first.
+        return "duplicate"
+    if effects is not None:
+        await effects.run()
+    return outcome
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def _str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if isinstance(value, dict):  # an expanded object
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _int(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+async def _purchase_for(obj: dict[str, Any], payment_intent_id: str | None) -> Purchase | None:
+    """The purchase a PaymentIntent (or its charge) belongs to: our metadata first, since
+    a webhook can arrive before the synchronous confirm has stored the intent's id."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        purchase_id = parse_uuid(metadata.get("purchase_id"))
+        if purchase_id is not None:
+            purchase = await Purchase.get_or_none(id=purchase_id)
+            if purchase is not None:
+                return purchase
+    if payment_intent_id is None:
+        return None
+    return await Purchase.get_or_none(payment_intent_id=payment_intent_id)
+
+
+def _intent_outcome(event: Event, intent_id: str) -> service.Outcome | None:
+    obj = event.object
+    if event.type == "payment_intent.succeeded":
+        return service.Outcome(PurchaseStatus.SUCCEEDED, intent_id)
+    if event.type == "payment_intent.processing":
+        return service.Outcome(PurchaseStatus.PROCESSING, intent_id)
+    if event.type == "payment_intent.payment_failed":
+        error = obj.get("last_payment_error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return service.Outcome(
+            PurchaseStatus.FAILED,
+            intent_id,
+            message if isinstance(message, str) and message else "The payment failed.",
+        )
+    if event.type == "payment_intent.canceled":
+        return service.Outcome(PurchaseStatus.CANCELED, intent_id, "The payment was canceled.")
+    return None
+
+
+async def _on_payment_intent(event: Event) -> str:
+    intent_id = _str(event.object, "id")
+    outcome = _intent_outcome(event, intent_id) if intent_id else None
+    purchase = await _purchase_for(event.object, intent_id) if intent_id else None
+    if purchase is None or outcome is None:
+        return await _once(event, None, _ignored("not a purchase"))
+    if outcome.status is PurchaseStatus.SUCCEEDED:
+        received = _int(event.object, "amount_received") or _int(event.object, "amount")
+        if received != units_to_cents_exact(purchase.amount):
+            log.error(
+                "payments.amount_mismatch",
+                purchase_id=str(purchase.id),
+                payment_intent=intent_id,
+                received=received,
+            )
+            return await _once(event, None, _ignored("amount mismatch"))
+    team_id = purchase.team_id
+    assert isinstance(team_id, uuid.UUID)
+    purchase_id = purchase.id
+
+    async def apply(
+        conn: BaseDBAsyncClient, locked: credits.LockedAccount | None
+    ) -> tuple[str, service.Effects | None]:
+        assert locked is not None
+        assert outcome is not None
+        current = await Purchase.select_for_update().using_db(conn).get(id=purchase_id)
+        if current.payment_intent_id not in (None, intent_id):
+            return "another payment intent", None
+        before = current.status
+        effects = await service.apply_outcome(conn, locked, current, outcome)
+        return f"purchase {before} -> {current.status}", effects
+
+    return await _once(event, team_id, apply)
+
+
+async def _team_of_customer(customer: str | None) -> uuid.UUID | None:
+    if customer is None:
+        return None
+    row = await StripeCustomer.get_or_none(stripe_id=customer)
+    team_id = row.team_id if row else None
+    return team_id if isinstance(team_id, uuid.UUID) else None
+
+
+async def _on_setup_intent_succeeded(event: Event) -> str:
+    customer = _str(event.object, "customer")
+    pm_id = _str(event.object, "payment_method")
+    team_id = await _team_of_customer(customer)
+    if team_id is None or pm_id is None or customer is None:
+        return await _once(event, None, _ignored("not our customer"))
+    if await PaymentMethod.exists(stripe_id=pm_id, team_id=team_id, removed_at=None):
+        return await _once(event, None, _ignored("already on file"))
+    try:
+        info: PaymentMethodInfo = await service.gateway().retrieve_payment_method(pm_id)
+        if info.customer is None:  # Stripe attaches on confirm; the emulator does not
+            info = await service.gateway().attach_payment_method(pm_id, customer)
+    except StripeUnavailable:
+        raise
+    except (InvalidPaymentMethod, PaymentGatewayError) as error:
+        log.warning("payments.setup_intent_method_unusable", payment_method=pm_id, error=str(error))
+        return await _once(event, None, _ignored("unusable payment method"))
+    if info.customer != customer:
+        return await _once(event, None, _ignored("method of another customer"))
+
+    async def apply(
+        conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
+    ) -> tuple[str, service.Effects | None]:
+        _, became_default = await service.save_method_locked(conn, team_id, info, None)
+        effects = service.Effects(team_id)
+        if became_default:
+            effects.new_default = info.id
+        return "payment method saved", effects
+
+    return await _once(event, team_id, apply)
+
+
+async def _on_payment_method_detached(event: Event) -> str:
+    pm_id = _str(event.object, "id")
+    method = await PaymentMethod.get_or_none(stripe_id=pm_id) if pm_id else None
+    if method is None or pm_id is None:
+        return await _once(event, None, _ignored("not on file"))
+    team_id = method.team_id
+    assert isinstance(team_id, uuid.UUID)
+
+    async def apply(
+        conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
+    ) -> tuple[str, service.Effects | None]:
+        removed, effects = await service.detached_at_stripe(conn, team_id, pm_id)
+        return ("payment method removed" if removed else "already removed"), effects
+
+    return await _once(event, team_id, apply)
+
+
+async def _on_charge_reversal(event: Event) -> str:
+    """charge.refunded (a Charge) and charge.dispute.created (a Dispute)."""
+    obj = event.object
+    intent_id = _str(obj, "payment_intent")
+    purchase = await _purchase_for(obj, intent_id)
+    if purchase is None:
+        return await _once(event, None, _ignored("not a purchase"))
+    team_id = purchase.team_id
+    assert isinstance(team_id, uuid.UUID)
+    purchase_id = purchase.id
+    refunded = disputed = None
+    if event.type == "charge.refunded":
+        cents = _int(obj, "amount_refunded")
+        refunded = cents_to_units(cents) if cents is not None else None
+    else:
+        cents = _int(obj, "amount")
+        disputed = cents_to_units(cents) if cents is not None else None
+
+    async def apply(
+        conn: BaseDBAsyncClient, locked: credits.LockedAccount | None
+    ) -> tuple[str, service.Effects | None]:
+        assert locked is not None
+        current = await Purchase.select_for_update().using_db(conn).get(id=purchase_id)
+        before = current.withdrawn_amount
+        effects = await service.record_reversal(
+            conn, locked, current, refunded=refunded, disputed=disputed
+        )
+        return f"withdrew {current.withdrawn_amount - before} units", effects
+
+    return await _once(event, team_id, apply)
+
+
+_HANDLERS: dict[str, Callable[[Event], Awaitable[str]]] = {
+    "payment_intent.succeeded": _on_payment_intent,
+    "payment_intent.processing": _on_payment_intent,
+    "payment_intent.payment_failed": _on_payment_intent,
+    "payment_intent.canceled": _on_payment_intent,
+    "setup_intent.succeeded": _on_setup_intent_succeeded,
+    "payment_method.detached": _on_payment_method_detached,
+    "charge.refunded": _on_charge_reversal,
+    "charge.dispute.created": _on_charge_reversal,
+}
+
+
+async def handle_event(event: Event) -> str:
+    """Handles one verified event; returns what it did. Unknown types are recorded and ignored."""
+    handler = _HANDLERS.get(event.type)
+    if handler is None:
+        return await _once(event, None, _ignored("ignored"))
+    return await handler(event)

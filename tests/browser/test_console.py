@@ -1,0 +1,119 @@
+"""The console end to end: sign-in, the pages, live balance, errors by field, read-only members."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.async_api import BrowserContext, Page, expect
+
+from tests.browser.conftest import Gql, unique_email
+from tests.browser.harness import Server
+from tests.browser.helpers import open_page, screenshot, settled, sign_in
+
+GRANT = """mutation($input: GrantCreditsInput!) { grantCredits(input: $input) {
+  credits { total } errors { code message } } }"""
+USAGE = """mutation($input: RecordUsageInput!) { recordUsage(input: $input) {
+  credits { total } errors { code message } } }"""
+
+
+async def test_sign_in_and_every_page(page: Page) -> None:
+    await page.goto("/")
+    await expect(page.get_by_test_id("sign-in")).to_be_visible()
+    await screenshot(page, "00-sign-in")
+
+    # A bad email is refused next to the email field, before any token exists.
+    await page.get_by_label("Email").fill("not-an-email")
+    await page.get_by_test_id("sign-in-submit").click()
+    await expect(page.get_by_test_id("error-email")).to_contain_text("valid email")
+
+    email = unique_email("ada")
+    await sign_in(page, email, "Ada Lovelace")
+    await expect(page.get_by_test_id("viewer-email")).to_have_text(email)
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$0.00")
+    await expect(page.get_by_test_id("grants").get_by_test_id("empty-state")).to_be_visible()
+    await screenshot(page, "01-credits-new-team")
+    for name in ("payment", "invoices", "members"):
+        await open_page(page, name)
+        await screenshot(page, f"02-{name}-new-team")
+    await expect(page.get_by_test_id("member-row")).to_have_count(1)
+
+    # Deep links survive a reload (the server answers client routes with the console).
+    await page.reload()
+    await expect(page.get_by_test_id("member-row")).to_have_count(1)
+
+    await page.get_by_test_id("sign-out").click()
+    await expect(page.get_by_test_id("sign-in")).to_be_visible()
+
+
+async def test_balance_changes_live_when_another_client_records_usage(
+    page: Page, gql: Gql, operator_token: str
+) -> None:
+    team_id = await sign_in(page, unique_email("live"))
+    await expect(page.get_by_test_id("live-status")).to_have_attribute("data-status", "live")
+    total = page.get_by_test_id("balance-total")
+
+    data = await gql(
+        GRANT,
+        {"input": {"teamId": team_id, "amount": "10.00", "description": "welcome"}},
+        token=operator_token,
+    )
+    assert data["grantCredits"]["errors"] == []
+    await expect(total).to_have_text("$10.00")
+    await expect(page.get_by_test_id("balance-free")).to_have_text("$10.00")
+
+    data = await gql(
+        USAGE,
+        {"input": {"teamId": team_id, "amount": "1.25", "idempotencyKey": "browser-usage-1"}},
+        token=operator_token,
+    )
+    assert data["recordUsage"]["errors"] == []
+    recorded = time.monotonic()
+    # The page never polls: only the creditsUpdated subscription can change this text.
+    await expect(total).to_have_text("$8.75", timeout=1000)
+    latency = time.monotonic() - recorded
+    print(f"usage recorded -> balance on screen: {latency * 1000:.0f} ms")
+    await expect(page.get_by_test_id("grants").locator("tbody tr")).to_have_count(1)
+    await screenshot(page, "03-credits-live-balance")
+
+
+async def test_api_errors_show_next_to_their_field(page: Page) -> None:
+    await sign_in(page, unique_email("errors"))
+    limit = page.get_by_test_id("limit-card")
+    await limit.get_by_test_id("limit-input").fill("12.345")
+    await limit.get_by_test_id("limit-submit").click()
+    error = limit.get_by_test_id("error-limit")
+    await expect(error).to_be_visible()
+    await expect(error).to_have_attribute("data-code", "INVALID_AMOUNT")
+    await open_page(page, "members")
+    await page.get_by_test_id("invite-email").fill("nobody")
+    await page.get_by_test_id("invite-submit").click()
+    await expect(page.get_by_test_id("error-email")).to_have_attribute("data-code", "INVALID_INPUT")
+    await screenshot(page, "04-members-field-error")
+
+
+async def test_member_sees_no_edit_controls(
+    page: Page, context: BrowserContext, server: Server
+) -> None:
+    admin_email, member_email = unique_email("owner"), unique_email("reader")
+    team_id = await sign_in(page, admin_email, "Olivia Owner")
+    await open_page(page, "members")
+    await page.get_by_test_id("invite-email").fill(member_email)
+    await page.get_by_test_id("invite-submit").click()
+    await expect(page.get_by_test_id("form-notice")).to_contain_text("Invited")
+    await expect(page.get_by_test_id("member-row")).to_have_count(2)
+    await screenshot(page, "05-members-admin")
+
+    # The member signs in elsewhere (another browser session) and opens the admin's team.
+    await page.evaluate("localStorage.clear()")
+    await sign_in(page, member_email, "Riley Reader")
+    await page.goto(f"/t/{team_id}/credits")
+    await expect(page.get_by_test_id("read-only")).to_be_visible()
+    await expect(page.get_by_test_id("balance-total")).to_be_visible()
+    for name in ("credits", "payment", "invoices", "members"):
+        await open_page(page, name)
+        await settled(page)
+        main = page.locator("main")
+        for control in ("form", "button", "input", "select", "textarea"):
+            await expect(main.locator(control)).to_have_count(0)
+        await screenshot(page, f"06-{name}-member")
+    await expect(page.get_by_test_id("member-row")).to_have_count(2)

@@ -1,0 +1,98 @@
+"""Cards through Stripe.js (the emulator's copy), buying credits, the last card, invoice PDFs."""
+
+from __future__ import annotations
+
+from playwright.async_api import BrowserContext, Page, expect
+
+from tests.browser.conftest import unique_email
+from tests.browser.helpers import add_card, fill_card, open_page, reload_until, screenshot, sign_in
+
+
+async def test_add_card_and_buy_credits(page: Page) -> None:
+    await sign_in(page, unique_email("buyer"), "Bea Buyer")
+    await add_card(page)
+    row = page.get_by_test_id("payment-method")
+    await expect(row).to_contain_text("4242")
+    await expect(row).to_contain_text("Default")
+    await screenshot(page, "10-payment-card-added")
+
+    await open_page(page, "credits")
+    buy = page.get_by_test_id("buy-credits")
+    # More than 2 decimals: the error sits next to the amount.
+    await buy.get_by_test_id("buy-amount").fill("25.001")
+    await buy.get_by_test_id("buy-submit").click()
+    await expect(buy.get_by_test_id("error-amount")).to_have_attribute(
+        "data-code", "INVALID_AMOUNT"
+    )
+
+    # The saved default card is preselected.
+    await buy.get_by_test_id("buy-amount").fill("25")
+    await buy.get_by_test_id("buy-submit").click()
+    await expect(buy.get_by_test_id("form-notice")).to_contain_text("$25.00")
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$25.00")
+    await expect(page.get_by_test_id("balance-prepaid")).to_have_text("$25.00")
+
+    # A new card typed into Stripe.js pays and is saved.
+    await buy.get_by_test_id("buy-amount").fill("10.50")
+    await buy.get_by_test_id("buy-new-card").check()
+    await fill_card(page, "4242424242424242", "[data-testid=buy-form]")
+    await buy.get_by_test_id("buy-submit").click()
+    await expect(buy.get_by_test_id("form-notice")).to_contain_text("$10.50")
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$35.50")
+    await expect(page.get_by_test_id("purchases").locator("tbody tr")).to_have_count(2)
+    await screenshot(page, "11-credits-after-purchase")
+    await open_page(page, "payment")
+    await expect(page.get_by_test_id("payment-method")).to_have_count(2)
+
+
+async def test_declined_card_shows_its_error(page: Page) -> None:
+    await sign_in(page, unique_email("declined"))
+    await open_page(page, "payment")
+    await page.get_by_test_id("add-card").click()
+    await fill_card(page, "4000000000000002", "[data-testid=add-card-form]")
+    await page.get_by_test_id("save-card").click()
+    await expect(page.get_by_test_id("error-card")).to_be_visible()
+    await expect(page.get_by_test_id("payment-method")).to_have_count(0)
+    await screenshot(page, "12-payment-card-declined")
+
+
+async def test_removing_the_last_card_shows_its_error(page: Page) -> None:
+    await sign_in(page, unique_email("lastcard"))
+    await add_card(page)
+    row = page.get_by_test_id("payment-method")
+    await row.get_by_test_id("remove-method").click()
+    error = row.get_by_test_id("payment-method-error")
+    await expect(error).to_be_visible()
+    await expect(error).to_have_attribute("data-code", "LAST_PAYMENT_METHOD")
+    await expect(row).to_have_count(1)
+    await screenshot(page, "13-payment-last-card-error")
+
+    # With a second card the first one can go.
+    await add_card(page, "5555555555554444")
+    await page.get_by_test_id("payment-method").first.get_by_test_id("remove-method").click()
+    await expect(page.get_by_test_id("payment-method")).to_have_count(1)
+
+
+async def test_invoice_pdf_opens(page: Page, context: BrowserContext) -> None:
+    await sign_in(page, unique_email("invoice"))
+    await add_card(page)
+    await open_page(page, "credits")
+    buy = page.get_by_test_id("buy-credits")
+    await buy.get_by_test_id("buy-amount").fill("20")
+    await buy.get_by_test_id("buy-submit").click()
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$20.00")
+
+    await open_page(page, "invoices")
+    await reload_until(page, "[data-testid=invoice-row]", 1)
+    await expect(page.get_by_test_id("invoice-row")).to_contain_text("Credit purchase")
+    await expect(page.get_by_test_id("invoice-row")).to_contain_text("$20.00")
+    await screenshot(page, "14-invoices")
+
+    async with context.expect_page() as opened:
+        await page.get_by_test_id("invoice-pdf").click()
+    tab = await opened.value
+    response = await context.request.get(tab.url)
+    assert response.ok, response.status
+    assert response.headers["content-type"].startswith("application/pdf")
+    assert (await response.body()).startswith(b"%PDF")
+    await tab.close()
