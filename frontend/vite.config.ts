@@ -14,6 +14,10 @@ export default defineConfig({
     // GraphiQL (CodeMirror, React, graphql-js) is one large chunk; it loads only at /graphql.
     chunkSizeWarningLimit: 3000,
     rollupOptions: {
+      // Radix (inside GraphiQL) marks modules "use client"; meaningless in a bundle.
+      onwarn(warning, warn) {
+        if (warning.code !== "MODULE_LEVEL_DIRECTIVE") warn(warning);
+      },
       input: { console: here("index.html"), ide: here("ide.html") },
     },
   },

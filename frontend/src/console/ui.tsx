@@ -79,7 +79,12 @@ export function Skeleton(props: { lines?: number; height?: number }): JSX.Elemen
 export function ErrorState(props: { error: ApiError; retry?: () => void }): JSX.Element {
   const unavailable = props.error.code === "UNAVAILABLE";
   return (
-    <div class={unavailable ? "state state-muted" : "state state-error"} role="alert" data-testid="error-state">
+    <div
+      class={unavailable ? "state state-muted" : "state state-error"}
+      role="alert"
+      data-code={props.error.code}
+      data-testid="error-state"
+    >
       <div class="state-icon">{unavailable ? <IconClock /> : <IconAlert />}</div>
       <div>
         <div class="state-title">
@@ -187,7 +192,7 @@ export function Field(props: {
       <span class="field-label">{props.label}</span>
       {props.children}
       {errors.map((error) => (
-        <span class="field-error" role="alert" data-testid={`error-${props.name}`} key={error.message}>
+        <span class="field-error" role="alert" data-code={error.code} data-testid={`error-${props.name}`} key={error.message}>
           {error.message}
         </span>
       ))}
@@ -204,7 +209,9 @@ export function FormErrors(props: { form: FormState; known: string[]; testid?: s
       <IconAlert />
       <div>
         {errors.map((error) => (
-          <div key={error.message}>{error.message}</div>
+          <div key={error.message} data-code={error.code}>
+            {error.message}
+          </div>
         ))}
       </div>
     </div>

@@ -68,7 +68,7 @@ export function CreditsPage(props: PageProps): JSX.Element {
             onPurchase={() => setPurchasesTick((tick) => tick + 1)}
           />
         )}
-        <Grants credits={credits} loading={!credits} />
+        <Grants credits={credits} loading={!credits} canEdit={props.canEdit} />
         <Purchases teamId={props.teamId} tick={purchasesTick} />
       </div>
       <div class="col-narrow">
@@ -354,7 +354,7 @@ function BuyForm(props: {
           {source === "new" && <CardInput handle={card} invalid={cardErrors.length > 0} />}
           {source === "new" && <span class="field-hint">Saved to the team's payment methods once the payment succeeds.</span>}
           {cardErrors.map((error) => (
-            <span class="field-error" role="alert" data-testid="error-card" key={error.message}>
+            <span class="field-error" role="alert" data-code={error.code} data-testid="error-card" key={error.message}>
               {error.message}
             </span>
           ))}
@@ -376,7 +376,7 @@ function BuyForm(props: {
           )}
           <span class="field-hint">ACH debits take 2–3 business days; credits arrive when the payment clears.</span>
           {cardErrors.map((error) => (
-            <span class="field-error" role="alert" data-testid="error-card" key={error.message}>
+            <span class="field-error" role="alert" data-code={error.code} data-testid="error-card" key={error.message}>
               {error.message}
             </span>
           ))}
@@ -498,9 +498,18 @@ function SpendingLimit(props: {
           <Notice form={form} />
         </form>
       ) : (
-        <div class="readout">
-          <span class="readout-value">{formatUsd(props.credits.invoicedSpendingLimit)}</span>
-          <span class="muted"> per month · {formatUsd(props.credits.invoicedRemaining)} left</span>
+        <div class="readout" data-testid="limit-readout">
+          {toUnits(props.credits.invoicedSpendingLimit) > 0n ? (
+            <>
+              <span class="readout-value">{formatUsd(props.credits.invoicedSpendingLimit)}</span>
+              <span class="muted"> per month · {formatUsd(props.credits.invoicedRemaining)} left</span>
+            </>
+          ) : (
+            <>
+              <span class="readout-value">Off</span>
+              <span class="muted"> · requests stop when credits run out</span>
+            </>
+          )}
         </div>
       )}
     </Card>
@@ -702,7 +711,7 @@ function Alerts(props: { teamId: string }): JSX.Element {
 
 const KIND_TONE: Record<string, "green" | "blue" | "grey"> = { FREE: "green", PROMOTIONAL: "blue", PREPAID: "grey" };
 
-function Grants(props: { credits: Credits | null; loading: boolean }): JSX.Element {
+function Grants(props: { credits: Credits | null; loading: boolean; canEdit: boolean }): JSX.Element {
   return (
     <Card title="Credit grants" subtitle="Live grants, in the order they are used." testid="grants">
       {props.loading || !props.credits ? (
@@ -734,7 +743,9 @@ function Grants(props: { credits: Credits | null; loading: boolean }): JSX.Eleme
         </table>
       ) : (
         <EmptyState title="No credits yet" icon={<IconWallet />}>
-          Buy credits or redeem a promo code to get started.
+          {props.canEdit
+            ? "Buy credits or redeem a promo code to get started."
+            : "An admin of this team can buy credits or redeem a promo code."}
         </EmptyState>
       )}
     </Card>

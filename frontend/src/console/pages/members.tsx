@@ -112,7 +112,7 @@ function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; on
         )}
       </div>
       {form.errors.map((error) => (
-        <div class="field-error row-error" role="alert" data-testid="member-error" key={error.message}>
+        <div class="field-error row-error" role="alert" data-code={error.code} data-testid="member-error" key={error.message}>
           {error.message}
         </div>
       ))}

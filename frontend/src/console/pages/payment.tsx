@@ -50,6 +50,7 @@ function PaymentMethods(props: PageProps): JSX.Element {
       testid="payment-methods"
       actions={
         props.canEdit &&
+        state.data &&
         !adding && (
           <Button kind="secondary" small type="button" onClick={() => setAdding(true)} testid="add-card">
             Add card
@@ -150,7 +151,7 @@ function MethodRow(props: { teamId: string; pm: PaymentMethod; canEdit: boolean;
         )}
       </div>
       {form.errors.map((error) => (
-        <div class="field-error row-error" role="alert" data-testid="payment-method-error" key={error.message}>
+        <div class="field-error row-error" role="alert" data-code={error.code} data-testid="payment-method-error" key={error.message}>
           {error.message}
         </div>
       ))}
@@ -198,7 +199,7 @@ function AddCard(props: { teamId: string; first: boolean; onDone: () => void; on
         <span class="field-label">Card details</span>
         <CardInput handle={card} invalid={cardErrors.length > 0} />
         {cardErrors.map((error) => (
-          <span class="field-error" role="alert" data-testid="error-card" key={error.message}>
+          <span class="field-error" role="alert" data-code={error.code} data-testid="error-card" key={error.message}>
             {error.message}
           </span>
         ))}
