@@ -16,7 +16,6 @@ APPS: dict[str, list[str]] = {
     "teams": ["app.teams.models"],
     "credits": ["app.credits.models"],
     "payments": ["app.payments.models"],
-    "payments": ["app.payments.models"],
 }
 
 

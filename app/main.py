@@ -17,8 +17,6 @@ from app.graphql.view import GraphQLView
 from app.logs import configure_logging
 from app.payments import service as payments
 from app.payments.webhooks import stripe_webhook
-from app.payments import service as payments
-from app.payments.webhooks import stripe_webhook
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -41,7 +39,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         if manage_db:
             await db.init_db(settings)
             payments.init_gateway(settings)
-            payments.init_gateway(settings)
         try:
             yield
         finally:
@@ -54,7 +51,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
-        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
     ]
     # Last: the console's static mount answers every path no route above took.

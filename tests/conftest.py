@@ -20,14 +20,9 @@ from app.main import create_app
 from app.payments import service as payments
 from app.payments.emulator import StripeEmulator
 from app.payments.stripe import StripeGateway
-from app.payments import service as payments
-from app.payments.emulator import StripeEmulator
-from app.payments.stripe import StripeGateway
 from app.teams import tokens
 
 JWT_SECRET = "test-secret-not-for-production-use-0123456789"
-STRIPE_API_KEY = "sk_test_creditline"
-STRIPE_WEBHOOK_SECRET = "whsec_test_creditline_0123456789"
 STRIPE_API_KEY = "sk_test_creditline"
 STRIPE_WEBHOOK_SECRET = "whsec_test_creditline_0123456789"
 

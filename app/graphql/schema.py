@@ -14,14 +14,12 @@ from strawberry.extensions import (
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
-from strawberry.tools import merge_types
 
 from app.credits import service as credits
 from app.events import bus
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.mutations import Mutation
-from app.graphql.payments import PaymentsMutation
 from app.graphql.payments import PaymentsMutation
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
 from app.graphql.types import Credits, Team, Viewer

@@ -22,9 +22,6 @@ from app.teams.models import Team as TeamModel
 if TYPE_CHECKING:
     from app.graphql.payments import PaymentMethod, PurchaseConnection
 
-if TYPE_CHECKING:
-    from app.graphql.payments import PaymentMethod, PurchaseConnection
-
 # The domain enums are the GraphQL enums; strawberry.enum registers them in place.
 strawberry.enum(DomainRole, name="Role")
 strawberry.enum(DomainCreditKind, name="CreditKind")
