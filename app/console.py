@@ -75,8 +75,10 @@ def config(settings: Settings) -> dict[str, object]:
 
 def _is_console_path(path: str) -> bool:
     """A client-side route (no file extension, not an API path): answered with index.html."""
-    first = path.strip("/").split("/", 1)[0]
-    return first not in RESERVED and "." not in path.rsplit("/", 1)[-1]
+    path = path.strip("/")
+    if path in ("", "."):
+        return True
+    return path.split("/", 1)[0] not in RESERVED and "." not in path.rsplit("/", 1)[-1]
 
 
 class ConsoleFiles(StaticFiles):
