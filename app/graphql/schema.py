@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import strawberry
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
     ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
-from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -67,7 +69,7 @@ class Subscription:
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
 # create new classes per request, which made every request re-validate (about 10 ms).
-LIMIT_RULES = [
+LIMIT_RULES: list[type[ASTValidationRule]] = [
     query_depth_limiter.create_validator(max_depth=12, should_ignore=None),
     max_aliases.create_validator(max_alias_count=30),
 ]
