@@ -97,3 +97,25 @@ async def test_group_commit_keeps_each_events_own_result(
     assert accepted_keys == {"g0", "g1", "g2"}
     assert sorted(errors) == ["CREDITS_EXHAUSTED"] * 4
     assert (await read_credits(api, admin))["total"] == "0.10"
+
+
+async def test_batcher_keeps_each_teams_order_across_split_batches(
+    api: Api, admin: Actor, operator: Actor
+) -> None:
+    """More events than fit in one batch, two teams: every event of a team applies in
+    arrival order, so exactly the first ones that fit are accepted."""
+    other = await sign_up(api, "other@example.com")
+    await grant(api, operator, admin.team_id, "1.00")
+    await grant(api, operator, other.team_id, "0.50")
+    batcher = batching.UsageBatcher(max_events=3, max_active=2)
+    teams = [uuid.UUID(admin.team_id), uuid.UUID(other.team_id)]
+    requests = [
+        credits.UsageRequest(team_id=teams[i % 2], amount=parse("0.10"), idempotency_key=f"o{i}")
+        for i in range(30)
+    ]
+    results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+    accepted = [r.record.idempotency_key for r in results if r.record]
+    # Team A (even keys) affords 10 events, team B (odd keys) 5: the earliest ones.
+    assert accepted == [f"o{i}" for i in range(30) if i < (20 if i % 2 == 0 else 10)]
+    assert (await read_credits(api, admin))["total"] == "0.00"
+    assert (await read_credits(api, other))["total"] == "0.00"

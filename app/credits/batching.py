@@ -1,15 +1,17 @@
-"""Group commit: concurrent usage events within one worker share one transaction.
+"""Group commit: concurrent usage events within one worker share transactions.
 
-Each `submit` joins the batch being formed; one drain task per event loop applies a
-batch with `record_usage` (one transaction, the teams' account rows locked in id
-order) and hands every event its own all-or-nothing result, in arrival order. A
-batch closes when the requests that are ready now have joined (a zero-length
-yield, well under a millisecond) or when it reaches `max_events`.
+Each `submit` queues its event; the batcher starts a batch on the next turn of the
+event loop, so every event that is ready at that moment joins it (well under a
+millisecond of waiting). A batch is applied by `record_usage`: one transaction that
+locks its teams' account rows in id order, each event all or nothing on its own, in
+arrival order. A team is in at most one batch at a time (its events would only queue
+on its row lock), while batches of other teams run alongside, up to `max_active`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 import weakref
 
 from app.credits.service import UsageRequest, UsageResult, record_usage
@@ -18,39 +20,63 @@ Pending = tuple[UsageRequest, "asyncio.Future[UsageResult]"]
 
 
 class UsageBatcher:
-    def __init__(self, max_events: int = 500) -> None:
+    def __init__(self, max_events: int = 500, max_active: int = 4) -> None:
         self.max_events = max_events
+        self.max_active = max_active
         self._pending: list[Pending] = []
-        self._drain_task: asyncio.Task[None] | None = None
+        self._busy_teams: set[uuid.UUID] = set()
+        self._active = 0
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: UsageRequest) -> UsageResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[UsageResult] = loop.create_future()
         self._pending.append((request, future))
-        if self._drain_task is None:
-            self._drain_task = loop.create_task(self._drain())
+        if not self._scheduled:
+            # Starting on the next turn lets the requests already runnable join.
+            self._scheduled = True
+            loop.call_soon(self._start_batches)
         return await future
 
-    async def _drain(self) -> None:
+    def _start_batches(self) -> None:
+        self._scheduled = False
+        while self._pending and self._active < self.max_active:
+            batch: list[Pending] = []
+            rest: list[Pending] = []
+            for item in self._pending:
+                if len(batch) < self.max_events and item[0].team_id not in self._busy_teams:
+                    batch.append(item)
+                else:
+                    rest.append(item)
+            if not batch:
+                break
+            # A team's events that did not fit stay queued behind it: the team is busy
+            # until this batch commits, so they cannot overtake.
+            teams = {request.team_id for request, _ in batch}
+            self._pending = rest
+            self._busy_teams |= teams
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._apply(batch, teams))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _apply(self, batch: list[Pending], teams: set[uuid.UUID]) -> None:
         try:
-            while self._pending:
-                # Requests already runnable get to join before the batch closes.
-                await asyncio.sleep(0)
-                batch = self._pending[: self.max_events]
-                del self._pending[: self.max_events]
-                try:
-                    results = await record_usage([request for request, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    # A caller that went away (cancelled) still had its event applied.
-                    if not future.done():
-                        future.set_result(result)
+            results = await record_usage([request for request, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                # A caller that went away (cancelled) still had its event applied.
+                if not future.done():
+                    future.set_result(result)
         finally:
-            self._drain_task = None
+            self._busy_teams -= teams
+            self._active -= 1
+            self._start_batches()
 
 
 _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UsageBatcher] = (
