@@ -762,7 +762,6 @@ interface Purchase {
   failureReason: string | null;
   createdAt: string;
   paymentMethod: { type: "CARD" | "BANK_ACCOUNT"; brand: string | null; last4: string } | null;
-  invoice: { number: string; pdfUrl: string } | null;
 }
 
 const PURCHASE_TONE: Record<string, "green" | "amber" | "red" | "grey"> = {
@@ -776,7 +775,7 @@ const PURCHASE_TONE: Record<string, "green" | "amber" | "red" | "grey"> = {
 function Purchases(props: { teamId: string; tick: number }): JSX.Element {
   const state = useQuery<{ team: { purchases: { edges: { node: Purchase }[] } } | null }>(
     `query Purchases($id: ID!) { team(id: $id) { id purchases(first: 10) { edges { node {
-      id amount method status failureReason createdAt paymentMethod { type brand last4 } invoice { number pdfUrl }
+      id amount method status failureReason createdAt paymentMethod { type brand last4 }
     } } } } }`,
     { id: props.teamId },
   );
@@ -784,7 +783,7 @@ function Purchases(props: { teamId: string; tick: number }): JSX.Element {
     if (props.tick) state.reload();
   }, [props.tick]);
   return (
-    <Card title="Purchases" testid="purchases">
+    <Card title="Purchases" subtitle="Each purchase's invoice is on the Invoices page." testid="purchases">
       <Loadable state={state} skeleton={<Skeleton lines={3} />}>
         {(data) => {
           const purchases = data.team?.purchases.edges.map((edge) => edge.node) ?? [];
@@ -797,7 +796,6 @@ function Purchases(props: { teamId: string; tick: number }): JSX.Element {
                   <th>Paid with</th>
                   <th>Status</th>
                   <th class="num">Amount</th>
-                  <th />
                 </tr>
               </thead>
               <tbody>
@@ -812,13 +810,6 @@ function Purchases(props: { teamId: string; tick: number }): JSX.Element {
                       {purchase.failureReason && <div class="muted small">{purchase.failureReason}</div>}
                     </td>
                     <td class="num">{formatUsd(purchase.amount)}</td>
-                    <td class="num">
-                      {purchase.invoice && (
-                        <a href={purchase.invoice.pdfUrl} target="_blank" rel="noopener">
-                          {purchase.invoice.number}
-                        </a>
-                      )}
-                    </td>
                   </tr>
                 ))}
               </tbody>
