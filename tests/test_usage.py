@@ -257,3 +257,24 @@ async def test_limit_bounds(api: Api, admin: Actor) -> None:
         assert data["setInvoicedSpendingLimit"]["errors"][0]["field"] == "limit"
     data = await api.ok(LIMIT, {"t": admin.team_id, "l": "0"}, admin.token)
     assert data["setInvoicedSpendingLimit"]["credits"]["invoicedSpendingLimit"] == "0.00"
+
+
+async def test_total_alone_is_exact_across_an_expiry(
+    api: Api, admin: Actor, operator: Actor
+) -> None:
+    """`credits { total }` reads the account's cached balances; an expiry makes them stale,
+    so that read falls back to the live grants."""
+    clock.freeze(datetime(2026, 6, 1, 9, tzinfo=UTC))
+    await grant(
+        api, operator, admin.team_id, "5.00", "PROMOTIONAL", expires_at="2026-06-01T10:00:00Z"
+    )
+    await grant(api, operator, admin.team_id, "1.25", "PREPAID")
+    query = "query($t: ID!) { team(id: $t) { credits { total prepaid } } }"
+    data = await api.ok(query, {"t": admin.team_id}, admin.token)
+    assert data["team"]["credits"] == {"total": "6.25", "prepaid": "1.25"}
+    clock.freeze(datetime(2026, 6, 1, 10, tzinfo=UTC))
+    data = await api.ok(query, {"t": admin.team_id}, admin.token)
+    assert data["team"]["credits"] == {"total": "1.25", "prepaid": "1.25"}
+    status = "query($t: ID!) { team(id: $t) { credits { status invoicedThisMonth } } }"
+    data = await api.ok(status, {"t": admin.team_id}, admin.token)
+    assert data["team"]["credits"] == {"status": "ACTIVE", "invoicedThisMonth": "0.00"}

@@ -128,14 +128,31 @@ def _sums(grants: list[CreditGrant]) -> dict[CreditKind, int]:
 # --- reads -------------------------------------------------------------------------------
 
 
-async def credits_view(team_id: uuid.UUID) -> CreditsView:
+async def credits_view(
+    team_id: uuid.UUID, *, with_grants: bool = True, with_invoiced: bool = True
+) -> CreditsView:
+    """The team's credits now. A reader that needs neither the grant list nor the
+    month's invoiced total (`credits { total }`) costs one query: the account row's
+    cached balances are exact until its next grant expiry."""
     now = clock.now()
     account = await CreditAccount.get_or_none(team_id=team_id)
     if account is None:
         raise NotFound()
-    grants = await _live_grants(team_id, now, None)
-    sums = _sums(grants)
-    invoiced = await InvoicedPeriod.get_or_none(team_id=team_id, period=clock.period_of(now))
+    expiry_due = account.next_expiry_at is not None and account.next_expiry_at <= now
+    if with_grants or expiry_due:
+        grants = await _live_grants(team_id, now, None)
+        sums = _sums(grants)
+    else:
+        grants = []
+        sums = {
+            CreditKind.FREE: account.free,
+            CreditKind.PROMOTIONAL: account.promotional,
+            CreditKind.PREPAID: account.prepaid,
+        }
+    invoiced = None
+    if with_invoiced:
+        period = clock.period_of(now)
+        invoiced = await InvoicedPeriod.get_or_none(team_id=team_id, period=period)
     return CreditsView(
         free=sums[CreditKind.FREE],
         promotional=sums[CreditKind.PROMOTIONAL],

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from app.credits import service as credits
 from app.credits.models import CreditGrant as CreditGrantModel
@@ -163,6 +164,22 @@ class PageInfo:
     end_cursor: str | None
 
 
+# Credits fields that need the month's invoiced total.
+_INVOICED_FIELDS = {"invoicedThisMonth", "invoicedRemaining", "status"}
+
+
+def _selected_names(info: Info) -> set[str] | None:
+    """The field names selected under the current field, or None when fragments make
+    the selection uncertain (then everything is loaded)."""
+    names: set[str] = set()
+    for field in info.selected_fields:
+        for selection in field.selections:
+            if not isinstance(selection, SelectedField):
+                return None
+            names.add(selection.name)
+    return names
+
+
 @strawberry.type
 class Team:
     model: strawberry.Private[TeamModel]
@@ -182,7 +199,13 @@ class Team:
 
     @strawberry.field
     async def credits(self, info: Info) -> Credits:
-        return Credits(view=await credits.credits_view(self.model.id))
+        wanted = _selected_names(info)
+        view = await credits.credits_view(
+            self.model.id,
+            with_grants=wanted is None or "grants" in wanted,
+            with_invoiced=wanted is None or bool(wanted & _INVOICED_FIELDS),
+        )
+        return Credits(view=view)
 
     @strawberry.field(description="cards and bank accounts on file, the default first")
     async def payment_methods(
