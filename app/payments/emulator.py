@@ -13,17 +13,19 @@ Usage::
 
     emu = StripeEmulator()
     emu.start()                   # free port; blocks until it answers HTTP
-    emu.register_webhook("app", "http://127.0.0.1:8000/stripe/webhook", "whsec_x")
+    emu.register_webhook("app", "http://127.0.0.1:8000/webhooks/stripe", "whsec_x")
     ...                           # StripeGateway("sk_test_x", api_base=emu.url)
     emu.stop()
 
-or, for scripts, ``python -m app.payments.emulator --port 8420`` (foreground).
+or, for scripts, ``python -m app.payments.emulator --port 8420 [--webhook-url URL
+--webhook-secret SECRET] [--exit-with-parent]`` (foreground; see `main`).
 ``localstripe`` itself is only imported in the child process.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -57,6 +59,13 @@ web.run_app(server.app, sock=sock, access_log=log, print=None, handle_signals=Tr
 """
 
 
+def _set_parent_death_signal() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class EmulatorError(RuntimeError):
     """The emulator could not be started or refused a configuration call."""
 
@@ -64,10 +73,15 @@ class EmulatorError(RuntimeError):
 class StripeEmulator:
     """One ``localstripe`` child process with in-memory state on 127.0.0.1."""
 
-    def __init__(self, *, verbose: bool = False, startup_timeout: float = 15.0) -> None:
-        """`verbose` lets the child log requests and webhook deliveries to our stderr."""
+    def __init__(
+        self, *, verbose: bool = False, startup_timeout: float = 15.0, die_with_parent: bool = False
+    ) -> None:
+        """`verbose` lets the child log requests and webhook deliveries to our stderr.
+        `die_with_parent` (Linux): the child gets SIGTERM when the thread that started it
+        ends, even if this process is killed outright; for a command run from a script."""
         self._verbose = verbose
         self._startup_timeout = startup_timeout
+        self._die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._port: int | None = None
@@ -94,6 +108,7 @@ class StripeEmulator:
                     "1" if self._verbose else "0",
                 ],
                 pass_fds=(sock.fileno(),),
+                preexec_fn=_set_parent_death_signal if self._die_with_parent else None,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=self._log if self._log is not None else None,
@@ -144,11 +159,14 @@ class StripeEmulator:
             self._log.close()
             self._log = None
 
-    def wait(self) -> int:
-        """Block until the child exits; returns its exit code."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the child exits (or `timeout` passes: None); returns its exit code."""
         if self._proc is None:
             raise EmulatorError("emulator not started")
-        return self._proc.wait()
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def __enter__(self) -> Self:
         if self._proc is None:
@@ -221,22 +239,43 @@ class StripeEmulator:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m app.payments.emulator [--port N] [--quiet]``: run in the foreground."""
+    """``python -m app.payments.emulator [--port N] [--quiet] [--webhook-url U
+    --webhook-secret S] [--exit-with-parent]``: run in the foreground until SIGTERM, Ctrl-C,
+    or (``--exit-with-parent``) the exit of the process that started it."""
     parser = argparse.ArgumentParser(description="In-memory localstripe on 127.0.0.1")
     parser.add_argument("--port", type=int, default=8420, help="0 = any free port")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
+    parser.add_argument("--webhook-url", help="register this endpoint for every event")
+    parser.add_argument("--webhook-secret", help="the endpoint's signing secret (whsec_...)")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits (a script's background job)",
+    )
     args = parser.parse_args(argv)
-    emu = StripeEmulator(verbose=not args.quiet)
+    if bool(args.webhook_url) != bool(args.webhook_secret):
+        parser.error("--webhook-url and --webhook-secret go together")
+    parent = os.getppid()
+    emu = StripeEmulator(verbose=not args.quiet, die_with_parent=True)
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
-    emu.start(args.port or None)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
+        emu.start(args.port or None)
+        if args.webhook_url:
+            emu.register_webhook("creditline", args.webhook_url, args.webhook_secret)
         print(f"localstripe (in-memory) on {emu.url}  pid={os.getpid()}", flush=True)
-        code = emu.wait()
-        raise SystemExit(code)
+        if args.webhook_url:
+            print(f"  webhooks -> {args.webhook_url}", flush=True)
+        while True:
+            code = emu.wait(timeout=0.5)
+            if code is not None:
+                raise SystemExit(code)
+            if args.exit_with_parent and os.getppid() != parent:
+                return
     except KeyboardInterrupt:
         pass
     finally:
