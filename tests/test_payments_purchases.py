@@ -285,6 +285,7 @@ async def test_bank_transfer_stays_processing(api: Api, admin: Actor, ach: Recor
     assert params["amount"] == 5000
     assert params["payment_method_types"] == ["us_bank_account"]
     assert params["confirm"] is True
+    assert params["off_session"] is True  # debited on the mandate given when it was saved
     assert params["metadata"]["purchase_id"] == purchase["id"]
     assert options == {"idempotency_key": f"purchase:{purchase['id']}:confirm"}
     stored = await Purchase.get(id=uuid.UUID(purchase["id"]))

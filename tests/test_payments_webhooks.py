@@ -13,15 +13,19 @@ from typing import Any
 
 import httpx
 import pytest
+import stripe
 
 from app.config import Settings
 from app.credits import service as credits
 from app.credits.models import CreditGrant, LedgerEntry, LedgerKind
 from app.kit.money import UNITS_PER_DOLLAR
+from app.payments import service as payments
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
-from tests.conftest import Actor, Api
+from app.payments.stripe import StripeGateway
+from tests.conftest import STRIPE_API_KEY, Actor, Api
 from tests.test_payments_support import (
+    ADD_PM,
     RECORDED_BANK_PAYMENT_METHOD,
     RecordedAch,
     add_card,
@@ -406,3 +410,63 @@ async def test_detached_at_stripe_leaves_the_file(
     event2 = {**event, "id": "evt_detach_last", "data": {"object": {"id": last}}}
     assert (await deliver(client, event2)).json()["outcome"] == "payment method removed"
     assert await methods(api, admin) == []
+
+
+# --- Stripe unreachable ---------------------------------------------------------------------------
+
+
+async def test_unreachable_stripe_is_a_user_error(api: Api, admin: Actor) -> None:
+    closed = StripeGateway(STRIPE_API_KEY, "http://127.0.0.1:9", 0)  # nothing listens on 9
+    previous = payments.set_gateway(closed)
+    try:
+        data = await api.ok(ADD_PM, {"t": admin.team_id, "pm": "pm_card_visa"}, admin.token)
+        assert data["addPaymentMethod"]["errors"][0]["code"] == "PAYMENT_PROVIDER_UNAVAILABLE"
+        payload = await buy(api, admin, "10.00", spm="pm_card_visa")
+        assert payload["errors"][0]["code"] == "PAYMENT_PROVIDER_UNAVAILABLE"
+    finally:
+        payments.set_gateway(previous)
+        await closed.aclose()
+    assert await Purchase.all().count() == 0
+
+
+async def test_confirm_lost_in_transit_is_settled_by_the_webhook(
+    api: Api,
+    client: httpx.AsyncClient,
+    admin: Actor,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await add_card(api, admin)
+    gateway = StripeGateway(settings.stripe_api_key, settings.stripe_api_base, 0)
+
+    async def lost(*_args: Any, **_kwargs: Any) -> None:
+        raise stripe.APIConnectionError("connection reset")
+
+    monkeypatch.setattr(gateway._client.v1.payment_intents, "create_async", lost)
+    previous = payments.set_gateway(gateway)
+    try:
+        payload = await buy(api, admin, "15.00")
+    finally:
+        payments.set_gateway(previous)
+        await gateway.aclose()
+    purchase = payload["purchase"]
+    assert purchase["status"] == "FAILED"
+    assert purchase["paymentIntentId"] is None
+    assert [e["code"] for e in payload["errors"]] == ["PAYMENT_FAILED"]
+    assert "could not be reached" in purchase["failureReason"]
+    # Stripe did take it: its webhook names our purchase in the metadata.
+    event = intent_event(
+        "payment_intent.succeeded",
+        purchase_id=purchase["id"],
+        team_id=admin.team_id,
+        intent_id="pi_lost_in_transit",
+        amount_cents=1500,
+        methods=("card",),
+    )
+    assert (await deliver(client, event)).json()["outcome"] == "purchase FAILED -> SUCCEEDED"
+    stored = await Purchase.get(id=uuid.UUID(purchase["id"]))
+    assert (stored.status, stored.payment_intent_id) == (
+        PurchaseStatus.SUCCEEDED,
+        "pi_lost_in_transit",
+    )
+    assert (await credits_of(api, admin))["total"] == "15.00"

@@ -545,7 +545,9 @@ async def purchase_credits(
         cents,
         method,
         payer,
-        off_session=False,
+        # A card is charged with the admin present (3-D Secure possible); an ACH debit runs
+        # on the mandate the bank account was saved with, which Stripe treats as off-session.
+        off_session=method is PurchaseMethod.BANK_TRANSFER,
         key=key,
         request_hash=request_hash,
         reason=None,
