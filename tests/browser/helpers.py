@@ -38,6 +38,8 @@ async def settled(page: Page) -> None:
 
 async def screenshot(page: Page, name: str) -> None:
     await settled(page)
+    # The sidebar is sticky: from the top, a full-page capture shows it where a person would.
+    await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
 
 

@@ -7,7 +7,7 @@ import time
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import Gql, unique_email
-from tests.browser.harness import Server
+from tests.browser.harness import SCREENS, Server
 from tests.browser.helpers import open_page, screenshot, settled, sign_in
 
 GRANT = """mutation($input: GrantCreditsInput!) { grantCredits(input: $input) {
@@ -117,3 +117,18 @@ async def test_member_sees_no_edit_controls(
             await expect(main.locator(control)).to_have_count(0)
         await screenshot(page, f"06-{name}-member")
     await expect(page.get_by_test_id("member-row")).to_have_count(2)
+
+
+async def test_balance_widget_follows_the_balance(
+    page: Page, server: Server, gql: Gql, operator_token: str
+) -> None:
+    email = unique_email("widget")
+    team_id = await sign_in(page, email)
+    token = server.token(email)
+    await page.goto(f"/widget.html?team={team_id}&token={token}")
+    widget = page.locator("creditline-balance")
+    await expect(widget.locator("[part=total]")).to_have_text("$0.00")
+    await gql(GRANT, {"input": {"teamId": team_id, "amount": "3.50"}}, token=operator_token)
+    await expect(widget.locator("[part=total]")).to_have_text("$3.50")
+    await expect(widget.locator(".live")).to_be_visible()
+    await page.screenshot(path=str(SCREENS / "07-balance-widget.png"))

@@ -96,3 +96,24 @@ async def test_invoice_pdf_opens(page: Page, context: BrowserContext) -> None:
     assert response.headers["content-type"].startswith("application/pdf")
     assert (await response.body()).startswith(b"%PDF")
     await tab.close()
+
+
+async def test_three_d_secure_card_and_purchase(page: Page) -> None:
+    """A card whose bank asks for 3-D Secure: Stripe.js shows its challenge twice."""
+    await sign_in(page, unique_email("threeds"))
+    await open_page(page, "payment")
+    await page.get_by_test_id("add-card").click()
+    await fill_card(page, "4000002500003155", "[data-testid=add-card-form]")
+    await page.get_by_test_id("save-card").click()
+    # The emulator's Stripe.js challenge (a dialog it adds to the page).
+    await page.get_by_role("button", name="Complete authentication").click()
+    await expect(page.get_by_test_id("payment-method")).to_have_count(1)
+
+    await open_page(page, "credits")
+    buy = page.get_by_test_id("buy-credits")
+    await buy.get_by_test_id("buy-amount").fill("15")
+    await buy.get_by_test_id("buy-submit").click()
+    await page.get_by_role("button", name="Complete authentication").click()
+    await expect(buy.get_by_test_id("form-notice")).to_contain_text("confirmed")
+    # Credited when Stripe's webhook reports success; the subscription shows it.
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$15.00")

@@ -5,8 +5,8 @@ import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { formatUsd, percentOf, toUnits } from "../../lib/money";
 import { liveClient, mutate, type UserError } from "../api";
-import type { PageProps } from "../app";
-import { paymentMethodId } from "../stripe";
+import { type PageProps, useConfig } from "../app";
+import { loadStripe, paymentMethodId } from "../stripe";
 import {
   Badge,
   Button,
@@ -207,6 +207,7 @@ function BuyForm(props: {
   onSaved: () => void;
 }): JSX.Element {
   const form = useForm();
+  const config = useConfig();
   const cards = props.methods.filter((pm) => pm.type === "CARD");
   const banks = props.methods.filter((pm) => pm.type === "BANK_ACCOUNT");
   const [amount, setAmount] = useState("25");
@@ -256,11 +257,11 @@ function BuyForm(props: {
       props.onPurchase();
       if (source === "new") props.onSaved();
       if (purchase.status === "REQUIRES_ACTION" && purchase.clientSecret) {
-        const handle = card.current;
-        if (!handle) return "Your bank asks to confirm this payment: open the purchase again to finish.";
+        // 3-D Secure: Stripe.js shows the bank's challenge (loaded now if a saved card paid).
+        const stripe = card.current?.stripe ?? (await loadStripe(config.stripeJsUrl, config.stripePublishableKey));
         setConfirming(true);
         try {
-          const result = await handle.stripe.confirmCardPayment(purchase.clientSecret);
+          const result = await stripe.confirmCardPayment(purchase.clientSecret);
           if (result.error) {
             return [{ code: "PAYMENT_FAILED", message: result.error.message ?? "Authentication failed.", field: "card" }];
           }
