@@ -95,6 +95,30 @@ async def _audit(_settings: Settings) -> int:
     return 1 if found else 0
 
 
+def _close_month(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(_settings: Settings) -> int:
+        from app.invoices import service as invoices
+        from app.kit.errors import DomainError
+
+        try:
+            report = await invoices.close_month(args.period)
+        except DomainError as error:
+            print(f"close-month: {error.message}", file=sys.stderr)
+            return 2
+        print(report.summary())
+        return 1 if report.errors else 0
+
+    return _run(run)(args, settings)
+
+
+async def _retry_payments(_settings: Settings) -> int:
+    from app.invoices import service as invoices
+
+    report = await invoices.retry_payments(due_only=False)
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditline", description="Creditline team billing.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "audit", help="check the ledger's invariants; exits 1 listing each discrepancy"
     ).set_defaults(handler=_run(_audit))
+
+    close = sub.add_parser(
+        "close-month", help="issue and charge monthly usage invoices (safe to run again)"
+    )
+    close.add_argument("--period", help="YYYY-MM (default: the previous month, UTC)")
+    close.set_defaults(handler=_close_month)
+
+    sub.add_parser(
+        "retry-payments", help="charge every unpaid monthly invoice again, now"
+    ).set_defaults(handler=_run(_retry_payments))
 
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
         handler=_export_schema

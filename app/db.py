@@ -16,6 +16,7 @@ APPS: dict[str, list[str]] = {
     "teams": ["app.teams.models"],
     "credits": ["app.credits.models"],
     "payments": ["app.payments.models"],
+    "invoices": ["app.invoices.models"],
 }
 
 

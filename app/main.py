@@ -14,6 +14,8 @@ from tortoise import connections
 from app import console, db, devauth
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
+from app.invoices import routes as invoice_routes
+from app.invoices.scheduler import InvoiceScheduler
 from app.logs import configure_logging
 from app.payments import service as payments
 from app.payments.webhooks import stripe_webhook
@@ -34,14 +36,19 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     configure_logging(settings)
 
+    # Closes each month and retries failed payments; one per worker, safe side by side.
+    scheduler = InvoiceScheduler()
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
             await db.init_db(settings)
             payments.init_gateway(settings)
+            scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             if manage_db:
                 await payments.close_gateway()
                 await db.close_db()
@@ -52,6 +59,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        *invoice_routes.ROUTES,
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]

@@ -9,6 +9,7 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.errors import UserError
+from app.graphql.invoices import Invoice, purchase_invoice
 from app.graphql.mutations import CreditsPayloadMixin, payload_errors
 from app.graphql.scalars import Decimal
 from app.graphql.types import PageInfo, money
@@ -126,6 +127,10 @@ class Purchase:
     )
     def withdrawn_amount(self) -> Decimal:
         return money(self.model.withdrawn_amount)
+
+    @strawberry.field(description="the CREDIT_PURCHASE invoice, once the purchase succeeded")
+    async def invoice(self) -> Invoice | None:
+        return await purchase_invoice(self.model.id)
 
 
 @strawberry.type

@@ -21,6 +21,7 @@ from app.credits import service as credits
 from app.events import bus
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
+from app.graphql.invoices import InvoicesMutation
 from app.graphql.mutations import Mutation
 from app.graphql.payments import PaymentsMutation
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
@@ -76,7 +77,7 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 
 schema = strawberry.Schema(
     query=Query,
-    mutation=merge_types("Mutation", (Mutation, PaymentsMutation)),
+    mutation=merge_types("Mutation", (Mutation, PaymentsMutation, InvoicesMutation)),
     subscription=Subscription,
     extensions=[
         ApiErrors,

@@ -21,6 +21,7 @@ from app.teams.models import Role as DomainRole
 from app.teams.models import Team as TeamModel
 
 if TYPE_CHECKING:
+    from app.graphql.invoices import BillingAddress, Invoice, InvoiceConnection
     from app.graphql.payments import PaymentMethod, PurchaseConnection
 
 # The domain enums are the GraphQL enums; strawberry.enum registers them in place.
@@ -222,6 +223,30 @@ class Team:
         from app.graphql.payments import team_purchases
 
         return await team_purchases(self.model.id, 20 if first is None else first, after)
+
+    @strawberry.field(description="printed on invoices issued from now on")
+    async def billing_address(
+        self,
+    ) -> Annotated[BillingAddress, strawberry.lazy("app.graphql.invoices")] | None:
+        from app.graphql.invoices import team_billing_address
+
+        return await team_billing_address(self.model.id)
+
+    @strawberry.field(description="invoices, newest first")
+    async def invoices(
+        self, first: int | None = 20, after: str | None = None
+    ) -> Annotated[InvoiceConnection, strawberry.lazy("app.graphql.invoices")]:
+        from app.graphql.invoices import team_invoices
+
+        return await team_invoices(self.model.id, 20 if first is None else first, after)
+
+    @strawberry.field(description="preview of this month's invoiced usage, null when none")
+    async def upcoming_invoice(
+        self,
+    ) -> Annotated[Invoice, strawberry.lazy("app.graphql.invoices")] | None:
+        from app.graphql.invoices import team_upcoming_invoice
+
+        return await team_upcoming_invoice(self.model.id)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

@@ -27,6 +27,7 @@ from app.config import Settings
 from app.credits import service as credits
 from app.credits.models import CreditAccount, CreditKind
 from app.events import bus
+from app.invoices import service as invoices
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import parse_uuid
@@ -803,8 +804,8 @@ async def _settle_succeeded(
             effects.new_default = method.stripe_id
     await purchase.save(using_db=conn)
     effects.credits_changed = True
-    # Invoices (issue 4): the CREDIT_PURCHASE invoice is issued here, in this transaction:
-    # await invoices.issue_purchase_invoice(conn, purchase)
+    # Every succeeded purchase gets its PAID CREDIT_PURCHASE invoice, in this transaction.
+    await invoices.issue_purchase_invoice(conn, purchase)
 
 
 def _grant_description(purchase: Purchase) -> str:

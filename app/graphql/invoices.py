@@ -1,0 +1,307 @@
+"""Invoices and billing details: types, Team fields and `InvoicesMutation`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import strawberry
+
+from app.graphql.context import Info
+from app.graphql.errors import UserError
+from app.graphql.scalars import Decimal
+from app.graphql.types import PageInfo, money
+from app.invoices import address as addresses
+from app.invoices import links
+from app.invoices import service as invoices
+from app.invoices.models import InvoiceKind as DomainInvoiceKind
+from app.invoices.models import InvoiceStatus as DomainInvoiceStatus
+from app.kit.errors import DomainError, ErrorCode
+from app.kit.ids import parse_uuid
+from app.kit.money import cents_to_units
+from app.teams import service as teams
+
+strawberry.enum(DomainInvoiceKind, name="InvoiceKind")
+strawberry.enum(DomainInvoiceStatus, name="InvoiceStatus")
+InvoiceKind = DomainInvoiceKind
+InvoiceStatus = DomainInvoiceStatus
+
+
+def cents(value: int) -> Decimal:
+    return money(cents_to_units(value))
+
+
+@strawberry.type(description="Stripe tax id types: eu_vat, gb_vat, us_ein, ...")
+class TaxId:
+    type: str
+    value: str
+
+
+@strawberry.type
+class BillingAddress:
+    name: str
+    organization: str | None
+    email: str | None
+    line1: str
+    line2: str | None
+    city: str
+    state: str | None
+    postal_code: str | None
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2")
+    tax_id: TaxId | None
+
+    @classmethod
+    def of(cls, address: addresses.Address) -> BillingAddress:
+        tax = address.tax_id
+        return cls(
+            name=address.name,
+            organization=address.organization,
+            email=address.email,
+            line1=address.line1,
+            line2=address.line2,
+            city=address.city,
+            state=address.state,
+            postal_code=address.postal_code,
+            country=address.country,
+            tax_id=TaxId(type=tax.type, value=tax.value) if tax else None,
+        )
+
+
+@strawberry.type
+class InvoiceLine:
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    amount: Decimal
+    exact_amount: Decimal | None = strawberry.field(
+        description="usage lines: the exact sum, before it was rounded (half-up) to cents"
+    )
+
+    @classmethod
+    def of(cls, line: invoices.LineView) -> InvoiceLine:
+        return cls(
+            description=line.description,
+            quantity=Decimal(str(line.quantity)),
+            unit_amount=cents(line.unit_amount_cents),
+            amount=cents(line.amount_cents),
+            exact_amount=money(line.exact_units) if line.exact_units is not None else None,
+        )
+
+
+@strawberry.type
+class Invoice:
+    document: strawberry.Private[invoices.InvoiceDocument]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.document.id)
+
+    @strawberry.field(
+        description='gap-free per year, e.g. "CL-2026-000042"; UPCOMING for a preview'
+    )
+    def number(self) -> str:
+        return self.document.number
+
+    @strawberry.field
+    def kind(self) -> InvoiceKind:
+        return self.document.kind
+
+    @strawberry.field
+    def status(self) -> InvoiceStatus:
+        return self.document.status
+
+    @strawberry.field
+    def currency(self) -> str:
+        return self.document.currency
+
+    @strawberry.field(description='monthly usage: the month, "YYYY-MM" (UTC)')
+    def period(self) -> str | None:
+        return self.document.period
+
+    @strawberry.field
+    def period_start(self) -> datetime | None:
+        return self.document.period_start
+
+    @strawberry.field
+    def period_end(self) -> datetime | None:
+        return self.document.period_end
+
+    @strawberry.field
+    def subtotal(self) -> Decimal:
+        return cents(self.document.subtotal_cents)
+
+    @strawberry.field
+    def tax(self) -> Decimal:
+        return cents(self.document.tax_cents)
+
+    @strawberry.field(description="the sum of the (rounded) lines, plus tax")
+    def total(self) -> Decimal:
+        return cents(self.document.total_cents)
+
+    @strawberry.field
+    def lines(self) -> list[InvoiceLine]:
+        return [InvoiceLine.of(line) for line in self.document.lines]
+
+    @strawberry.field(description="as it was when the invoice was issued")
+    def billing_address(self) -> BillingAddress | None:
+        address = self.document.billing_address
+        return BillingAddress.of(address) if address else None
+
+    @strawberry.field
+    def issued_at(self) -> datetime:
+        return self.document.issued_at
+
+    @strawberry.field
+    def paid_at(self) -> datetime | None:
+        return self.document.paid_at
+
+    @strawberry.field(description="why the last charge failed (PAYMENT_FAILED)")
+    def failure_reason(self) -> str | None:
+        if self.document.status is not InvoiceStatus.PAYMENT_FAILED:
+            return None
+        return self.document.failure_message
+
+    @strawberry.field(description="a signed link to the PDF; it expires after 24 hours")
+    def pdf_url(self, info: Info) -> str:
+        settings = info.context.settings
+        if self.document.draft:
+            return links.upcoming_pdf_url(settings, self.document.team_id)
+        return links.invoice_pdf_url(settings, self.document.id)
+
+
+@strawberry.type
+class InvoiceEdge:
+    node: Invoice
+    cursor: str
+
+
+@strawberry.type
+class InvoiceConnection:
+    edges: list[InvoiceEdge]
+    page_info: PageInfo
+
+
+# --- Team fields (resolvers called from app.graphql.types.Team) ----------------------------------
+
+
+async def team_billing_address(team_id: uuid.UUID) -> BillingAddress | None:
+    address = await addresses.billing_address(team_id)
+    return BillingAddress.of(address) if address else None
+
+
+async def team_invoices(team_id: uuid.UUID, first: int, after: str | None) -> InvoiceConnection:
+    page = await invoices.list_invoices(team_id, first, after)
+    edges = [
+        InvoiceEdge(node=Invoice(document=doc), cursor=invoices.document_cursor(doc))
+        for doc in page.items
+    ]
+    return InvoiceConnection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+    )
+
+
+async def team_upcoming_invoice(team_id: uuid.UUID) -> Invoice | None:
+    document = await invoices.upcoming_invoice(team_id)
+    return Invoice(document=document) if document else None
+
+
+async def purchase_invoice(purchase_id: uuid.UUID) -> Invoice | None:
+    document = await invoices.purchase_invoice(purchase_id)
+    return Invoice(document=document) if document else None
+
+
+# --- mutations -----------------------------------------------------------------------------------
+
+
+@strawberry.input
+class TaxIdInput:
+    type: str
+    value: str
+
+
+@strawberry.input
+class UpdateBillingAddressInput:
+    team_id: strawberry.ID
+    name: str
+    organization: str | None = None
+    email: str | None = None
+    line1: str
+    line2: str | None = None
+    city: str
+    state: str | None = None
+    postal_code: str | None = None
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2")
+    tax_id: TaxIdInput | None = strawberry.field(
+        default=None, description="null or absent: the team has no tax id"
+    )
+
+
+@strawberry.type
+class UpdateBillingAddressPayload:
+    billing_address: BillingAddress | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class PayInvoiceInput:
+    team_id: strawberry.ID
+    invoice_id: strawberry.ID
+
+
+@strawberry.type
+class PayInvoicePayload:
+    invoice: Invoice | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class InvoicesMutation:
+    @strawberry.mutation(
+        description="Admins: the billing details printed on invoices from now on "
+        "(issued invoices keep theirs). Each problem is an INVALID_INPUT naming its field."
+    )
+    async def update_billing_address(
+        self, info: Info, input: UpdateBillingAddressInput
+    ) -> UpdateBillingAddressPayload:
+        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        data = addresses.AddressInput(
+            name=input.name,
+            organization=input.organization,
+            email=input.email,
+            line1=input.line1,
+            line2=input.line2,
+            city=input.city,
+            state=input.state,
+            postal_code=input.postal_code,
+            country=input.country,
+            tax_id_type=input.tax_id.type if input.tax_id else None,
+            tax_id_value=input.tax_id.value if input.tax_id else None,
+            tax_id_given=input.tax_id is not None,
+        )
+        try:
+            address = await addresses.update_billing_address(access.team.id, data)
+        except addresses.InvalidAddress as invalid:
+            return UpdateBillingAddressPayload(errors=[UserError.of(e) for e in invalid.errors])
+        except DomainError as error:
+            return UpdateBillingAddressPayload(errors=[UserError.of(error)])
+        return UpdateBillingAddressPayload(billing_address=BillingAddress.of(address))
+
+    @strawberry.mutation(
+        description="Admins: charge an unpaid invoice to the default payment method now "
+        "(e.g. after adding a card). A decline answers PAYMENT_FAILED with the invoice."
+    )
+    async def pay_invoice(self, info: Info, input: PayInvoiceInput) -> PayInvoicePayload:
+        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        invoice_id = parse_uuid(input.invoice_id)
+        try:
+            if invoice_id is None:
+                raise DomainError(ErrorCode.NOT_FOUND, "No such invoice.", "invoiceId")
+            document = await invoices.pay_invoice(access.team.id, invoice_id)
+        except invoices.PaymentFailed as failed:
+            return PayInvoicePayload(
+                invoice=Invoice(document=failed.document), errors=[UserError.of(failed)]
+            )
+        except DomainError as error:
+            return PayInvoicePayload(errors=[UserError.of(error)])
+        return PayInvoicePayload(invoice=Invoice(document=document))

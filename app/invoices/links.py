@@ -1,0 +1,57 @@
+"""Signed, expiring links to invoice PDFs: HMAC-SHA256 over the target and the expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from app.config import Settings
+from app.kit import clock
+
+LINK_TTL = timedelta(hours=24)
+_PURPOSE = b"creditline:invoice-pdf:v1"
+
+
+def _key(settings: Settings) -> bytes:
+    # Derived from the JWT secret, so a link can never double as a token or the reverse.
+    return hmac.new(settings.jwt_secret().encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def signature(settings: Settings, target: str, expires: int) -> str:
+    message = f"{target}\n{expires}".encode()
+    return hmac.new(_key(settings), message, hashlib.sha256).hexdigest()
+
+
+def invoice_target(invoice_id: uuid.UUID | str) -> str:
+    return f"invoice:{invoice_id}"
+
+
+def upcoming_target(team_id: uuid.UUID | str) -> str:
+    return f"upcoming:{team_id}"
+
+
+def signed_url(settings: Settings, path: str, target: str, ttl: timedelta = LINK_TTL) -> str:
+    expires = int((clock.now() + ttl).timestamp())
+    query = urlencode({"expires": expires, "signature": signature(settings, target, expires)})
+    return f"{settings.public_url.rstrip('/')}{path}?{query}"
+
+
+def invoice_pdf_url(settings: Settings, invoice_id: uuid.UUID | str) -> str:
+    return signed_url(settings, f"/invoices/{invoice_id}/pdf", invoice_target(invoice_id))
+
+
+def upcoming_pdf_url(settings: Settings, team_id: uuid.UUID | str) -> str:
+    return signed_url(settings, f"/teams/{team_id}/upcoming-invoice/pdf", upcoming_target(team_id))
+
+
+def verify(settings: Settings, target: str, expires: str | None, sig: str | None) -> bool:
+    """True when `sig` signs (target, expires) and `expires` is still in the future."""
+    if not expires or not sig or len(expires) > 12 or not expires.isdigit():
+        return False
+    expected = signature(settings, target, int(expires))
+    if not hmac.compare_digest(expected.encode(), sig.encode()):
+        return False
+    return int(expires) > clock.now().timestamp()
