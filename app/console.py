@@ -85,6 +85,8 @@ class ConsoleFiles(StaticFiles):
     """Static files with the SPA fallback; HTML is revalidated, hashed assets cached."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if path.strip("/").split("/", 1)[0] in RESERVED:
+            raise HTTPException(status_code=404)  # an API path no route took: never the console
         if not (BUILD_DIR / "index.html").is_file():
             return HTMLResponse(NOT_BUILT.format(what="billing console"), status_code=503)
         try:
