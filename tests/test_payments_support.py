@@ -310,6 +310,8 @@ class RecordedAch:
         monkeypatch.setattr(v1.payment_methods, "retrieve_async", self._retrieve)
         monkeypatch.setattr(v1.payment_methods, "attach_async", self._attach)
         monkeypatch.setattr(v1.payment_intents, "create_async", self._create_intent)
+        # The emulator would keep an unknown default and then answer 404 for the customer.
+        monkeypatch.setattr(gateway, "set_default_payment_method", self._set_default)
 
     def _method(self) -> stripe.PaymentMethod:
         values = copy.deepcopy(RECORDED_BANK_PAYMENT_METHOD)
@@ -326,6 +328,9 @@ class RecordedAch:
         self.calls.append(("attach_payment_method", pm_id, params))
         self.customer = params["customer"]
         return self._method()
+
+    async def _set_default(self, customer_id: str, pm_id: str) -> None:
+        self.calls.append(("set_default_payment_method", customer_id, pm_id))
 
     async def _create_intent(
         self, params: dict[str, Any], options: dict[str, Any]
