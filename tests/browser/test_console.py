@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from tests.browser.conftest import Gql, unique_email
 from tests.browser.harness import SCREENS, Server
@@ -132,3 +133,39 @@ async def test_balance_widget_follows_the_balance(
     await expect(widget.locator("[part=total]")).to_have_text("$3.50")
     await expect(widget.locator(".live")).to_be_visible()
     await page.screenshot(path=str(SCREENS / "07-balance-widget.png"))
+
+
+async def test_loading_and_error_states_are_designed(page: Page) -> None:
+    await sign_in(page, unique_email("states"))
+
+    # Slow answers show skeletons, not blank cards.
+    release = asyncio.Event()
+
+    async def slow(route: Route) -> None:
+        if "query Members" in (route.request.post_data or ""):
+            await release.wait()
+        await route.continue_()
+
+    await page.route("**/graphql", slow)
+    await page.get_by_test_id("nav-members").click()
+    await expect(page.get_by_test_id("members").get_by_test_id("loading")).to_be_visible()
+    await page.screenshot(path=str(SCREENS / "08-members-loading.png"))
+    release.set()
+    await expect(page.get_by_test_id("member-row")).to_have_count(1)
+    await page.unroute("**/graphql")
+
+    # A failed request shows an error with Retry, and Retry recovers.
+    async def broken(route: Route) -> None:
+        if "query Members" in (route.request.post_data or ""):
+            await route.fulfill(status=502, body="bad gateway")
+        else:
+            await route.continue_()
+
+    await page.route("**/graphql", broken)
+    await page.reload()
+    error = page.get_by_test_id("members").get_by_test_id("error-state")
+    await expect(error).to_contain_text("502")
+    await page.screenshot(path=str(SCREENS / "09-members-error.png"))
+    await page.unroute("**/graphql")
+    await error.get_by_role("button", name="Retry").click()
+    await expect(page.get_by_test_id("member-row")).to_have_count(1)

@@ -45,7 +45,7 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
     data?: T;
     errors?: { message: string; extensions?: { code?: string } }[];
   } | null;
-  if (!body) throw new ApiError(`The server answered ${response.status}.`, "INTERNAL");
+  if (!body) throw new ApiError(`The server had a problem (HTTP ${response.status}). Retry in a moment.`, "INTERNAL");
   const first = body.errors?.[0];
   if (first) {
     const code = first.extensions?.code ?? "INTERNAL";
