@@ -117,3 +117,30 @@ async def test_three_d_secure_card_and_purchase(page: Page) -> None:
     await expect(buy.get_by_test_id("form-notice")).to_contain_text("confirmed")
     # Credited when Stripe's webhook reports success; the subscription shows it.
     await expect(page.get_by_test_id("balance-total")).to_have_text("$15.00")
+
+
+async def test_billing_address_errors_sit_by_their_fields(page: Page) -> None:
+    await sign_in(page, unique_email("address"))
+    await open_page(page, "payment")
+    form = page.get_by_test_id("address-form")
+    await form.locator("input[name=name]").fill("Ada Lovelace")
+    await form.locator("input[name=city]").fill("Berlin")
+    await form.locator("input[name=country]").fill("ZZ")
+    await page.get_by_test_id("address-submit").click()
+    # Several problems at once, each next to its own field.
+    await expect(form.get_by_test_id("error-line1")).to_be_visible()
+    await expect(form.get_by_test_id("error-country")).to_be_visible()
+    await expect(form.get_by_test_id("error-name")).to_have_count(0)
+    await screenshot(page, "15-payment-address-errors")
+
+    await form.locator("input[name=line1]").fill("Unter den Linden 1")
+    await form.locator("input[name=postalCode]").fill("10117")
+    await form.locator("input[name=country]").fill("DE")
+    await form.get_by_label("Tax id value").fill("DE123456789")
+    await page.get_by_test_id("address-submit").click()
+    await expect(form.get_by_test_id("form-notice")).to_contain_text("saved")
+    await page.reload()
+    await expect(page.locator("input[name=line1]")).to_have_value("Unter den Linden 1")
+    await expect(page.get_by_label("Tax id value")).to_have_value("DE123456789")
+    await add_card(page)
+    await screenshot(page, "16-payment-with-address")

@@ -3,9 +3,21 @@
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
 import { formatUsd } from "../../lib/money";
-import { gql } from "../api";
+import { gql, mutate, type UserError } from "../api";
 import type { PageProps } from "../app";
-import { Badge, Button, Card, EmptyState, formatDate, IconFile, Loadable, Skeleton, titleCase, useQuery } from "../ui";
+import {
+  Badge,
+  Button,
+  Card,
+  EmptyState,
+  formatDate,
+  IconFile,
+  Loadable,
+  Skeleton,
+  titleCase,
+  useForm,
+  useQuery,
+} from "../ui";
 
 interface Invoice {
   id: string;
@@ -50,7 +62,7 @@ export function InvoicesPage(props: PageProps): JSX.Element {
   return (
     <div class="stack-page">
       <UpcomingInvoice teamId={props.teamId} />
-      <InvoiceList teamId={props.teamId} />
+      <InvoiceList teamId={props.teamId} canEdit={props.canEdit} />
     </div>
   );
 }
@@ -93,7 +105,7 @@ function UpcomingInvoice(props: { teamId: string }): JSX.Element | null {
   );
 }
 
-function InvoiceList(props: { teamId: string }): JSX.Element {
+function InvoiceList(props: { teamId: string; canEdit: boolean }): JSX.Element {
   const state = useQuery<{ team: { invoices: Page } | null }>(INVOICES, { id: props.teamId, after: null });
   const [more, setMore] = useState<Invoice[]>([]);
   const [cursor, setCursor] = useState<{ hasNextPage: boolean; endCursor: string | null } | null>(null);
@@ -140,26 +152,13 @@ function InvoiceList(props: { teamId: string }): JSX.Element {
                 </thead>
                 <tbody>
                   {invoices.map((invoice) => (
-                    <tr key={invoice.id} data-testid="invoice-row">
-                      <td class="mono">{invoice.number}</td>
-                      <td>{invoice.kind === "MONTHLY_USAGE" ? "Monthly usage" : "Credit purchase"}</td>
-                      <td>
-                        {invoice.kind === "MONTHLY_USAGE" && invoice.periodStart
-                          ? `${formatDate(invoice.periodStart)} – ${formatDate(invoice.periodEnd)}`
-                          : formatDate(invoice.issuedAt)}
-                      </td>
-                      <td>
-                        <Badge tone={STATUS_TONE[invoice.status]}>{titleCase(invoice.status)}</Badge>
-                      </td>
-                      <td class="num">
-                        {formatUsd(invoice.total)} <span class="muted">{invoice.currency.toUpperCase()}</span>
-                      </td>
-                      <td class="num">
-                        <a href={invoice.pdfUrl} target="_blank" rel="noopener" data-testid="invoice-pdf">
-                          Download
-                        </a>
-                      </td>
-                    </tr>
+                    <InvoiceRow
+                      key={invoice.id}
+                      teamId={props.teamId}
+                      invoice={invoice}
+                      canEdit={props.canEdit}
+                      onPaid={state.reload}
+                    />
                   ))}
                 </tbody>
               </table>
@@ -180,5 +179,61 @@ function InvoiceList(props: { teamId: string }): JSX.Element {
         }}
       </Loadable>
     </Card>
+  );
+}
+
+function InvoiceRow(props: { teamId: string; invoice: Invoice; canEdit: boolean; onPaid: () => void }): JSX.Element {
+  const { invoice } = props;
+  const form = useForm();
+  const payable = props.canEdit && (invoice.status === "PAYMENT_FAILED" || invoice.status === "OPEN");
+  const pay = (): void => {
+    void form.run(async () => {
+      const payload = await mutate<{ invoice: Invoice | null; errors: UserError[] }>(
+        `mutation Pay($input: PayInvoiceInput!) { payInvoice(input: $input) { invoice { id status } errors { code message field } } }`,
+        { input: { teamId: props.teamId, invoiceId: invoice.id } },
+      );
+      if (!payload.errors.length) props.onPaid();
+      return payload.errors;
+    });
+  };
+  return (
+    <>
+      <tr data-testid="invoice-row">
+        <td class="mono">{invoice.number}</td>
+        <td>{invoice.kind === "MONTHLY_USAGE" ? "Monthly usage" : "Credit purchase"}</td>
+        <td>
+          {invoice.kind === "MONTHLY_USAGE" && invoice.periodStart
+            ? `${formatDate(invoice.periodStart)} – ${formatDate(invoice.periodEnd)}`
+            : formatDate(invoice.issuedAt)}
+        </td>
+        <td>
+          <Badge tone={STATUS_TONE[invoice.status]}>{titleCase(invoice.status)}</Badge>
+          {payable && (
+            <Button kind="secondary" small type="button" busy={form.busy} onClick={pay} testid="invoice-pay">
+              Pay now
+            </Button>
+          )}
+        </td>
+        <td class="num">
+          {formatUsd(invoice.total)} <span class="muted">{invoice.currency.toUpperCase()}</span>
+        </td>
+        <td class="num">
+          <a href={invoice.pdfUrl} target="_blank" rel="noopener" data-testid="invoice-pdf">
+            Download
+          </a>
+        </td>
+      </tr>
+      {form.errors.length > 0 && (
+        <tr>
+          <td colSpan={6}>
+            {form.errors.map((error) => (
+              <div class="field-error" role="alert" data-code={error.code} data-testid="invoice-error" key={error.message}>
+                {error.message}
+              </div>
+            ))}
+          </td>
+        </tr>
+      )}
+    </>
   );
 }
