@@ -119,6 +119,14 @@ async def _retry_payments(_settings: Settings) -> int:
     return 0
 
 
+async def _expire_credits(_settings: Settings) -> int:
+    from app.credits import programs
+
+    teams = await programs.sweep_once()
+    print(f"expired credits of {teams} team(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditline", description="Creditline team billing.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "retry-payments", help="charge every unpaid monthly invoice again, now"
     ).set_defaults(handler=_run(_retry_payments))
+
+    sub.add_parser(
+        "expire-credits", help="write due expiries now and resume stalled auto top-ups"
+    ).set_defaults(handler=_run(_expire_credits))
 
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
         handler=_export_schema

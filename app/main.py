@@ -13,6 +13,7 @@ from tortoise import connections
 
 from app import console, db, devauth
 from app.config import Settings, get_settings
+from app.credits import programs
 from app.graphql.view import GraphQLView
 from app.invoices import routes as invoice_routes
 from app.invoices.scheduler import InvoiceScheduler
@@ -45,9 +46,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             await db.init_db(settings)
             payments.init_gateway(settings)
             scheduler.start()
+        # Expires credits on time, resumes stalled auto top-ups; one per worker, safe side by side.
+        sweeper = programs.start_sweeper() if manage_db else None
         try:
             yield
         finally:
+            await programs.stop_sweeper(sweeper)
             await scheduler.stop()
             if manage_db:
                 await payments.close_gateway()

@@ -12,11 +12,14 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
 
+import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.credits.models import AlertKind, BillingAlert
 from app.events import bus
 from app.kit import clock
+
+log = structlog.get_logger(__name__)
 
 MAX_MESSAGE = 500
 MAX_ALERTS_PAGE = 100
@@ -73,7 +76,10 @@ async def publish_alerts(alerts: Iterable[BillingAlert | None]) -> None:
         if alert is not None:
             team_id = alert.team_id
             assert isinstance(team_id, uuid.UUID)
-            await bus.broker.publish(alerts_channel(team_id), str(alert.id))
+            try:
+                await bus.broker.publish(alerts_channel(team_id), str(alert.id))
+            except Exception:  # stored and committed: a lost push must not fail the caller
+                log.warning("alerts.publish_failed", team_id=str(team_id), exc_info=True)
 
 
 async def list_alerts(team_id: uuid.UUID, first: int = 20) -> list[BillingAlert]:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from app.credits import programs
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
@@ -296,6 +297,8 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
     if entries:
         await LedgerEntry.bulk_create(entries, using_db=conn)
     for locked in accounts:
+        if locked._new_grants:
+            locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
         locked._settle()
         locked._new_grants.clear()
         locked._dirty_grants.clear()
@@ -355,13 +358,17 @@ async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAcc
 
 async def expire_due(team_id: uuid.UUID) -> bool:
     """Writes expiry entries for a team's grants that expired; True if any did."""
+    follow_up = programs.FollowUp()
     async with in_transaction() as conn:
         locked = await lock_account(team_id, conn)
         changed = locked.changed
         if changed:
+            before = programs.cached_total(locked.account)
+            await programs.credits_moved(conn, locked.account, before, locked.available, follow_up)
             await locked.flush()
     if changed:
         await bus.credits_changed(team_id)
+        await follow_up.after_commit()
     return changed
 
 
@@ -408,6 +415,8 @@ async def set_invoiced_limit(team_id: uuid.UUID, limit: int) -> None:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "The limit is at most 1000000.00.", "limit")
     async with in_transaction() as conn:
         locked = await lock_account(team_id, conn)
+        if limit > locked.account.invoiced_limit:
+            locked.account.funding_seq += 1  # headroom added: a later exhaustion alerts again
         locked.account.invoiced_limit = limit
         await locked.flush()
     await bus.credits_changed(team_id)
@@ -490,6 +499,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             for record in await found.using_db(conn):
                 seen[(record.team_id, record.idempotency_key)] = record
         periods: dict[tuple[uuid.UUID, str], InvoicedPeriod] = {}
+        invoiced_before: dict[tuple[uuid.UUID, str], int] = {}  # for the 80%/100% alerts
         closed: dict[str, bool] = {}
         for request in requests:
             account = locked.get(request.team_id)
@@ -529,6 +539,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                         team_id=request.team_id, period=period, amount=0
                     )
                     periods[(request.team_id, period)] = invoiced
+                    invoiced_before[(request.team_id, period)] = invoiced.amount
             result = _draw(account, request, occurred_at, period, invoiced)
             if result.record is not None:
                 records.append(result.record)
@@ -539,11 +550,15 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             for row in periods.values():
                 if row.amount:
                     await row.save(using_db=conn)
+        # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
+        follow_up = await programs.after_usage(conn, locked, periods, invoiced_before)
         changed = [a for a in locked.values() if a.changed]
         if changed:
             await flush_accounts(changed, conn)
     for account in changed:
         await bus.credits_changed(account.team_id)
+    if follow_up:
+        await follow_up.after_commit()
     return results
 
 

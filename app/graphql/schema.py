@@ -24,6 +24,7 @@ from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
 from app.graphql.mutations import Mutation
 from app.graphql.payments import PaymentsMutation
+from app.graphql.programs import BillingAlert, ProgramsMutation, billing_alerts_stream
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
 from app.graphql.types import Credits, Team, Viewer
 from app.kit.errors import NotFound
@@ -67,6 +68,13 @@ class Subscription:
                 except NotFound:
                     return
 
+    @strawberry.subscription(description="Each alert as it is raised.")
+    async def billing_alerts(
+        self, info: Info, team_id: strawberry.ID
+    ) -> AsyncGenerator[BillingAlert, None]:
+        access = await teams.team_access(await info.context.viewer(), team_id)
+        return billing_alerts_stream(access.team.id)
+
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
 # create new classes per request, which made every request re-validate (about 10 ms).
@@ -77,7 +85,9 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 
 schema = strawberry.Schema(
     query=Query,
-    mutation=merge_types("Mutation", (Mutation, PaymentsMutation, InvoicesMutation)),
+    mutation=merge_types(
+        "Mutation", (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation)
+    ),
     subscription=Subscription,
     extensions=[
         ApiErrors,

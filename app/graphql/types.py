@@ -23,6 +23,7 @@ from app.teams.models import Team as TeamModel
 if TYPE_CHECKING:
     from app.graphql.invoices import BillingAddress, Invoice, InvoiceConnection
     from app.graphql.payments import PaymentMethod, PurchaseConnection
+    from app.graphql.programs import AutoTopUp, BillingAlert
 
 # The domain enums are the GraphQL enums; strawberry.enum registers them in place.
 strawberry.enum(DomainRole, name="Role")
@@ -247,6 +248,20 @@ class Team:
         from app.graphql.invoices import team_upcoming_invoice
 
         return await team_upcoming_invoice(self.model.id)
+
+    @strawberry.field
+    async def auto_top_up(self) -> Annotated[AutoTopUp, strawberry.lazy("app.graphql.programs")]:
+        from app.graphql.programs import team_auto_top_up
+
+        return await team_auto_top_up(self.model.id)
+
+    @strawberry.field(description="billing alerts, newest first (at most 100)")
+    async def alerts(
+        self, first: int | None = 20
+    ) -> list[Annotated[BillingAlert, strawberry.lazy("app.graphql.programs")]]:
+        from app.graphql.programs import team_alerts
+
+        return await team_alerts(self.model.id, 20 if first is None else first)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

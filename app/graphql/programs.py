@@ -1,0 +1,211 @@
+"""Credit programs over GraphQL: promo codes, auto top-up, billing alerts.
+
+`ProgramsMutation` is merged into Mutation; Team.autoTopUp / Team.alerts and the
+`billingAlerts` subscription call the functions at the bottom.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+
+from app.credits import alerts as alert_service
+from app.credits import auto_top_up, promo
+from app.credits.models import AlertKind as DomainAlertKind
+from app.credits.models import BillingAlert as BillingAlertModel
+from app.credits.models import PromoCode as PromoCodeModel
+from app.graphql.context import Info
+from app.graphql.errors import UserError
+from app.graphql.mutations import CreditsPayloadMixin, _utc, payload_errors
+from app.graphql.scalars import Decimal
+from app.graphql.types import CreditGrant, money
+from app.kit.errors import DomainError, ErrorCode
+from app.kit.money import parse_field
+from app.teams import service as teams
+
+strawberry.enum(DomainAlertKind, name="AlertKind")
+AlertKind = DomainAlertKind
+
+
+@strawberry.type
+class AutoTopUp:
+    enabled: bool
+    threshold: Decimal
+    amount: Decimal
+    monthly_limit: Decimal
+    paused_reason: str | None = strawberry.field(
+        description="set when a top-up failed; configuring auto top-up again clears it"
+    )
+    pending: bool = strawberry.field(description="a top-up is being charged")
+
+    @classmethod
+    def of(cls, view: auto_top_up.AutoTopUpView) -> AutoTopUp:
+        return cls(
+            enabled=view.enabled,
+            threshold=money(view.threshold),
+            amount=money(view.amount),
+            monthly_limit=money(view.monthly_limit),
+            paused_reason=view.paused_reason,
+            pending=view.pending,
+        )
+
+
+@strawberry.type
+class BillingAlert:
+    id: strawberry.ID
+    kind: AlertKind
+    message: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, alert: BillingAlertModel) -> BillingAlert:
+        return cls(
+            id=strawberry.ID(str(alert.id)),
+            kind=alert.kind,
+            message=alert.message,
+            created_at=alert.created_at,
+        )
+
+
+@strawberry.type
+class PromoCode:
+    id: strawberry.ID
+    code: str = strawberry.field(description="trimmed and upper-cased; redeemed in any case")
+    amount: Decimal
+    expires_at: datetime | None
+    max_redemptions: int | None
+    redemptions: int
+    credit_validity_days: int | None = strawberry.field(
+        description="the granted credits expire this many days after redemption"
+    )
+    created_at: datetime
+
+    @classmethod
+    def of(cls, code: PromoCodeModel) -> PromoCode:
+        return cls(
+            id=strawberry.ID(str(code.id)),
+            code=code.code,
+            amount=money(code.amount),
+            expires_at=code.expires_at,
+            max_redemptions=code.max_redemptions,
+            redemptions=code.redemptions,
+            credit_validity_days=code.credit_validity_days,
+            created_at=code.created_at,
+        )
+
+
+@strawberry.input
+class CreatePromoCodeInput:
+    code: str
+    amount: Decimal
+    expires_at: datetime | None = None
+    max_redemptions: int | None = None
+    credit_validity_days: int | None = None
+
+
+@strawberry.type
+class CreatePromoCodePayload:
+    code: PromoCode | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RedeemPromoCodeInput:
+    team_id: strawberry.ID
+    code: str
+
+
+@strawberry.type
+class RedeemPromoCodePayload(CreditsPayloadMixin):
+    grant: CreditGrant | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ConfigureAutoTopUpInput:
+    team_id: strawberry.ID
+    enabled: bool
+    threshold: Decimal
+    amount: Decimal
+    monthly_limit: Decimal
+
+
+@strawberry.type
+class ConfigureAutoTopUpPayload:
+    auto_top_up: AutoTopUp | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ProgramsMutation:
+    @strawberry.mutation(description="Operator only.")
+    @payload_errors(CreatePromoCodePayload)
+    async def create_promo_code(
+        self, info: Info, input: CreatePromoCodeInput
+    ) -> CreatePromoCodePayload:
+        await info.context.operator()
+        amount = parse_field(input.amount, "amount", places=2)
+        code = await promo.create_promo_code(
+            input.code,
+            amount,
+            expires_at=_utc(input.expires_at),
+            max_redemptions=input.max_redemptions,
+            credit_validity_days=input.credit_validity_days,
+        )
+        return CreatePromoCodePayload(code=PromoCode.of(code))
+
+    @strawberry.mutation(
+        description="Admin: adds the code's promotional credits, once per team. More than "
+        "10 failed attempts in an hour answer RATE_LIMITED."
+    )
+    @payload_errors(RedeemPromoCodePayload)
+    async def redeem_promo_code(
+        self, info: Info, input: RedeemPromoCodeInput
+    ) -> RedeemPromoCodePayload:
+        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        redemption = await promo.redeem_promo_code(access.team.id, input.code)
+        return RedeemPromoCodePayload(
+            grant=CreditGrant.of(redemption.grant), team_id=access.team.id
+        )
+
+    @strawberry.mutation(
+        description="Admin: charge the default card when usage leaves the credits below "
+        "`threshold`; at most 5 top-ups in 24 hours and `monthlyLimit` per calendar month."
+    )
+    @payload_errors(ConfigureAutoTopUpPayload)
+    async def configure_auto_top_up(
+        self, info: Info, input: ConfigureAutoTopUpInput
+    ) -> ConfigureAutoTopUpPayload:
+        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        threshold = parse_field(input.threshold, "threshold", places=2, allow_zero=True)
+        amount = parse_field(input.amount, "amount", places=2)
+        monthly_limit = parse_field(input.monthly_limit, "monthlyLimit", places=2)
+        view = await auto_top_up.configure(
+            access.team.id,
+            enabled=input.enabled,
+            threshold=threshold,
+            amount=amount,
+            monthly_limit=monthly_limit,
+        )
+        return ConfigureAutoTopUpPayload(auto_top_up=AutoTopUp.of(view))
+
+
+# --- Team fields and the subscription ----------------------------------------------------------
+
+
+async def team_auto_top_up(team_id: uuid.UUID) -> AutoTopUp:
+    return AutoTopUp.of(await auto_top_up.view(team_id))
+
+
+async def team_alerts(team_id: uuid.UUID, first: int) -> list[BillingAlert]:
+    if first < 0:
+        raise DomainError(ErrorCode.INVALID_INPUT, "first must not be negative.", "first")
+    return [BillingAlert.of(a) for a in await alert_service.list_alerts(team_id, first)]
+
+
+async def billing_alerts_stream(team_id: uuid.UUID) -> AsyncGenerator[BillingAlert, None]:
+    async for alert in alert_service.alert_stream(team_id):
+        yield BillingAlert.of(alert)
