@@ -24,7 +24,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        # The sans-I/O implementation: a client that stops reading blocks only its own sends.
+        ws="websockets-sansio",
         lifespan="on",
         log_level="warning",
         proxy_headers=False,

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"
     public_url: str = "http://127.0.0.1:8000"
     cors_allow_origins: list[str] = Field(default_factory=list)
+    # Websocket subscriptions (graphql-transport-ws).
+    ws_connection_init_timeout: float = Field(default=10.0, gt=0, le=600)
+    ws_max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    # Backstop for the membership-changed event: re-check every subscriber's access this often.
+    subscription_access_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     purchase_min_cents: int = Field(default=500, ge=1)
     purchase_max_cents: int = Field(default=10_000_000, ge=1)

@@ -13,6 +13,7 @@ from tortoise import connections
 
 from app import console, db, devauth
 from app.config import Settings, get_settings
+from app.events import live
 from app.credits import programs
 from app.graphql.view import GraphQLView
 from app.invoices import routes as invoice_routes
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         # Expires credits on time, resumes stalled auto top-ups; one per worker, safe side by side.
         sweeper = programs.start_sweeper() if manage_db else None
         try:
+            await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
             yield
         finally:
+            await live.stop()
             await programs.stop_sweeper(sweeper)
             await scheduler.stop()
             if manage_db:

@@ -1,49 +1,71 @@
-"""Change notifications: services announce after commit, subscribers listen per team."""
+"""Change notifications: services announce after commit, subscribers listen per team.
+
+`broker.publish(channel, message)` and `broker.subscribe(channel)` (a queue holding the
+newest message) work for any channel; the lifespan switches `broker` to Redis when
+BROKER_URL says so. Credits notices carry the commit time so latency can be measured.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import json
+import time
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
+import structlog
 
-class MemoryBroker:
-    """In-process pub/sub: one worker. Each subscriber holds at most the newest message."""
+from app.events.broker import RESYNC, Broker
 
-    def __init__(self) -> None:
-        self._subscribers: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+log = structlog.get_logger(__name__)
 
-    async def publish(self, channel: str, message: str) -> None:
-        for queue in list(self._subscribers.get(channel, ())):
-            if queue.full():
-                # Coalesce: a slow reader gets the newest state, never a backlog.
-                queue.get_nowait()
-            queue.put_nowait(message)
+broker = Broker()
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
-        self._subscribers[channel].add(queue)
-        try:
-            yield queue
-        finally:
-            self._subscribers[channel].discard(queue)
-            if not self._subscribers[channel]:
-                del self._subscribers[channel]
-
-    async def close(self) -> None:
-        self._subscribers.clear()
-
-
-broker = MemoryBroker()
+__all__ = [
+    "RESYNC",
+    "broker",
+    "committed_at",
+    "credits_changed",
+    "credits_channel",
+    "members_changed",
+    "members_channel",
+]
 
 
 def credits_channel(team_id: uuid.UUID) -> str:
     return f"credits:{team_id}"
 
 
+def members_channel(team_id: uuid.UUID) -> str:
+    return f"members:{team_id}"
+
+
+def _notice(team_id: uuid.UUID) -> str:
+    # Wall-clock time (not app.kit.clock, which tests freeze): other processes compare it.
+    return json.dumps({"team": str(team_id), "committedAt": time.time()})
+
+
+def committed_at(message: str) -> float | None:
+    """The commit time a notice carries (Unix seconds), None for anything else."""
+    if not message.startswith("{"):
+        return None
+    try:
+        value = json.loads(message).get("committedAt")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+async def _announce(channel: str, team_id: uuid.UUID) -> None:
+    try:
+        await broker.publish(channel, _notice(team_id))
+    except Exception:  # the change is committed; a lost notice must not fail it
+        log.warning("bus.publish_failed", channel=channel, exc_info=True)
+
+
 async def credits_changed(team_id: uuid.UUID) -> None:
     """Announce that a team's credits changed; call only after the change committed."""
-    await broker.publish(credits_channel(team_id), str(team_id))
+    await _announce(credits_channel(team_id), team_id)
+
+
+async def members_changed(team_id: uuid.UUID) -> None:
+    """Announce that a team lost a member; open subscriptions re-check access at once."""
+    await _announce(members_channel(team_id), team_id)

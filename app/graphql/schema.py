@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -17,8 +18,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from app.credits import service as credits
-from app.events import bus
+from app.events import live
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
@@ -27,7 +27,6 @@ from app.graphql.payments import PaymentsMutation
 from app.graphql.programs import BillingAlert, ProgramsMutation, billing_alerts_stream
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
 from app.graphql.types import Credits, Team, Viewer
-from app.kit.errors import NotFound
 from app.teams import service as teams
 
 
@@ -57,16 +56,22 @@ class Subscription:
     async def credits_updated(
         self, info: Info, team_id: strawberry.ID
     ) -> AsyncGenerator[Credits, None]:
-        access = await teams.team_access(await info.context.viewer(), team_id)
-        team = access.team
-        async with bus.broker.subscribe(bus.credits_channel(team.id)) as queue:
-            yield Credits(view=await credits.credits_view(team.id))
-            while True:
-                await queue.get()
-                try:
-                    yield Credits(view=await credits.credits_view(team.id))
-                except NotFound:
-                    return
+        # Checked before the stream starts, so a team the viewer may not see answers with
+        # an `error` message; a member removed later gets NOT_FOUND, then `complete`.
+        viewer = await info.context.viewer()
+        access = await teams.team_access(viewer, team_id)
+        user_id = None if viewer.is_operator else viewer.user.id
+        return _credits_stream(access.team.id, user_id)
+
+
+async def _credits_stream(
+    team_id: uuid.UUID, user_id: uuid.UUID | None
+) -> AsyncGenerator[Credits, None]:
+    async with live.follow(team_id, user_id) as follower:
+        while True:
+            snapshot = await follower.next()
+            live.delivering.set(snapshot)
+            yield Credits(view=snapshot.view)
 
     @strawberry.subscription(description="Each alert as it is raised.")
     async def billing_alerts(

@@ -10,23 +10,55 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.types.unset import UnsetType
 
 from app import console
 from app.config import Settings
+from app.events import live
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, with the commit time of a balance in the `next` message.
+
+    `extensions.committedAt` (Unix seconds) is the commit of the newest change the
+    balance reflects, so a client can measure commit-to-screen latency; the first state
+    of a subscription has none.
+    """
+
+    async def send_message(self, message: Message) -> None:
+        if message["type"] == "next":
+            # The operation's task set this while producing the result being sent.
+            snapshot = live.delivering.get()
+            if snapshot is not None and snapshot.committed_at is not None:
+                payload = message["payload"]
+                extensions = dict(payload.get("extensions") or {})
+                extensions["committedAt"] = snapshot.committed_at
+                message = {
+                    "id": message["id"],
+                    "type": "next",
+                    "payload": {**payload, "extensions": extensions},
+                }
+        await super().send_message(message)
+
+
 class GraphQLView(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
+            # Only graphql-transport-ws: a legacy `graphql-ws` client is closed with 4406.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            connection_init_wait_timeout=timedelta(seconds=10),
-            max_subscriptions_per_connection=20,
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
+            max_subscriptions_per_connection=settings.ws_max_subscriptions,
+            # Browsers on other origins may open a websocket only when listed here.
             allowed_origins=settings.cors_allow_origins,
         )
         self.settings = settings
@@ -46,6 +78,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        # The token comes in the connection_init payload; missing or bad closes with 4403.
         try:
             await context.viewer()
         except Unauthenticated:

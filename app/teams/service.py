@@ -9,6 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.credits.models import CreditAccount
+from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, Forbidden, NotFound
 from app.kit.ids import parse_uuid
@@ -226,6 +227,9 @@ async def remove_member(team: Team, email: str) -> None:
         if is_admin and await _admin_count(team) <= 1:
             raise DomainError(ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "email")
         await found.delete()
+    if isinstance(found, Membership):
+        # After commit: the removed member's open balance subscriptions end now.
+        await bus.members_changed(team.id)
 
 
 async def set_member_role(team: Team, email: str, role: Role) -> MemberView:
