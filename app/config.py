@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     purchase_min_cents: int = Field(default=500, ge=1)
     purchase_max_cents: int = Field(default=10_000_000, ge=1)
 
+    # Abuse limits (app/http.py, app/graphql/throttle.py). Mutations a minute, per process.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    rate_limit_enabled: bool = True
+    rate_limit_user_per_minute: int = Field(default=120, ge=1)
+    rate_limit_team_per_minute: int = Field(default=300, ge=1)
+    rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 
-from app import console, db, devauth
+from app import console, db, devauth, http, metrics
 from app.config import Settings, get_settings
 from app.events import live
 from app.credits import programs
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     view = GraphQLView(settings)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]
-    starlette = Starlette(routes=routes, lifespan=lifespan)
+    starlette = Starlette(routes=routes, lifespan=lifespan, middleware=http.middleware(settings))
     starlette.state.settings = settings
     return starlette
 

@@ -15,6 +15,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app.credits import programs
+from app.audit import service as audit
+from app.audit.models import AuditAction
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
@@ -28,7 +30,7 @@ from app.credits.models import (
 from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
-from app.kit.money import UNITS_PER_DOLLAR
+from app.kit.money import UNITS_PER_DOLLAR, format_units
 from app.kit.sql import update_rows
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -410,15 +412,25 @@ async def grant_credits(
     return grant
 
 
-async def set_invoiced_limit(team_id: uuid.UUID, limit: int) -> None:
+async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = audit.SYSTEM) -> None:
     if limit > MAX_INVOICED_LIMIT:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "The limit is at most 1000000.00.", "limit")
     async with in_transaction() as conn:
         locked = await lock_account(team_id, conn)
         if limit > locked.account.invoiced_limit:
             locked.account.funding_seq += 1  # headroom added: a later exhaustion alerts again
+        old = locked.account.invoiced_limit
         locked.account.invoiced_limit = limit
         await locked.flush()
+        if old != limit:
+            await audit.record(
+                conn,
+                team_id,
+                actor,
+                AuditAction.INVOICED_LIMIT_CHANGED,
+                {"limit": format_units(old)},
+                {"limit": format_units(limit)},
+            )
     await bus.credits_changed(team_id)
 
 

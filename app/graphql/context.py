@@ -13,6 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from app.config import Settings
 from app.kit.errors import Forbidden, Unauthenticated
+from app.kit.ratelimit import RateLimiter
 from app.teams import service as teams
 from app.teams import tokens
 from app.teams.service import Viewer
@@ -47,6 +48,8 @@ class Context:
     authorization: str | None
     response: Any = None
     connection_params: Any = None
+    # The app's mutation buckets (app/graphql/throttle.py); None: no rate limits.
+    rate_limiter: RateLimiter | None = None
     _viewer: Viewer | None = field(default=None, init=False)
 
     async def viewer(self) -> Viewer:

@@ -11,7 +11,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    ValidationCache,
     max_aliases,
     query_depth_limiter,
 )
@@ -22,11 +21,13 @@ from app.events import live
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
+from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
 from app.graphql.mutations import Mutation
 from app.graphql.payments import PaymentsMutation
 from app.graphql.programs import BillingAlert, ProgramsMutation, billing_alerts_stream
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
 from app.graphql.types import Credits, Team, Viewer
+from app.metrics import GraphQLMetrics
 from app.teams import service as teams
 
 
@@ -84,8 +85,8 @@ async def _credits_stream(
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
 # create new classes per request, which made every request re-validate (about 10 ms).
 LIMIT_RULES: list[type[ASTValidationRule]] = [
-    query_depth_limiter.create_validator(max_depth=12, should_ignore=None),
-    max_aliases.create_validator(max_alias_count=30),
+    query_depth_limiter.create_validator(max_depth=MAX_DEPTH, should_ignore=None),
+    max_aliases.create_validator(max_alias_count=MAX_ALIASES),
 ]
 
 schema = strawberry.Schema(
@@ -96,10 +97,12 @@ schema = strawberry.Schema(
     subscription=Subscription,
     extensions=[
         ApiErrors,
+        GraphQLMetrics,
         lambda: ParserCache(maxsize=1000),
-        lambda: ValidationCache(maxsize=1000),
+        # Replaces ValidationCache: a cost budget first (fragment bombs), then cached rules.
+        GuardedValidation,
         lambda: AddValidationRules(LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=5000),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ],
     config=StrawberryConfig(scalar_map={Decimal: DECIMAL_SCALAR}),
 )

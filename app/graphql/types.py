@@ -21,6 +21,7 @@ from app.teams.models import Role as DomainRole
 from app.teams.models import Team as TeamModel
 
 if TYPE_CHECKING:
+    from app.graphql.audit import AuditLogConnection
     from app.graphql.invoices import BillingAddress, Invoice, InvoiceConnection
     from app.graphql.payments import PaymentMethod, PurchaseConnection
     from app.graphql.programs import AutoTopUp, BillingAlert
@@ -262,6 +263,16 @@ class Team:
         from app.graphql.programs import team_alerts
 
         return await team_alerts(self.model.id, 20 if first is None else first)
+
+    @strawberry.field(
+        description="who changed billing settings and members, newest first; admins only"
+    )
+    async def audit_log(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Annotated[AuditLogConnection, strawberry.lazy("app.graphql.audit")]:
+        from app.graphql.audit import team_audit_log
+
+        return await team_audit_log(info, self.model.id, self.viewer_role, first, after)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

@@ -17,11 +17,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 from strawberry.types.unset import UnsetType
 
 from app import console
-from app.config import Settings
+from app.config import Environment, Settings
 from app.events import live
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
+from app.kit.ratelimit import RateLimiter
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -53,7 +54,8 @@ class GraphQLView(GraphQL[Context, None]):
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            # No IDE in production (GET /graphql without a query answers 404 there).
+            graphql_ide=None if settings.environment is Environment.PRODUCTION else "graphiql",
             # Only graphql-transport-ws: a legacy `graphql-ws` client is closed with 4406.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
@@ -62,6 +64,7 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_allow_origins,
         )
         self.settings = settings
+        self.rate_limiter = RateLimiter()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL built from npm packages into app/static/console/ (no CDN)."""
@@ -75,6 +78,7 @@ class GraphQLView(GraphQL[Context, None]):
             request=request,
             authorization=request.headers.get("authorization"),
             response=response,
+            rate_limiter=self.rate_limiter,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

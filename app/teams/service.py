@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from app.audit import service as audit
+from app.audit.models import AuditAction
 from app.credits.models import CreditAccount
 from app.events import bus
 from app.kit import clock
@@ -182,21 +184,26 @@ def _clean_email(email: str) -> str:
     return cleaned
 
 
-async def add_member(team: Team, email: str, role: Role) -> MemberView:
+async def add_member(
+    team: Team, email: str, role: Role, *, actor: str = audit.SYSTEM
+) -> MemberView:
     """Adds a member now, or invites the email until its owner first signs in."""
     cleaned = _clean_email(email)
-    async with in_transaction():
+    async with in_transaction() as conn:
         await CreditAccount.select_for_update().get(team_id=team.id)
         user = await User.filter(email=cleaned).order_by("created_at").first()
         if user is not None:
             if await Membership.exists(team_id=team.id, user_id=user.id):
                 raise DomainError(ErrorCode.INVALID_INPUT, "Already a member.", "email")
             await Membership.create(team=team, user=user, role=role, created_at=clock.now())
-            return MemberView(user.email, user.name, role, False)
-        if await Invitation.exists(team_id=team.id, email=cleaned):
-            raise DomainError(ErrorCode.INVALID_INPUT, "Already invited.", "email")
-        await Invitation.create(team=team, email=cleaned, role=role, created_at=clock.now())
-        return MemberView(cleaned, None, role, True)
+            member = MemberView(user.email, user.name, role, False)
+        else:
+            if await Invitation.exists(team_id=team.id, email=cleaned):
+                raise DomainError(ErrorCode.INVALID_INPUT, "Already invited.", "email")
+            await Invitation.create(team=team, email=cleaned, role=role, created_at=clock.now())
+            member = MemberView(cleaned, None, role, True)
+        await audit.record(conn, team.id, actor, AuditAction.MEMBER_ADDED, None, _audited(member))
+        return member
 
 
 async def _find_member(team: Team, email: str) -> Membership | Invitation:
@@ -214,12 +221,22 @@ async def _find_member(team: Team, email: str) -> Membership | Invitation:
     return invitation
 
 
+def _member_view(found: Membership | Invitation, role: Role | None = None) -> MemberView:
+    if isinstance(found, Membership):
+        return MemberView(found.user.email, found.user.name, role or found.role, False)
+    return MemberView(found.email, None, role or found.role, True)
+
+
+def _audited(member: MemberView) -> dict[str, object]:
+    return {"email": member.email, "role": member.role.value, "pending": member.pending}
+
+
 async def _admin_count(team: Team) -> int:
     return await Membership.filter(team_id=team.id, role=Role.ADMIN).count()
 
 
-async def remove_member(team: Team, email: str) -> None:
-    async with in_transaction():
+async def remove_member(team: Team, email: str, *, actor: str = audit.SYSTEM) -> None:
+    async with in_transaction() as conn:
         # The account row is the team's lock: two removals cannot both pass the last-admin check.
         await CreditAccount.select_for_update().get(team_id=team.id)
         found = await _find_member(team, email)
@@ -227,15 +244,22 @@ async def remove_member(team: Team, email: str) -> None:
         if is_admin and await _admin_count(team) <= 1:
             raise DomainError(ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "email")
         await found.delete()
+        old = _audited(_member_view(found))
+        await audit.record(conn, team.id, actor, AuditAction.MEMBER_REMOVED, old, None)
     if isinstance(found, Membership):
         # After commit: the removed member's open balance subscriptions end now.
         await bus.members_changed(team.id)
 
 
-async def set_member_role(team: Team, email: str, role: Role) -> MemberView:
-    async with in_transaction():
+async def set_member_role(
+    team: Team, email: str, role: Role, *, actor: str = audit.SYSTEM
+) -> MemberView:
+    async with in_transaction() as conn:
         await CreditAccount.select_for_update().get(team_id=team.id)
         found = await _find_member(team, email)
+        if found.role is not role:
+            old, new = _audited(_member_view(found)), _audited(_member_view(found, role))
+            await audit.record(conn, team.id, actor, AuditAction.MEMBER_ROLE_CHANGED, old, new)
         if isinstance(found, Membership):
             if (
                 found.role is Role.ADMIN

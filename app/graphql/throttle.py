@@ -1,0 +1,56 @@
+"""Rate limits for mutations: per caller and per team, answered with RATE_LIMITED.
+
+Checked by `payload_errors` before a mutation's resolver runs, so a refused mutation
+does nothing. Buckets (app/kit/ratelimit.py) live in process memory:
+
+- each signed-in user: `rate_limit_user_per_minute` mutations;
+- each operator: `rate_limit_operator_per_minute`, much higher, because the metering
+  gateway records usage with an operator token thousands of times a second;
+- each team a non-operator's mutation names (`input.teamId`): `rate_limit_team_per_minute`
+  across all its members, so many accounts cannot hammer one team's billing together.
+  Operators' mutations do not draw from the team's bucket: usage is recorded for a team
+  at whatever rate the team consumes the platform, and that is billing, not abuse.
+"""
+
+from __future__ import annotations
+
+from app.graphql.context import Context
+from app.kit.errors import DomainError, ErrorCode, Unauthenticated
+from app.kit.ids import parse_uuid
+from app.kit.ratelimit import Rate
+from app.metrics import rate_limited
+
+
+async def check(info: object, input: object) -> None:
+    """Raises DomainError(RATE_LIMITED) when the caller or the team is out of tokens.
+
+    `info` and `input` are the mutation resolver's arguments (either may be absent)."""
+    context = getattr(info, "context", None)
+    if not isinstance(context, Context):
+        return
+    limiter = context.rate_limiter
+    settings = context.settings
+    if limiter is None or not settings.rate_limit_enabled:
+        return
+    try:
+        viewer = await context.viewer()
+    except Unauthenticated:
+        return  # the resolver answers UNAUTHENTICATED and does nothing
+    checks: list[tuple[str, Rate]] = []
+    if viewer.is_operator:
+        checks.append((f"operator:{viewer.user.id}", Rate(settings.rate_limit_operator_per_minute)))
+    else:
+        checks.append((f"user:{viewer.user.id}", Rate(settings.rate_limit_user_per_minute)))
+        team_id = parse_uuid(getattr(input, "team_id", None))
+        if team_id is not None:
+            checks.append((f"team:{team_id}", Rate(settings.rate_limit_team_per_minute)))
+    refused = limiter.allow(checks)
+    if refused is not None:
+        scope = refused.partition(":")[0]
+        rate_limited.labels(scope).inc()
+        raise DomainError(
+            ErrorCode.RATE_LIMITED,
+            "Too many requests "
+            + ("for this team" if scope == "team" else "from this account")
+            + ": nothing was done. Try again in a few seconds.",
+        )

@@ -1,0 +1,150 @@
+"""Prometheus metrics: what `/metrics` exposes, and the cheap hooks that feed it.
+
+Label values come from the schema or fixed lists, never raw from clients, so a client
+cannot grow the series without bound: GraphQL operation names are kept as given for the
+first `MAX_OPERATION_NAMES` distinct ones and counted as "other" after that.
+
+One registry per process. With `serve --workers N` each worker has its own counters;
+scrape each worker, or run one worker per container (the usual deployment).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from graphql import FieldNode, OperationDefinitionNode
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.extensions import SchemaExtension
+
+MAX_OPERATION_NAMES = 200
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+registry: CollectorRegistry = REGISTRY
+
+graphql_requests = Counter(
+    "creditline_graphql_requests_total",
+    "GraphQL operations by operation name, type and outcome (ok, or error: a top-level error).",
+    ["operation", "type", "outcome"],
+    registry=registry,
+)
+graphql_latency = Histogram(
+    "creditline_graphql_request_seconds",
+    "Time to parse, validate and execute a GraphQL query or mutation.",
+    ["operation", "type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    registry=registry,
+)
+usage_events = Counter(
+    "creditline_usage_events_total",
+    "Usage events by outcome (accepted, rejected) and reason (an ErrorCode; empty if accepted).",
+    ["outcome", "reason"],
+    registry=registry,
+)
+http_responses = Counter(
+    "creditline_http_responses_total",
+    "HTTP responses by route and status code.",
+    ["route", "status"],
+    registry=registry,
+)
+rate_limited = Counter(
+    "creditline_rate_limited_total",
+    "Mutations refused with RATE_LIMITED, by the bucket that was empty (user, operator, team).",
+    ["scope"],
+    registry=registry,
+)
+webhook_events = Counter(
+    "creditline_webhook_events_total",
+    "Stripe webhook deliveries by outcome (handled, duplicate, ignored, bad_signature, failed).",
+    ["outcome"],
+    registry=registry,
+)
+subscriptions = Gauge(
+    "creditline_subscriptions",
+    "Open GraphQL subscriptions in this process.",
+    registry=registry,
+)
+
+_operation_names: set[str] = set()
+
+
+def operation_label(name: str | None, document: Any) -> str:
+    """A bounded label for an operation: its name, else its root fields."""
+    if not name:
+        name = _root_fields(document)
+    if name in _operation_names:
+        return name
+    if not _NAME.match(name.replace(",", "_")) or len(_operation_names) >= MAX_OPERATION_NAMES:
+        return "other"
+    _operation_names.add(name)
+    return name
+
+
+def _root_fields(document: Any) -> str:
+    for definition in getattr(document, "definitions", ()):
+        if isinstance(definition, OperationDefinitionNode):
+            names = sorted(
+                {
+                    s.name.value
+                    for s in definition.selection_set.selections
+                    if isinstance(s, FieldNode)
+                }
+            )
+            return ",".join(names[:3]) or "anonymous"
+    return "anonymous"
+
+
+class GraphQLMetrics(SchemaExtension):
+    """Counts every operation and times queries and mutations (not subscriptions' lifetime)."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        try:
+            kind = context.operation_type.value
+        except Exception:  # noqa: BLE001 - unparsable document: no operation type
+            kind = "unknown"
+        label = operation_label(context.operation_name, context.graphql_document)
+        errors = context.result.errors if context.result is not None else None
+        errors = errors or context.pre_execution_errors
+        graphql_requests.labels(label, kind, "error" if errors else "ok").inc()
+        if kind != "subscription":
+            graphql_latency.labels(label, kind).observe(time.perf_counter() - started)
+
+
+def count_usage(reasons: Iterable[str | None]) -> None:
+    """One count per usage event: None for accepted, else the rejection's error code."""
+    accepted = 0
+    rejected: dict[str, int] = {}
+    for reason in reasons:
+        if reason is None:
+            accepted += 1
+        else:
+            rejected[reason] = rejected.get(reason, 0) + 1
+    if accepted:
+        usage_events.labels("accepted", "").inc(accepted)
+    for reason, count in rejected.items():
+        usage_events.labels("rejected", reason).inc(count)
+
+
+def watch_subscriptions(count: Callable[[], float]) -> None:
+    """Reads the open-subscription gauge from `count` at scrape time (no hot-path cost)."""
+    subscriptions.set_function(count)
+
+
+async def endpoint(_request: Request) -> Response:
+    """`GET /metrics` in Prometheus' text format (serve it to the scraper, not the internet)."""
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
