@@ -13,8 +13,8 @@ from tortoise import connections
 
 from app import console, db, devauth, http, metrics
 from app.config import Settings, get_settings
-from app.events import live
 from app.credits import programs
+from app.events import live
 from app.graphql.view import GraphQLView
 from app.invoices import routes as invoice_routes
 from app.invoices.scheduler import InvoiceScheduler

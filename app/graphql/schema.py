@@ -64,6 +64,13 @@ class Subscription:
         user_id = None if viewer.is_operator else viewer.user.id
         return _credits_stream(access.team.id, user_id)
 
+    @strawberry.subscription(description="Each alert as it is raised.")
+    async def billing_alerts(
+        self, info: Info, team_id: strawberry.ID
+    ) -> AsyncGenerator[BillingAlert, None]:
+        access = await teams.team_access(await info.context.viewer(), team_id)
+        return billing_alerts_stream(access.team.id)
+
 
 async def _credits_stream(
     team_id: uuid.UUID, user_id: uuid.UUID | None
@@ -73,13 +80,6 @@ async def _credits_stream(
             snapshot = await follower.next()
             live.delivering.set(snapshot)
             yield Credits(view=snapshot.view)
-
-    @strawberry.subscription(description="Each alert as it is raised.")
-    async def billing_alerts(
-        self, info: Info, team_id: strawberry.ID
-    ) -> AsyncGenerator[BillingAlert, None]:
-        access = await teams.team_access(await info.context.viewer(), team_id)
-        return billing_alerts_stream(access.team.id)
 
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
