@@ -97,10 +97,12 @@ async def test_console_routes_fall_back_to_the_app_but_api_paths_do_not(
         assert '<div id="app">' in response.text
         assert response.headers["cache-control"] == "no-cache"
     assert (await client.get("/healthz")).headers["content-type"].startswith("application/json")
-    for path in ("/webhooks/stripe", "/metrics", "/dev/token", "/assets/missing.js", "/x.png"):
+    for path in ("/webhooks/stripe", "/dev/token", "/invoices/nope/pdf", "/assets/x.js", "/x.png"):
         response = await client.get(path)
-        assert response.status_code in (404, 405), path
+        assert response.status_code in (400, 401, 403, 404, 405), path
         assert '<div id="app">' not in response.text, path
+    # Served by its own route (when it exists), never by the console.
+    assert '<div id="app">' not in (await client.get("/metrics")).text
 
 
 async def test_pages_load_nothing_from_another_origin(client: httpx.AsyncClient) -> None:

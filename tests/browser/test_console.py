@@ -169,3 +169,11 @@ async def test_loading_and_error_states_are_designed(page: Page) -> None:
     await page.unroute("**/graphql")
     await error.get_by_role("button", name="Retry").click()
     await expect(page.get_by_test_id("member-row")).to_have_count(1)
+
+
+async def test_a_refused_token_returns_to_sign_in(page: Page) -> None:
+    await sign_in(page, unique_email("expired"))
+    await page.evaluate("localStorage.setItem('creditline.token', 'not-a-valid-token')")
+    await page.reload()
+    await expect(page.get_by_test_id("sign-in")).to_be_visible()
+    await expect(page.get_by_test_id("session-ended")).to_be_visible()

@@ -49,7 +49,10 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   const first = body.errors?.[0];
   if (first) {
     const code = first.extensions?.code ?? "INTERNAL";
-    if (code === "UNAUTHENTICATED") setToken(null);
+    if (code === "UNAUTHENTICATED") {
+      sessionStorage.setItem("creditline.expired", "1"); // the sign-in page says why
+      setToken(null);
+    }
     // A field this server does not know yet: that part of the API has not shipped here.
     if (/Cannot query field|Unknown argument|Unknown type/.test(first.message)) {
       throw new ApiError("This part of the billing API is not available on this server yet.", "UNAVAILABLE");

@@ -109,7 +109,11 @@ function SignIn(): JSX.Element {
   const form = useForm();
   const [email, setEmail] = useState("");
   const [name, setName] = useState("");
-  const expired = new URLSearchParams(location.search).get("expired");
+  const [expired] = useState(() => {
+    const flag = sessionStorage.getItem("creditline.expired");
+    sessionStorage.removeItem("creditline.expired");
+    return flag;
+  });
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
@@ -129,7 +133,11 @@ function SignIn(): JSX.Element {
         <p class="muted">
           Development sign-in: any email gets a token. A new email gets its own team.
         </p>
-        {expired && <div class="form-error">Your session ended. Sign in again.</div>}
+        {expired && (
+          <div class="form-warning" role="status" data-testid="session-ended">
+            Your session ended. Sign in again.
+          </div>
+        )}
         <Field label="Email" name="email" form={form}>
           <input
             type="email"

@@ -15,7 +15,12 @@ export interface QueryState<T> {
   setData: (update: (previous: T | null) => T | null) => void;
 }
 
-export function useQuery<T>(query: string, variables: Record<string, unknown>): QueryState<T> {
+export function useQuery<T>(
+  query: string,
+  variables: Record<string, unknown>,
+  /** Decides between a fresh answer and what is on screen (default: the answer). */
+  merge: (answer: T, shown: T | null) => T = (answer) => answer,
+): QueryState<T> {
   const [data, setDataState] = useState<T | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [loading, setLoading] = useState(true);
@@ -32,7 +37,7 @@ export function useQuery<T>(query: string, variables: Record<string, unknown>): 
     gql<T>(query, variables)
       .then((result) => {
         if (cancelled) return;
-        setDataState(result);
+        setDataState((shown) => merge(result, shown));
         setError(null);
       })
       .catch((caught: unknown) => {

@@ -42,9 +42,18 @@ const CREDITS_LIVE = `subscription Live($teamId: ID!) { creditsUpdated(teamId: $
 type SetCredits = (credits: Credits) => void;
 
 export function CreditsPage(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { credits: Credits } | null }>(CREDITS_QUERY, { id: props.teamId });
+  const state = useQuery<{ team: { credits: Credits } | null }>(CREDITS_QUERY, { id: props.teamId }, (answer, shown) => {
+    const [fresh, old] = [answer.team?.credits, shown?.team?.credits];
+    return fresh && old && Date.parse(old.updatedAt) > Date.parse(fresh.updatedAt) ? (shown as typeof answer) : answer;
+  });
   const [purchasesTick, setPurchasesTick] = useState(0);
-  const setCredits: SetCredits = (credits) => state.setData(() => ({ team: { credits } }));
+  // The query, mutations and the subscription all deliver Credits; keep the newest, so a
+  // slow answer never overwrites a later state the subscription already showed.
+  const setCredits: SetCredits = (credits) =>
+    state.setData((previous) => {
+      const shown = previous?.team?.credits;
+      return shown && Date.parse(shown.updatedAt) > Date.parse(credits.updatedAt) ? previous : { team: { credits } };
+    });
 
   // Live balance: the subscription answers with the current state, then every change.
   useEffect(
