@@ -488,3 +488,22 @@ async def test_a_removed_card_pauses_instead_of_failing_silently(
     account = await CreditAccount.get(team_id=team_id)
     assert account.auto_top_up_paused_reason == "Add a card first."
     assert await alert_kinds(team_id, AlertKind.AUTO_TOP_UP_FAILED) == 1
+
+
+async def test_a_top_up_cut_short_at_shutdown_is_resumed_with_the_same_key(
+    admin: Actor, fake: FakeCharge
+) -> None:
+    team_id = uuid.UUID(admin.team_id)
+    fake.hold = asyncio.Event()
+    await setup(team_id, credits="20.00")
+    assert await use(team_id, "15.00")
+    await asyncio.wait_for(fake.started.wait(), 10)
+    await auto_top_up.shutdown(grace_seconds=0.05)  # the charge is still open: cancelled
+    assert await statuses(team_id) == ["PENDING"]
+    fake.hold.set()
+    clock.advance(auto_top_up.STALE_AFTER + timedelta(seconds=1))
+    await programs.sweep_once()
+    await auto_top_up.wait_idle()
+    assert await statuses(team_id) == ["SUCCEEDED"]
+    assert len(set(fake.keys)) == 1
+    assert await total(team_id) == "30.00"

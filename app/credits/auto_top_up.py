@@ -190,6 +190,20 @@ async def wait_idle() -> None:
         await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
 
 
+async def shutdown(grace_seconds: float = 20.0) -> None:
+    """Lets top-ups under way record their outcome; cancels what takes longer.
+
+    A cancelled one stays PENDING and the sweeper resumes it with the same key.
+    """
+    try:
+        await asyncio.wait_for(wait_idle(), grace_seconds)
+    except TimeoutError:
+        log.warning("auto_top_up.shutdown_timeout", teams=[str(t) for t in _tasks])
+        for task in list(_tasks.values()):
+            task.cancel()
+        await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
+
+
 async def _lock_row(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> CreditAccount | None:
     return await CreditAccount.select_for_update().using_db(conn).get_or_none(team_id=team_id)
 

@@ -240,4 +240,4 @@ async def stop_sweeper(task: asyncio.Task[None] | None) -> None:
             await task
     from app.credits import auto_top_up
 
-    await auto_top_up.wait_idle()
+    await auto_top_up.shutdown()
