@@ -29,6 +29,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         log_level="warning",
         proxy_headers=False,
+        # A websocket message is capped like an HTTP body (MAX_REQUEST_BYTES), not at 16 MiB.
+        ws_max_size=settings.max_request_bytes,
     )
     return 0
 

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
-        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
         *invoice_routes.ROUTES,
     ]
     # Last: the console's static mount answers every path no route above took.

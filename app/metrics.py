@@ -10,9 +10,10 @@ scrape each worker, or run one worker per container (the usual deployment).
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from graphql import FieldNode, OperationDefinitionNode
@@ -21,10 +22,11 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
@@ -67,15 +69,43 @@ rate_limited = Counter(
 )
 webhook_events = Counter(
     "creditline_webhook_events_total",
-    "Stripe webhook deliveries by outcome (handled, duplicate, ignored, bad_signature, failed).",
+    "Stripe webhook deliveries by outcome (handled, ignored, duplicate, rejected, too_large, "
+    "unavailable, error).",
     ["outcome"],
     registry=registry,
 )
-subscriptions = Gauge(
-    "creditline_subscriptions",
-    "Open GraphQL subscriptions in this process.",
-    registry=registry,
-)
+
+
+class _LiveCollector(Collector):
+    """Open balance subscriptions, read from the live hub at scrape time (no hot-path cost)."""
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(0, 0)
+
+    def collect(self) -> Iterable[Metric]:
+        from app.events import live
+
+        feeds = list(live.hub.feeds.values())
+        followers = sum(len(feed.followers) + len(feed.joining) for feed in feeds)
+        return self._families(followers, len(feeds))
+
+    @staticmethod
+    def _families(followers: int, feeds: int) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                "creditline_subscriptions",
+                "Open creditsUpdated subscriptions in this process.",
+                value=followers,
+            ),
+            GaugeMetricFamily(
+                "creditline_subscription_feeds",
+                "Teams with at least one open creditsUpdated subscription in this process.",
+                value=feeds,
+            ),
+        ]
+
+
+registry.register(_LiveCollector())
 
 _operation_names: set[str] = set()
 
@@ -140,9 +170,35 @@ def count_usage(reasons: Iterable[str | None]) -> None:
         usage_events.labels("rejected", reason).inc(count)
 
 
-def watch_subscriptions(count: Callable[[], float]) -> None:
-    """Reads the open-subscription gauge from `count` at scrape time (no hot-path cost)."""
-    subscriptions.set_function(count)
+def count_webhooks(
+    endpoint_: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wraps the Stripe webhook endpoint to count deliveries by outcome, from its response:
+    handled, ignored (a type we do not handle), duplicate (an event already in the inbox),
+    rejected (bad signature or not an event), too_large, unavailable (Stripe or config:
+    Stripe retries), error."""
+
+    async def counted(request: Request) -> Response:
+        try:
+            response = await endpoint_(request)
+        except Exception:
+            webhook_events.labels("error").inc()
+            raise
+        webhook_events.labels(_webhook_outcome(response)).inc()
+        return response
+
+    return counted
+
+
+def _webhook_outcome(response: Response) -> str:
+    status = response.status_code
+    if status == 200:
+        try:
+            outcome = json.loads(bytes(response.body)).get("outcome")
+        except (ValueError, AttributeError):
+            outcome = None
+        return outcome if outcome in ("duplicate", "ignored") else "handled"
+    return {400: "rejected", 413: "too_large", 503: "unavailable"}.get(status, "error")
 
 
 async def endpoint(_request: Request) -> Response:

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from app.credits import programs
 from app.audit import service as audit
 from app.audit.models import AuditAction
+from app.credits import programs
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,

@@ -22,8 +22,8 @@ from app.graphql.errors import UserError
 from app.graphql.mutations import CreditsPayloadMixin, _utc, payload_errors
 from app.graphql.scalars import Decimal
 from app.graphql.types import CreditGrant, money
-from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import parse_field
+from app.kit.pagination import page_size
 from app.teams import service as teams
 
 strawberry.enum(DomainAlertKind, name="AlertKind")
@@ -201,8 +201,8 @@ async def team_auto_top_up(team_id: uuid.UUID) -> AutoTopUp:
 
 
 async def team_alerts(team_id: uuid.UUID, first: int) -> list[BillingAlert]:
-    if first < 0:
-        raise DomainError(ErrorCode.INVALID_INPUT, "first must not be negative.", "first")
+    # Capped like every page: more than 100 is INVALID_INPUT, not silently fewer.
+    first = page_size(first)
     return [BillingAlert.of(a) for a in await alert_service.list_alerts(team_id, first)]
 
 

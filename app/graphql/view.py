@@ -51,6 +51,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
+
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             schema,
