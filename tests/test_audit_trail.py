@@ -113,3 +113,49 @@ async def test_a_refused_change_records_nothing(api: Api, admin: Actor) -> None:
     result = await api.ok(ROLE, {"t": admin.team_id, "e": admin.email, "r": "MEMBER"}, admin.token)
     assert result["setTeamMemberRole"]["errors"] == [{"code": "INVALID_INPUT"}]
     assert await AuditEvent.all().count() == 0
+
+
+async def test_payment_methods_auto_top_up_and_billing_address_are_recorded(
+    api: Api, admin: Actor
+) -> None:
+    from tests.test_auto_top_up import configure
+    from tests.test_invoices import BERLIN, save_address
+    from tests.test_payments_support import REMOVE_PM, SET_DEFAULT, add_card
+
+    visa = await add_card(api, admin)
+    master = await add_card(api, admin)
+    await api.ok(SET_DEFAULT, {"t": admin.team_id, "id": master["id"]}, admin.token)
+    await api.ok(REMOVE_PM, {"t": admin.team_id, "id": visa["id"]}, admin.token)
+    assert (await configure(api, admin, threshold="5.00"))["errors"] == []
+    await configure(api, admin, threshold="5.00")  # the same again: nothing changed
+    assert (await save_address(api, admin, **BERLIN))["errors"] == []
+    assert (await save_address(api, admin, **{**BERLIN, "city": "Potsdam"}))["errors"] == []
+
+    log = await _log(api, admin, admin.team_id, n=100)
+    entries = [e["node"] for e in reversed(log["edges"])]
+    assert [e["action"] for e in entries] == [
+        "PAYMENT_METHOD_ADDED",
+        "PAYMENT_METHOD_ADDED",
+        "DEFAULT_PAYMENT_METHOD_CHANGED",
+        "PAYMENT_METHOD_REMOVED",
+        "AUTO_TOP_UP_CONFIGURED",
+        "BILLING_ADDRESS_UPDATED",
+        "BILLING_ADDRESS_UPDATED",
+    ]
+    assert {e["actor"] for e in entries} == {admin.email}
+    added, _, default, removed, top_up, address, moved = entries
+    assert added["newValue"] == {
+        "id": visa["id"], "type": "CARD", "brand": "visa", "last4": "4242", "isDefault": True,
+    }  # fmt: skip
+    assert default["oldValue"]["id"] == visa["id"]
+    assert default["newValue"]["id"] == master["id"]
+    assert removed["oldValue"]["id"] == visa["id"]
+    assert removed["newValue"] is None
+    assert top_up["oldValue"]["enabled"] is False
+    assert top_up["newValue"] == {
+        "enabled": True, "threshold": "5.00", "amount": "25.00", "monthlyLimit": "100.00",
+        "pausedReason": None,
+    }  # fmt: skip
+    assert address["oldValue"] is None
+    assert address["newValue"]["city"] == "Berlin"
+    assert (moved["oldValue"]["city"], moved["newValue"]["city"]) == ("Berlin", "Potsdam")

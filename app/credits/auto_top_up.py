@@ -27,6 +27,8 @@ import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from app.audit import service as audit
+from app.audit.models import AuditAction
 from app.credits import alerts, programs
 from app.credits.models import (
     AlertKind,
@@ -116,7 +118,13 @@ def _check(threshold: int, amount: int, monthly_limit: int) -> None:
 
 
 async def configure(
-    team_id: uuid.UUID, *, enabled: bool, threshold: int, amount: int, monthly_limit: int
+    team_id: uuid.UUID,
+    *,
+    enabled: bool,
+    threshold: int,
+    amount: int,
+    monthly_limit: int,
+    actor: str = audit.SYSTEM,
 ) -> AutoTopUpView:
     """Sets the team's auto top-up (amounts in units, 2 decimals checked by the caller).
 
@@ -135,6 +143,7 @@ async def configure(
     async with in_transaction() as conn:
         locked = await lock_account(team_id, conn)
         account = locked.account
+        old = _audited(account)
         account.auto_top_up_enabled = enabled
         account.auto_top_up_threshold = threshold
         account.auto_top_up_amount = amount
@@ -147,11 +156,24 @@ async def configure(
             account.auto_top_up_pending = True
         expired = locked.changed
         await locked.flush()
+        if _audited(account) != old:
+            new = _audited(account)
+            await audit.record(conn, team_id, actor, AuditAction.AUTO_TOP_UP_CONFIGURED, old, new)
     if expired:
         await bus.credits_changed(team_id)
     if start:
         schedule(team_id)
     return AutoTopUpView.of(account)
+
+
+def _audited(account: CreditAccount) -> dict[str, object]:
+    return {
+        "enabled": account.auto_top_up_enabled,
+        "threshold": format_units(account.auto_top_up_threshold or 0),
+        "amount": format_units(account.auto_top_up_amount),
+        "monthlyLimit": format_units(account.auto_top_up_monthly_limit),
+        "pausedReason": account.auto_top_up_paused_reason,
+    }
 
 
 # --- running top-ups ------------------------------------------------------------------------

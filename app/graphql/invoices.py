@@ -7,6 +7,8 @@ from datetime import datetime
 
 import strawberry
 
+from app.graphql import throttle
+from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.graphql.scalars import Decimal
@@ -280,7 +282,11 @@ class InvoicesMutation:
             tax_id_given=input.tax_id is not None,
         )
         try:
-            address = await addresses.update_billing_address(access.team.id, data)
+            # Not a payload_errors mutation: the rate limit is checked here, before the change.
+            await throttle.check(info, input)
+            address = await addresses.update_billing_address(
+                access.team.id, data, actor=await audit_actor(info)
+            )
         except addresses.InvalidAddress as invalid:
             return UpdateBillingAddressPayload(errors=[UserError.of(e) for e in invalid.errors])
         except DomainError as error:
@@ -295,6 +301,7 @@ class InvoicesMutation:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
         invoice_id = parse_uuid(input.invoice_id)
         try:
+            await throttle.check(info, input)
             if invoice_id is None:
                 raise DomainError(ErrorCode.NOT_FOUND, "No such invoice.", "invoiceId")
             document = await invoices.pay_invoice(access.team.id, invoice_id)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import strawberry
 
+from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.graphql.invoices import Invoice, purchase_invoice
@@ -265,7 +266,10 @@ class PaymentsMutation:
     ) -> AddPaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
         method = await payments.add_payment_method(
-            access.team.id, input.stripe_payment_method_id, make_default=input.make_default
+            access.team.id,
+            input.stripe_payment_method_id,
+            make_default=input.make_default,
+            actor=await audit_actor(info),
         )
         return AddPaymentMethodPayload(payment_method=PaymentMethod.of(method))
 
@@ -275,7 +279,9 @@ class PaymentsMutation:
         self, info: Info, input: SetDefaultPaymentMethodInput
     ) -> SetDefaultPaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        method = await payments.set_default_payment_method(access.team.id, input.payment_method_id)
+        method = await payments.set_default_payment_method(
+            access.team.id, input.payment_method_id, actor=await audit_actor(info)
+        )
         return SetDefaultPaymentMethodPayload(payment_method=PaymentMethod.of(method))
 
     @strawberry.mutation(description="Admin: never the last method (LAST_PAYMENT_METHOD).")
@@ -284,7 +290,9 @@ class PaymentsMutation:
         self, info: Info, input: RemovePaymentMethodInput
     ) -> RemovePaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        removed = await payments.remove_payment_method(access.team.id, input.payment_method_id)
+        removed = await payments.remove_payment_method(
+            access.team.id, input.payment_method_id, actor=await audit_actor(info)
+        )
         return RemovePaymentMethodPayload(removed_payment_method_id=strawberry.ID(str(removed)))
 
     @strawberry.mutation(

@@ -17,6 +17,7 @@ from app.credits import auto_top_up, promo
 from app.credits.models import AlertKind as DomainAlertKind
 from app.credits.models import BillingAlert as BillingAlertModel
 from app.credits.models import PromoCode as PromoCodeModel
+from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.graphql.mutations import CreditsPayloadMixin, _utc, payload_errors
@@ -189,6 +190,7 @@ class ProgramsMutation:
             threshold=threshold,
             amount=amount,
             monthly_limit=monthly_limit,
+            actor=await audit_actor(info),
         )
         return ConfigureAutoTopUpPayload(auto_top_up=AutoTopUp.of(view))
 

@@ -11,6 +11,8 @@ from typing import Any
 import structlog
 from tortoise.transactions import in_transaction
 
+from app.audit import service as audit
+from app.audit.models import AuditAction
 from app.invoices.models import BillingAddress
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
@@ -456,7 +458,9 @@ async def billing_address(team_id: uuid.UUID) -> Address | None:
     return Address.of(row) if row else None
 
 
-async def update_billing_address(team_id: uuid.UUID, data: AddressInput) -> Address:
+async def update_billing_address(
+    team_id: uuid.UUID, data: AddressInput, *, actor: str = audit.SYSTEM
+) -> Address:
     """Validates and saves the team's billing details, then syncs them to Stripe (best effort).
 
     Issued invoices keep their own copy, so this never changes one.
@@ -478,11 +482,15 @@ async def update_billing_address(team_id: uuid.UUID, data: AddressInput) -> Addr
     }
     async with in_transaction() as conn:
         row = await BillingAddress.select_for_update().using_db(conn).get_or_none(team_id=team_id)
+        old = Address.of(row).to_json() if row is not None else None
         if row is None:
             await BillingAddress.create(team_id=team_id, using_db=conn, **values)
         else:
             row.update_from_dict({**values, "version": row.version + 1})
             await row.save(using_db=conn)
+        if old != address.to_json():
+            action = AuditAction.BILLING_ADDRESS_UPDATED
+            await audit.record(conn, team_id, actor, action, old, address.to_json())
     await sync_to_stripe(team_id)
     return address
 

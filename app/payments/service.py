@@ -23,6 +23,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from app.audit import service as audit
+from app.audit.models import AuditAction
 from app.config import Settings
 from app.credits import service as credits
 from app.credits.models import CreditAccount, CreditKind
@@ -247,6 +249,8 @@ async def save_method_locked(
     team_id: uuid.UUID,
     info: PaymentMethodInfo,
     make_default: bool | None,
+    *,
+    actor: str = audit.SYSTEM,
 ) -> tuple[PaymentMethod, bool]:
     """Puts a method on file (the team's account row is locked by the caller).
 
@@ -261,6 +265,8 @@ async def save_method_locked(
         )
     live = await PaymentMethod.filter(team_id=team_id, removed_at=None).using_db(conn)
     others = [m for m in live if existing is None or m.id != existing.id]
+    was_on_file = existing is not None and existing.removed_at is None
+    previous_default = next((m for m in others if m.is_default), None)
     if existing is not None and existing.removed_at is None:
         row = existing
         become_default = bool(make_default) and not row.is_default
@@ -283,7 +289,24 @@ async def save_method_locked(
         )
         row.is_default = True
     await row.save(using_db=conn)
+    if not was_on_file:
+        new = _audited_method(row)
+        await audit.record(conn, team_id, actor, AuditAction.PAYMENT_METHOD_ADDED, None, new)
+    elif become_default:
+        old = _audited_method(previous_default) if previous_default else None
+        action = AuditAction.DEFAULT_PAYMENT_METHOD_CHANGED
+        await audit.record(conn, team_id, actor, action, old, _audited_method(row))
     return row, become_default
+
+
+def _audited_method(method: PaymentMethod) -> dict[str, object]:
+    return {
+        "id": str(method.id),
+        "type": method.type.value,
+        "brand": method.brand,
+        "last4": method.last4,
+        "isDefault": method.is_default,
+    }
 
 
 async def _sync_default(team_id: uuid.UUID, stripe_id: str | None) -> None:
@@ -305,26 +328,35 @@ async def _detach(stripe_id: str) -> None:
 
 
 async def add_payment_method(
-    team_id: uuid.UUID, stripe_payment_method_id: str, *, make_default: bool | None = None
+    team_id: uuid.UUID,
+    stripe_payment_method_id: str,
+    *,
+    make_default: bool | None = None,
+    actor: str = audit.SYSTEM,
 ) -> PaymentMethod:
     """Attaches a method from Stripe.js to the team's customer and keeps it on file."""
     customer = await ensure_customer(team_id)
     info = await _attach(customer, stripe_payment_method_id, "stripePaymentMethodId")
     async with in_transaction() as conn:
         await _lock_team(team_id, conn)
-        method, became_default = await save_method_locked(conn, team_id, info, make_default)
+        method, became_default = await save_method_locked(
+            conn, team_id, info, make_default, actor=actor
+        )
     if became_default:
         await _sync_default(team_id, method.stripe_id)
     return method
 
 
 async def set_default_payment_method(
-    team_id: uuid.UUID, payment_method_id: object
+    team_id: uuid.UUID, payment_method_id: object, *, actor: str = audit.SYSTEM
 ) -> PaymentMethod:
     async with in_transaction() as conn:
         await _lock_team(team_id, conn)
         method = await _live_method(team_id, payment_method_id)
         if not method.is_default:
+            previous = (
+                await PaymentMethod.filter(team_id=team_id, is_default=True).using_db(conn).first()
+            )
             await (
                 PaymentMethod.filter(team_id=team_id, is_default=True)
                 .using_db(conn)
@@ -332,16 +364,23 @@ async def set_default_payment_method(
             )
             method.is_default = True
             await method.save(using_db=conn, update_fields=["is_default"])
+            old = _audited_method(previous) if previous else None
+            action = AuditAction.DEFAULT_PAYMENT_METHOD_CHANGED
+            await audit.record(conn, team_id, actor, action, old, _audited_method(method))
     await _sync_default(team_id, method.stripe_id)
     return method
 
 
-async def remove_payment_method(team_id: uuid.UUID, payment_method_id: object) -> uuid.UUID:
+async def remove_payment_method(
+    team_id: uuid.UUID, payment_method_id: object, *, actor: str = audit.SYSTEM
+) -> uuid.UUID:
     """Takes a method off file (never the last one); removing the default promotes the newest."""
     async with in_transaction() as conn:
         await _lock_team(team_id, conn)
         method = await _live_method(team_id, payment_method_id)
+        old = _audited_method(method)
         promoted = await _remove_locked(conn, team_id, method, allow_last=False)
+        await audit.record(conn, team_id, actor, AuditAction.PAYMENT_METHOD_REMOVED, old, None)
     await _detach(method.stripe_id)
     if promoted is not None:
         await _sync_default(team_id, promoted.stripe_id)
@@ -389,7 +428,10 @@ async def detached_at_stripe(
     )
     if method is None:
         return False, effects
+    old = _audited_method(method)
     promoted = await _remove_locked(conn, team_id, method, allow_last=True)
+    actor = f"{audit.SYSTEM}: detached at Stripe"
+    await audit.record(conn, team_id, actor, AuditAction.PAYMENT_METHOD_REMOVED, old, None)
     if promoted is not None:
         effects.new_default = promoted.stripe_id
     return True, effects
