@@ -576,10 +576,12 @@ function AutoTopUpForm(props: {
   onSaved: (value: AutoTopUpData) => void;
 }): JSX.Element {
   const form = useForm();
+  // Never configured (all zero): suggest values rather than zeros the server would refuse.
+  const fresh = !props.initial.enabled && toUnits(props.initial.amount) === 0n;
   const [enabled, setEnabled] = useState(props.initial.enabled);
-  const [threshold, setThreshold] = useState(formatPlain(props.initial.threshold));
-  const [amount, setAmount] = useState(formatPlain(props.initial.amount));
-  const [monthlyLimit, setMonthlyLimit] = useState(formatPlain(props.initial.monthlyLimit));
+  const [threshold, setThreshold] = useState(fresh ? "10.00" : formatPlain(props.initial.threshold));
+  const [amount, setAmount] = useState(fresh ? "50.00" : formatPlain(props.initial.amount));
+  const [monthlyLimit, setMonthlyLimit] = useState(fresh ? "500.00" : formatPlain(props.initial.monthlyLimit));
   const paused = props.initial.pausedReason;
   if (!props.canEdit) {
     return (
@@ -626,26 +628,43 @@ function AutoTopUpForm(props: {
           Paused: {paused}
         </div>
       )}
-      <label class="toggle">
-        <input type="checkbox" checked={enabled} onChange={(event) => setEnabled(event.currentTarget.checked)} />
-        <span class="toggle-track" />
-        Top up automatically
-      </label>
+      <div class="field" data-field="enabled">
+        <label class="toggle">
+          <input
+            type="checkbox"
+            checked={enabled}
+            onChange={(event) => setEnabled(event.currentTarget.checked)}
+            data-testid="auto-top-up-enabled"
+          />
+          <span class="toggle-track" />
+          Top up automatically
+        </label>
+        {form.errorFor("enabled").map((error) => (
+          <span class="field-error" role="alert" data-code={error.code} data-testid="error-enabled" key={error.message}>
+            {error.message}
+          </span>
+        ))}
+      </div>
       <div class="fields-3">
-        <Field label="When below" name="threshold" form={form}>
-          <input inputMode="decimal" value={threshold} onInput={(event) => setThreshold(event.currentTarget.value)} />
+        <Field label="When below ($)" name="threshold" form={form}>
+          <input name="threshold" inputMode="decimal" value={threshold} onInput={(event) => setThreshold(event.currentTarget.value)} />
         </Field>
-        <Field label="Buy" name="amount" form={form}>
-          <input inputMode="decimal" value={amount} onInput={(event) => setAmount(event.currentTarget.value)} />
+        <Field label="Buy ($)" name="amount" form={form}>
+          <input name="amount" inputMode="decimal" value={amount} onInput={(event) => setAmount(event.currentTarget.value)} />
         </Field>
-        <Field label="Monthly cap" name="monthlyLimit" form={form}>
-          <input inputMode="decimal" value={monthlyLimit} onInput={(event) => setMonthlyLimit(event.currentTarget.value)} />
+        <Field label="Monthly cap ($)" name="monthlyLimit" form={form}>
+          <input
+            name="monthlyLimit"
+            inputMode="decimal"
+            value={monthlyLimit}
+            onInput={(event) => setMonthlyLimit(event.currentTarget.value)}
+          />
         </Field>
       </div>
       <FormErrors form={form} known={["threshold", "amount", "monthlyLimit", "enabled"]} />
       <Notice form={form} />
       <div class="row">
-        <Button busy={form.busy} kind="secondary">
+        <Button busy={form.busy} kind="secondary" testid="auto-top-up-submit">
           Save
         </Button>
       </div>
