@@ -4,6 +4,7 @@ import type { JSX } from "preact";
 import { createContext } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
 import type { LiveStatus } from "../lib/live";
+import { formatUsd } from "../lib/money";
 import { ApiError, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, type UserError } from "./api";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
@@ -232,6 +233,7 @@ function Console(): JSX.Element {
             />
           )}
         </Loadable>
+        {route.teamId && <SidebarBalance key={route.teamId} teamId={route.teamId} />}
         <nav class="nav" aria-label="Billing">
           {route.teamId &&
             NAV.map(([page, label, Icon]) => (
@@ -397,6 +399,29 @@ function TeamSwitcher(props: {
           + New team
         </button>
       )}
+    </div>
+  );
+}
+
+/** The team's total on every page, from the creditsUpdated subscription (keeps "Live" true). */
+function SidebarBalance(props: { teamId: string }): JSX.Element {
+  const [total, setTotal] = useState<string | null>(null);
+  const [denied, setDenied] = useState(false);
+  useEffect(
+    () =>
+      liveClient().subscribe(
+        `subscription Total($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }`,
+        { teamId: props.teamId },
+        (data) => setTotal((data.creditsUpdated as { total: string }).total),
+        () => setDenied(true),
+      ),
+    [props.teamId],
+  );
+  if (denied) return <></>;
+  return (
+    <div class="sidebar-balance" data-testid="sidebar-balance">
+      <span class="muted small">Balance</span>
+      <strong>{total === null ? "…" : formatUsd(total)}</strong>
     </div>
   );
 }
