@@ -64,8 +64,11 @@ async def close_db() -> None:
 
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration under `migrations/`."""
-    await tortoise_migrate(config=tortoise_config(settings))
-    await Tortoise.close_connections()
+    try:
+        await tortoise_migrate(config=tortoise_config(settings))
+    finally:
+        # Open connections (aiosqlite's thread) would keep a failed run from exiting.
+        await Tortoise.close_connections()
 
 
 def __getattr__(name: str) -> Any:

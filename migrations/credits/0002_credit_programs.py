@@ -82,17 +82,17 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='CreditAccount',
             name='auto_top_up_amount',
-            field=fields.BigIntField(default=0),
+            field=fields.BigIntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='CreditAccount',
             name='auto_top_up_enabled',
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.AddField(
             model_name='CreditAccount',
             name='auto_top_up_monthly_limit',
-            field=fields.BigIntField(default=0),
+            field=fields.BigIntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='CreditAccount',
@@ -102,7 +102,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='CreditAccount',
             name='auto_top_up_pending',
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.AddField(
             model_name='CreditAccount',
@@ -112,7 +112,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='CreditAccount',
             name='funding_seq',
-            field=fields.BigIntField(default=0),
+            field=fields.BigIntField(default=0, db_default=0),
         ),
         ops.AddIndex(
             model_name='CreditAccount',
