@@ -186,3 +186,24 @@ async def test_host_platform_hands_over_a_token_in_the_url(page: Page, server: S
     await expect(page.get_by_test_id("viewer-email")).to_have_text(email)
     await expect(page.get_by_test_id("balance-total")).to_be_visible()
     assert "token=" not in page.url
+
+
+async def test_admin_changes_a_role_and_removes_a_member(page: Page) -> None:
+    await sign_in(page, unique_email("lead"))
+    await open_page(page, "members")
+    colleague = unique_email("colleague")
+    await page.get_by_test_id("invite-email").fill(colleague)
+    await page.get_by_test_id("invite-submit").click()
+    row = page.locator(f"[data-testid=member-row][data-email='{colleague}']")
+    await expect(row).to_be_visible()
+    await row.get_by_test_id("member-role").select_option("ADMIN")
+    await expect(row.get_by_test_id("member-role")).to_have_value("ADMIN")
+    await page.reload()
+    await expect(row.get_by_test_id("member-role")).to_have_value("ADMIN")
+    await row.get_by_test_id("member-remove").click()
+    await expect(page.get_by_test_id("member-row")).to_have_count(1)
+    # The last admin cannot leave: the error sits on that member's row.
+    me = page.get_by_test_id("member-row")
+    await me.get_by_test_id("member-role").select_option("MEMBER")
+    await expect(me.get_by_test_id("member-error")).to_be_visible()
+    await expect(me.get_by_test_id("member-role")).to_have_value("ADMIN")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import unique_email
+from tests.browser.conftest import Gql, unique_email
 from tests.browser.helpers import add_card, fill_card, open_page, reload_until, screenshot, sign_in
+
+USAGE = """mutation($input: RecordUsageInput!) { recordUsage(input: $input) {
+  errors { code message } } }"""
+GRANT = """mutation($input: GrantCreditsInput!) { grantCredits(input: $input) {
+  errors { code message } } }"""
 
 
 async def test_add_card_and_buy_credits(page: Page) -> None:
@@ -67,10 +72,19 @@ async def test_removing_the_last_card_shows_its_error(page: Page) -> None:
     await expect(row).to_have_count(1)
     await screenshot(page, "13-payment-last-card-error")
 
-    # With a second card the first one can go.
+    # With a second card: make it the default, then the first one can go.
     await add_card(page, "5555555555554444")
-    await page.get_by_test_id("payment-method").first.get_by_test_id("remove-method").click()
-    await expect(page.get_by_test_id("payment-method")).to_have_count(1)
+    rows = page.get_by_test_id("payment-method")
+    first, second = (
+        rows.and_(page.locator("[data-last4='4242']")),
+        rows.and_(page.locator("[data-last4='4444']")),
+    )
+    await second.get_by_test_id("make-default").click()
+    await expect(second.get_by_test_id("default-badge")).to_be_visible()
+    await expect(page.get_by_test_id("default-badge")).to_have_count(1)
+    await first.get_by_test_id("remove-method").click()
+    await expect(rows).to_have_count(1)
+    await expect(second.get_by_test_id("default-badge")).to_be_visible()
 
 
 async def test_invoice_pdf_opens(page: Page, context: BrowserContext) -> None:
@@ -144,3 +158,40 @@ async def test_billing_address_errors_sit_by_their_fields(page: Page) -> None:
     await expect(page.get_by_label("Tax id value")).to_have_value("DE123456789")
     await add_card(page)
     await screenshot(page, "16-payment-with-address")
+
+
+async def test_invoiced_usage_under_a_spending_limit(
+    page: Page, gql: Gql, operator_token: str
+) -> None:
+    team_id = await sign_in(page, unique_email("invoiced"))
+    limit = page.get_by_test_id("limit-card")
+    # No card yet: raising the limit is refused next to the limit.
+    await limit.get_by_test_id("limit-input").fill("50")
+    await limit.get_by_test_id("limit-submit").click()
+    await expect(limit.get_by_test_id("error-limit")).to_have_attribute(
+        "data-code", "PAYMENT_METHOD_REQUIRED"
+    )
+    await add_card(page)
+    await open_page(page, "credits")
+    limit = page.get_by_test_id("limit-card")
+    await limit.get_by_test_id("limit-input").fill("50")
+    await limit.get_by_test_id("limit-submit").click()
+    await expect(limit.get_by_test_id("form-notice")).to_be_visible()
+    await expect(page.get_by_test_id("invoiced-this-month")).to_contain_text("$50.00 limit")
+
+    # $1 of free credits, then $2.25 on the month's invoice: both show live.
+    data = await gql(GRANT, {"input": {"teamId": team_id, "amount": "1.00"}}, token=operator_token)
+    assert data["grantCredits"]["errors"] == []
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$1.00")
+    data = await gql(
+        USAGE,
+        {"input": {"teamId": team_id, "amount": "3.25", "idempotencyKey": "invoiced-1"}},
+        token=operator_token,
+    )
+    assert data["recordUsage"]["errors"] == []
+    await expect(page.get_by_test_id("balance-total")).to_have_text("$0.00")
+    await expect(page.get_by_test_id("invoiced-this-month")).to_contain_text("$2.25 of $50.00")
+    await screenshot(page, "17-credits-invoiced-usage")
+    await open_page(page, "invoices")
+    await expect(page.get_by_test_id("upcoming-invoice")).to_contain_text("$2.25")
+    await screenshot(page, "18-invoices-upcoming")

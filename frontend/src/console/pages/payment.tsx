@@ -131,7 +131,12 @@ function MethodRow(props: { teamId: string; pm: PaymentMethod; canEdit: boolean;
         </span>
         <div>
           <div class="method-name">
-            {describeMethod(pm)} {pm.isDefault && <Badge tone="blue">Default</Badge>}
+            {describeMethod(pm)}{" "}
+            {pm.isDefault && (
+              <span data-testid="default-badge">
+                <Badge tone="blue">Default</Badge>
+              </span>
+            )}
           </div>
           <div class="muted small">
             {pm.type === "CARD" ? (expiry ? `Expires ${expiry}` : "Card") : "Bank account (ACH)"}
@@ -162,7 +167,7 @@ function MethodRow(props: { teamId: string; pm: PaymentMethod; canEdit: boolean;
 function AddCard(props: { teamId: string; first: boolean; onDone: () => void; onCancel: () => void }): JSX.Element {
   const form = useForm();
   const card = useRef<CardHandle | null>(null);
-  const [makeDefault, setMakeDefault] = useState(true);
+  const [makeDefault, setMakeDefault] = useState(false);
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
