@@ -17,8 +17,8 @@ the usage hot path serves thousands of requests a second through it:
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,7 +27,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.config import Settings
-from app.metrics import http_responses
+from app.metrics import child, http_responses
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,7 +89,7 @@ class RequestGuard:
             elif name == b"content-length":
                 content_length = value
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4, faster
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             if kind == "websocket":
@@ -162,7 +162,7 @@ class RequestGuard:
             return
         finally:
             if started:
-                http_responses.labels(route, str(status)).inc()
+                child(http_responses, route, str(status)).inc()
 
     async def _refuse(
         self, send: Send, route: str, status: int, code: str, message: str, request_id: str
@@ -170,7 +170,7 @@ class RequestGuard:
         start, body = _problem(status, code, message, request_id)
         await send(start)
         await send({"type": "http.response.body", "body": body})
-        http_responses.labels(route, str(status)).inc()
+        child(http_responses, route, str(status)).inc()
 
 
 def middleware(settings: Settings) -> list[Middleware]:
