@@ -207,3 +207,44 @@ async def test_admin_changes_a_role_and_removes_a_member(page: Page) -> None:
     await me.get_by_test_id("member-role").select_option("MEMBER")
     await expect(me.get_by_test_id("member-error")).to_be_visible()
     await expect(me.get_by_test_id("member-role")).to_have_value("ADMIN")
+
+
+async def test_graphql_ide_runs_queries_and_subscriptions_offline(
+    page: Page, server: Server, gql: Gql, operator_token: str
+) -> None:
+    team_id = await sign_in(page, unique_email("ide"))
+    other_origins: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith((server.url + "/", "data:"))
+            else other_origins.append(request.url)
+        ),
+    )
+    await page.goto("/graphql")
+    editor = page.locator(".graphiql-query-editor .CodeMirror")
+    await expect(editor).to_be_visible()
+    # The console's token is already in the Headers tab.
+    run = page.locator(".graphiql-execute-button")
+
+    async def run_query(text: str) -> None:
+        await editor.click()
+        await page.keyboard.press("Control+A")
+        await page.keyboard.insert_text(text)
+        await run.click()
+
+    await run_query("{ viewer { email memberships { role } } }")
+    result = page.locator(".graphiql-response")
+    await expect(result).to_contain_text('"role": "ADMIN"')
+
+    await run_query(f'subscription {{ creditsUpdated(teamId: "{team_id}") {{ total }} }}')
+    await expect(result).to_contain_text('"total": "0.00"')
+    await gql(
+        """mutation($input: GrantCreditsInput!) { grantCredits(input: $input) { errors { code } } }""",
+        {"input": {"teamId": team_id, "amount": "4.00"}},
+        token=operator_token,
+    )
+    await expect(result).to_contain_text('"total": "4.00"')
+    await page.screenshot(path=str(SCREENS / "30-graphql-ide.png"))
+    assert other_origins == []

@@ -15,14 +15,21 @@ const wsEndpoint = endpoint.replace(/^http/, "ws");
 
 const http = createGraphiQLFetcher({ url: endpoint, enableIncrementalDelivery: false });
 
-function isSubscription(params: FetcherParams): boolean {
+/**
+ * The operation to run, and whether it is a subscription. GraphiQL updates its operation
+ * name a moment after an edit, so a query run at once (a paste, then Ctrl-Enter) can carry
+ * the previous name: with a single operation in the document, that name is dropped.
+ */
+function inspect(params: FetcherParams): { params: FetcherParams; subscription: boolean } {
   try {
     const document = parse(params.query);
     const operations = document.definitions.filter((definition) => definition.kind === "OperationDefinition");
-    const chosen = operations.find((op) => op.name?.value === params.operationName) ?? operations[0];
-    return chosen?.operation === "subscription";
+    const named = operations.find((op) => op.name?.value === params.operationName);
+    const chosen = named ?? operations[0];
+    const fixed = !named && operations.length === 1 ? { ...params, operationName: chosen?.name?.value ?? null } : params;
+    return { params: fixed, subscription: chosen?.operation === "subscription" };
   } catch {
-    return false;
+    return { params, subscription: false };
   }
 }
 
@@ -46,10 +53,12 @@ async function* subscribe(params: FetcherParams, headers: Record<string, unknown
   }
 }
 
-const fetcher: Fetcher = (params: FetcherParams, opts?: FetcherOpts) =>
-  isSubscription(params)
+const fetcher: Fetcher = (raw: FetcherParams, opts?: FetcherOpts) => {
+  const { params, subscription } = inspect(raw);
+  return subscription
     ? (subscribe(params, opts?.headers ?? {}) as ReturnType<Fetcher> & AsyncIterable<never>)
     : http(params, opts);
+};
 
 // A token from the billing console on this origin becomes the default Authorization header.
 const token = localStorage.getItem("creditline.token");

@@ -771,7 +771,7 @@ function Grants(props: { credits: Credits | null; loading: boolean; canEdit: boo
           </tbody>
         </table>
       ) : (
-        <EmptyState title="No credits yet" icon={<IconWallet />}>
+        <EmptyState title="No credits left" icon={<IconWallet />}>
           {props.canEdit
             ? "Buy credits or redeem a promo code to get started."
             : "An admin of this team can buy credits or redeem a promo code."}
