@@ -437,6 +437,9 @@ class LedgerMachine(RuleBasedStateMachine):
             STATS["monthly invoice " + ("declined" if declined else "paid")] += 1
             if cents == 0:
                 self.model.invoices[(team, period)] = "PAID"  # nothing to charge
+            elif cents < invoices.MIN_CHARGE_CENTS:
+                # Under Stripe's smallest charge: left OPEN, never charged, nothing suspended.
+                self.model.invoices[(team, period)] = "OPEN"
             elif self.model.declines.get(team):
                 self.model.invoices[(team, period)] = "PAYMENT_FAILED"
                 self.model.suspended[team] = True
