@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,6 +64,7 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.emulator.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)  # its SQLite file and log
 
 
 def start_server(database_url: str | None = None) -> Server:
