@@ -155,7 +155,9 @@ async def _create_teams(url: str, count: int, dollars: int) -> list[str]:
         now = clock.now()
         teams = [Team(id=uuid.uuid4(), name=f"bench {i}", created_at=now) for i in range(count)]
         await Team.bulk_create(teams)
-        await CreditAccount.bulk_create([CreditAccount(team_id=t.id, updated_at=now) for t in teams])
+        await CreditAccount.bulk_create(
+            [CreditAccount(team_id=t.id, updated_at=now) for t in teams]
+        )
         for team in teams:
             await credits.grant_credits(team.id, CreditKind.PREPAID, dollars * UNITS_PER_DOLLAR)
         return [str(t.id) for t in teams]

@@ -278,3 +278,34 @@ async def test_total_alone_is_exact_across_an_expiry(
     status = "query($t: ID!) { team(id: $t) { credits { status invoicedThisMonth } } }"
     data = await api.ok(status, {"t": admin.team_id}, admin.token)
     assert data["team"]["credits"] == {"status": "ACTIVE", "invoicedThisMonth": "0.00"}
+
+
+async def test_invoiced_only_usage_announces_the_change(
+    api: Api, admin: Actor, operator: Actor
+) -> None:
+    """Usage drawn wholly from the invoiced tier touches no grant, yet the balance shown
+    (invoiced this month) changed: it must be published and the account stamped."""
+    import uuid as uuid_module
+
+    from app.events import bus
+
+    await set_limit(admin.team_id, "5.00")
+    before = (await credits(api, admin))["updatedAt"]
+    announced: list[object] = []
+    original = bus.credits_changed
+
+    async def spy(team_id: uuid_module.UUID) -> None:
+        announced.append(team_id)
+        await original(team_id)
+
+    bus.credits_changed = spy  # type: ignore[assignment]
+    try:
+        clock.advance(timedelta(seconds=1))
+        result = await use(api, operator, admin.team_id, "1.00", "inv-only")
+    finally:
+        bus.credits_changed = original  # type: ignore[assignment]
+    assert result["usage"]["invoiced"] == "1.00"
+    assert announced == [uuid_module.UUID(admin.team_id)]
+    state = await credits(api, admin)
+    assert state["invoicedThisMonth"] == "1.00"
+    assert state["updatedAt"] > before

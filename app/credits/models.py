@@ -49,7 +49,9 @@ class CreditAccount(Model):
     auto_top_up_amount = fields.BigIntField(default=0, db_default=0)
     auto_top_up_monthly_limit = fields.BigIntField(default=0, db_default=0)
     auto_top_up_paused_reason = fields.CharField(max_length=500, null=True)
-    auto_top_up_pending = fields.BooleanField(default=False, db_default=False)  # one top-up in flight at most
+    auto_top_up_pending = fields.BooleanField(
+        default=False, db_default=False
+    )  # one top-up in flight at most
     # Bumped whenever credits are added, the invoiced limit raised or the threshold set:
     # it names a low-credit crossing in alert keys (one alert per crossing).
     funding_seq = fields.BigIntField(default=0, db_default=0)

@@ -564,7 +564,10 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                     await row.save(using_db=conn)
         # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
         follow_up = await programs.after_usage(conn, locked, periods, invoiced_before)
-        changed = [a for a in locked.values() if a.changed]
+        # Usage drawn wholly from the invoiced tier moves no grant but still changes what
+        # the team sees (invoiced this month): stamp and announce those accounts too.
+        used = {record.team_id for record in records}
+        changed = [a for a in locked.values() if a.changed or a.team_id in used]
         if changed:
             await flush_accounts(changed, conn)
     for account in changed:
