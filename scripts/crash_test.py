@@ -382,6 +382,7 @@ async def run(args: argparse.Namespace) -> int:
     if not args.sqlite:
         await create_database(admin_url, name)
     server = Server(env, free_port(), log_path)
+    passed = False
     try:
         status, output = await run_app(env, "migrate")
         if status != 0:
@@ -415,7 +416,8 @@ async def run(args: argparse.Namespace) -> int:
         figures["events_per_second"] = round(figures["events"] / elapsed)
         print(json.dumps(figures, indent=2))
         if args.report:
-            Path(args.report).write_text(json.dumps({**figures, "problems": problems}))
+            report = json.dumps({**figures, "problems": problems})
+            Path(args.report).write_text(report)  # noqa: ASYNC240 - a small file, once
         log(
             f"events acknowledged: {figures['acknowledged']}, in ledger: {figures['in_ledger']}, "
             f"duplicates: {figures['duplicates']}"
@@ -424,14 +426,17 @@ async def run(args: argparse.Namespace) -> int:
             log(f"FAIL: {problem}")
         if not problems:
             log("PASS: every acknowledged event is in the ledger exactly once; audit clean")
+            passed = True
         return 1 if problems else 0
     finally:
         await server.stop()
         if not args.keep_db:
-            if args.sqlite:
+            if not args.sqlite:
+                await drop_database(admin_url, name)
+            if passed:
                 shutil.rmtree(workdir, ignore_errors=True)
             else:
-                await drop_database(admin_url, name)
+                log(f"kept {workdir} (server log) for a look")
 
 
 def main() -> int:
