@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     stripe_api_key: str = ""
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
+    # The publishable key Stripe.js needs in the console; any pk_ key works on the emulator.
+    stripe_publishable_key: str = ""
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     broker_url: str = "memory://"
     public_url: str = "http://127.0.0.1:8000"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -40,15 +39,6 @@ NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Creditline</title>
 <code>cd frontend &amp;&amp; npm ci &amp;&amp; npm run build</code>.</p></body>"""
 
 
-class ConsoleSettings(BaseSettings):
-    """Console-only knobs (read from the environment like `Settings`)."""
-
-    model_config = SettingsConfigDict(env_file=None, extra="ignore")
-
-    # The publishable key Stripe.js needs; any pk_ key works against the local emulator.
-    stripe_publishable_key: str = ""
-
-
 def stripe_js_url(settings: Settings) -> str:
     """The emulator's Stripe.js when the API base is a local emulator, else Stripe's own."""
     base = settings.stripe_api_base.rstrip("/")
@@ -60,7 +50,7 @@ def stripe_js_url(settings: Settings) -> str:
 
 def config(settings: Settings) -> dict[str, object]:
     """What the console needs to know before it signs in."""
-    key = ConsoleSettings().stripe_publishable_key
+    key = settings.stripe_publishable_key
     if not key and settings.environment is not Environment.PRODUCTION:
         key = "pk_test_creditline_development"
     return {
