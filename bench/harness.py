@@ -66,7 +66,7 @@ def server_env(database: Database, **extra: str) -> dict[str, str]:
         DATABASE_URL=database.url,
         AUTH_JWT_SECRET=JWT_SECRET,
         ENVIRONMENT="test",
-        DATABASE_POOL_SIZE="30",
+        DATABASE_POOL_SIZE="10",  # leaves room for pgbench's 64 clients (max_connections 100)
     )
     env.update(extra)
     return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -15,6 +16,7 @@ from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, Forbidden, NotFound
 from app.kit.ids import parse_uuid
+from app.kit.sql import fetch_one
 from app.teams.models import Invitation, Membership, Role, Team, User
 from app.teams.tokens import Claims
 
@@ -135,16 +137,18 @@ async def team_access(viewer: Viewer, team_id: object, *, admin: bool = False) -
     parsed = parse_uuid(team_id)
     if parsed is None:
         raise NotFound()
-    membership = await Membership.get_or_none(team_id=parsed, user_id=viewer.user.id).only("role")
-    if membership is None:
-        if not viewer.is_operator:
-            raise NotFound()
-        team = await Team.get_or_none(id=parsed)
-        if team is None:
-            raise NotFound()
-        access = TeamAccess(team=team, role=None)
-    else:
-        access = TeamAccess(team=await Team.get(id=parsed), role=membership.role)
+    # One round trip on every request that names a team: the team and the viewer's role.
+    row = await fetch_one(
+        connections.get("default"),
+        "SELECT t.id, t.name, t.created_at, m.role FROM teams t "
+        "LEFT JOIN memberships m ON m.team_id = t.id AND m.user_id = $2 WHERE t.id = $1",
+        [parsed, viewer.user.id],
+    )
+    role_name = row.pop("role") if row is not None else None
+    if row is None or (role_name is None and not viewer.is_operator):
+        raise NotFound()
+    role = Role(role_name) if role_name is not None else None
+    access = TeamAccess(team=Team._init_from_db(**row), role=role)
     if admin and not access.is_admin:
         raise Forbidden()
     return access
