@@ -26,6 +26,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         http="httptools",
         # The sans-I/O implementation: a client that stops reading blocks only its own sends.
         ws="websockets-sansio",
+        # Balance messages are a few hundred bytes: compressing each costs more CPU (on both
+        # ends) than it saves; a thousand widgets on one team get one message each per change.
+        ws_per_message_deflate=False,
         lifespan="on",
         log_level="warning",
         proxy_headers=False,

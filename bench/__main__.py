@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n(subscriptions benchmark not available)")
             else:
                 figures["subscriptions"] = subscriptions.main_from_harness(
-                    database, quick=args.quick, argv=rest
+                    database, quick=args.quick, argv=rest, workers=args.workers
                 )
         discrepancies = harness.audit(database)
         figures["ledger_discrepancies"] = len(discrepancies)

@@ -124,7 +124,7 @@ async def test_each_kind_of_change_arrives_with_its_commit_time(
             await change()
             seen, extensions = await ws.until_total(total)
             assert isinstance(extensions["committedAt"], float)
-            assert before - 1 <= extensions["committedAt"]
+            assert before - 1 <= extensions["pendingSince"] <= extensions["committedAt"]
 
         # The limit (set by its service, as the API or a payment flow would).
         await credits.set_invoiced_limit(team, 100 * UNITS_PER_DOLLAR)

@@ -41,12 +41,37 @@ class Snapshot:
     """A team's credits as read after the newest notice the feed had seen."""
 
     view: CreditsView
-    # Unix time of the newest commit this read reflects; None for a subscriber's first state.
+    # Unix times of the oldest and newest commits whose notices led to this read; None for
+    # a subscriber's first state.
+    first_committed_at: float | None
     committed_at: float | None
+    # What transports build once per snapshot and share between its subscribers.
+    shared: dict[str, object] = dataclasses.field(default_factory=dict, compare=False)
 
 
-# The snapshot the current task is delivering: transports read it to annotate the message.
-delivering: ContextVar[Snapshot | None] = ContextVar("delivering", default=None)
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one subscriber's message reflects, for transports to stamp on it."""
+
+    # The newest commit the balance shows.
+    committed_at: float | None
+    # The oldest commit this subscriber sees for the first time in this message: its
+    # commit-to-receipt time is the longest any change waited to reach this subscriber.
+    pending_since: float | None
+    # The snapshot's `shared`: what transports build once for all its subscribers.
+    shared: dict[str, object]
+
+
+# Set by the task delivering a snapshot: transports read it to annotate the message.
+delivering: ContextVar[Delivery | None] = ContextVar("delivering", default=None)
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def fingerprint(view: CreditsView) -> tuple[object, ...]:
@@ -70,18 +95,21 @@ def _row(item: object) -> object:
 class Follower:
     """One subscription's mailbox: the newest undelivered snapshot, or the reason it ended."""
 
-    __slots__ = ("_ended", "_latest", "_ready", "feed", "user_id")
+    __slots__ = ("_ended", "_latest", "_pending_since", "_ready", "feed", "user_id")
 
     def __init__(self, feed: TeamFeed, user_id: uuid.UUID | None) -> None:
         self.feed = feed
         # None for an operator, who may read any team.
         self.user_id = user_id
         self._latest: Snapshot | None = None
+        # The oldest commit offered but not yet taken (dropped snapshots included).
+        self._pending_since: float | None = None
         self._ended: Exception | None = None
         self._ready = asyncio.Event()
 
     def offer(self, snapshot: Snapshot) -> None:
         self._latest = snapshot
+        self._pending_since = _earliest(self._pending_since, snapshot.first_committed_at)
         self._ready.set()
 
     def end(self, reason: Exception) -> None:
@@ -93,16 +121,17 @@ class Follower:
     def ended(self) -> bool:
         return self._ended is not None
 
-    async def next(self) -> Snapshot:
+    async def next(self) -> tuple[Snapshot, Delivery]:
         """The newest snapshot; raises the reason once the subscription ended."""
         while True:
             if self._ended is not None:
                 raise self._ended
             snapshot = self._latest
             if snapshot is not None:
-                self._latest = None
+                delivery = Delivery(snapshot.committed_at, self._pending_since, snapshot.shared)
+                self._latest = self._pending_since = None
                 self._ready.clear()
-                return snapshot
+                return snapshot, delivery
             self._ready.clear()
             await self._ready.wait()
 
@@ -117,7 +146,9 @@ class TeamFeed:
         self.joining: list[Follower] = []
         self.closed = False
         self._dirty = False
-        self._committed_at: float | None = None
+        # Commit times of the notices since the last read began.
+        self._first_at: float | None = None
+        self._last_at: float | None = None
         self._recheck = False
         # What every follower was last sent: a re-read that finds the same is not re-sent.
         self._last_sent: tuple[object, ...] | None = None
@@ -135,8 +166,8 @@ class TeamFeed:
         if message == bus.RESYNC:
             self._recheck = True
         at = bus.committed_at(message)
-        if at is not None and (self._committed_at is None or at > self._committed_at):
-            self._committed_at = at
+        self._first_at = _earliest(self._first_at, at)
+        self._last_at = _latest(self._last_at, at)
         self._dirty = True
         self._wake.set()
 
@@ -206,7 +237,8 @@ class TeamFeed:
 
     async def _read_and_deliver(self) -> None:
         dirty, self._dirty = self._dirty, False
-        at, self._committed_at = self._committed_at, None
+        span = (self._first_at, self._last_at)
+        self._first_at = self._last_at = None
         joining, self.joining = self.joining, []
         self.followers.update(joining)
         try:
@@ -220,7 +252,7 @@ class TeamFeed:
             return
         except Exception:  # a failed read is retried; subscribers wait
             log.warning("live.read_failed", team_id=str(self.team_id), exc_info=True)
-            self._retry_later(dirty, at, joining)
+            self._retry_later(dirty, span, joining)
             return
         joined = [f for f in joining if f in self.followers]
         if dirty:
@@ -232,16 +264,18 @@ class TeamFeed:
                 # Everyone gets the newest state, the joiners included.
                 self._last_sent = seen
                 targets = self.followers
-            snapshot = Snapshot(view, at)
+            snapshot = Snapshot(view, *span)
         else:
-            targets, snapshot = joined, Snapshot(view, None)
+            targets, snapshot = joined, Snapshot(view, None, None)
         for follower in targets:
             follower.offer(snapshot)
 
-    def _retry_later(self, dirty: bool, at: float | None, joining: list[Follower]) -> None:
+    def _retry_later(
+        self, dirty: bool, span: tuple[float | None, float | None], joining: list[Follower]
+    ) -> None:
         self._dirty = self._dirty or dirty
-        if at is not None and (self._committed_at is None or at > self._committed_at):
-            self._committed_at = at
+        self._first_at = _earliest(self._first_at, span[0])
+        self._last_at = _latest(self._last_at, span[1])
         still = [f for f in joining if f in self.followers]
         self.followers.difference_update(still)
         self.joining[:0] = still

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -17,7 +16,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from app.events import live
+from app.graphql import balances
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
@@ -62,7 +61,7 @@ class Subscription:
         viewer = await info.context.viewer()
         access = await teams.team_access(viewer, team_id)
         user_id = None if viewer.is_operator else viewer.user.id
-        return _credits_stream(access.team.id, user_id)
+        return balances.credits_stream(access.team.id, user_id)
 
     @strawberry.subscription(description="Each alert as it is raised.")
     async def billing_alerts(
@@ -70,16 +69,6 @@ class Subscription:
     ) -> AsyncGenerator[BillingAlert, None]:
         access = await teams.team_access(await info.context.viewer(), team_id)
         return billing_alerts_stream(access.team.id)
-
-
-async def _credits_stream(
-    team_id: uuid.UUID, user_id: uuid.UUID | None
-) -> AsyncGenerator[Credits, None]:
-    async with live.follow(team_id, user_id) as follower:
-        while True:
-            snapshot = await follower.next()
-            live.delivering.set(snapshot)
-            yield Credits(view=snapshot.view)
 
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
@@ -105,4 +94,6 @@ schema = strawberry.Schema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ],
     config=StrawberryConfig(scalar_map={Decimal: DECIMAL_SCALAR}),
+    # A balance change is rendered once for all its subscribers (app/graphql/balances.py).
+    execution_context_class=balances.SharedRenders,
 )

@@ -12,13 +12,14 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.types.unset import UnsetType
 
 from app import console
 from app.config import Environment, Settings
-from app.events import live
+from app.graphql import balances
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
@@ -26,27 +27,21 @@ from app.kit.ratelimit import RateLimiter
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, with the commit time of a balance in the `next` message.
+    """graphql-transport-ws, with commit times on balance messages.
 
-    `extensions.committedAt` (Unix seconds) is the commit of the newest change the
-    balance reflects, so a client can measure commit-to-screen latency; the first state
-    of a subscription has none.
+    `extensions.committedAt` (Unix seconds) is the commit of the newest change a balance
+    reflects; `extensions.pendingSince` the oldest change this subscriber sees for the
+    first time in it (changes coalesce), so a client can measure commit-to-screen
+    latency. The first state of a subscription has neither.
     """
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: its balance stream may send on it directly.
+        balances.current_operation.set(operation)
+        await super().run_operation(operation)
+
     async def send_message(self, message: Message) -> None:
-        if message["type"] == "next":
-            # The operation's task set this while producing the result being sent.
-            snapshot = live.delivering.get()
-            if snapshot is not None and snapshot.committed_at is not None:
-                payload = message["payload"]
-                extensions = dict(payload.get("extensions") or {})
-                extensions["committedAt"] = snapshot.committed_at
-                message = {
-                    "id": message["id"],
-                    "type": "next",
-                    "payload": {**payload, "extensions": extensions},
-                }
-        await super().send_message(message)
+        await super().send_message(balances.stamp(message))
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -66,6 +61,12 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.rate_limiter = RateLimiter()
+
+    def encode_json(self, data: object) -> str | bytes:
+        # Balance messages come assembled from parts their subscribers share.
+        if isinstance(data, balances.Encoded):
+            return data.text
+        return super().encode_json(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL built from npm packages into app/static/console/ (no CDN)."""
