@@ -342,6 +342,15 @@ async def test_the_periodic_sweep_ends_access_lost_without_an_event(
         assert await ws.recv() == {"id": "1", "type": "complete"}
 
 
+async def test_shutdown_completes_open_subscriptions(server: LiveServer, owner: Actor) -> None:
+    async with opened(server.ws_url, owner.token) as ws:
+        await ws.subscribe(owner.team_id)
+        await ws.next_credits()
+        # What the app's shutdown does before closing the broker.
+        await live.hub.close()
+        assert await ws.recv() == {"id": "1", "type": "complete"}
+
+
 # --- the protocol's guards ----------------------------------------------------------------
 
 

@@ -92,6 +92,14 @@ def _row(item: object) -> object:
     return tuple(getattr(item, name, None) for name in sorted(meta.db_fields))
 
 
+class Finished(Exception):
+    """The subscription ends without an error: the server is shutting down."""
+
+
+class FeedFailed(Exception):
+    """The team's feed broke (logged); the subscription ends with an error."""
+
+
 class Follower:
     """One subscription's mailbox: the newest undelivered snapshot, or the reason it ended."""
 
@@ -222,7 +230,7 @@ class TeamFeed:
         except Exception as exc:  # end the subscriptions rather than leave them mute
             log.exception("live.feed_failed", team_id=str(self.team_id))
             for follower in self.all_followers():
-                follower.end(exc)
+                follower.end(FeedFailed(repr(exc)))
         finally:
             self.close()
 
@@ -312,7 +320,7 @@ class LiveHub:
         feeds = list(self.feeds.values())
         for feed in feeds:
             for follower in feed.all_followers():
-                follower.end(NotFound())
+                follower.end(Finished())
             feed.close()
         tasks = [feed.task for feed in feeds]
         if self._sweeper is not None:

@@ -62,7 +62,10 @@ async def _stream(
     first = True
     async with live.follow(team_id, user_id) as follower:
         while True:
-            snapshot, delivery = await follower.next()
+            try:
+                snapshot, delivery = await follower.next()
+            except live.Finished:
+                return
             # Read by the websocket handler to stamp the message with commit times.
             live.delivering.set(delivery)
             root = shared_credits(snapshot)
