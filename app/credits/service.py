@@ -184,6 +184,7 @@ class LockedAccount:
     grants: list[CreditGrant]
     _dirty_grants: dict[uuid.UUID, CreditGrant] = field(default_factory=dict)
     _new_grants: list[CreditGrant] = field(default_factory=list)
+    _new_grant_ids: set[uuid.UUID] = field(default_factory=set)
     _entries: list[LedgerEntry] = field(default_factory=list)
 
     @property
@@ -211,7 +212,8 @@ class LockedAccount:
     ) -> None:
         grant.remaining -= amount
         self.add_entry(grant, kind, -amount, usage)
-        if grant.id not in {g.id for g in self._new_grants}:
+        # A grant created in this transaction is inserted with its final remaining amount.
+        if grant.id not in self._new_grant_ids:
             self._dirty_grants[grant.id] = grant
 
     def add_grant(
@@ -233,6 +235,7 @@ class LockedAccount:
             expires_at=expires_at,
         )
         self._new_grants.append(grant)
+        self._new_grant_ids.add(grant.id)
         self.add_entry(grant, LedgerKind.GRANT, amount)
         if _is_live(grant, self.now):
             self.grants.append(grant)
@@ -303,6 +306,7 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
         locked._settle()
         locked._new_grants.clear()
+        locked._new_grant_ids.clear()
         locked._dirty_grants.clear()
         locked._entries.clear()
     if len(accounts) == 1:
@@ -640,7 +644,3 @@ def _draw(
         assert invoiced is not None
         invoiced.amount += left
     return UsageResult(record=record)
-
-
-async def usage_record(team_id: uuid.UUID, idempotency_key: str) -> UsageRecord | None:
-    return await UsageRecord.get_or_none(team_id=team_id, idempotency_key=idempotency_key)
