@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -19,7 +22,7 @@ from strawberry.types.unset import UnsetType
 
 from app import console
 from app.config import Environment, Settings
-from app.graphql import balances
+from app.graphql import balances, fastpath
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
@@ -61,6 +64,46 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.rate_limiter = RateLimiter()
+        self.plans = fastpath.PlanCache(schema._schema) if settings.graphql_fast_path else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or self.plans is None:
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            # The body read here stays cached on the request for Strawberry's fallback.
+            response = await self._run_compiled(request, self.plans) or await self.run(request)
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+        await response(scope, receive, send)
+
+    async def _run_compiled(self, request: Request, plans: fastpath.PlanCache) -> Response | None:
+        """The response from a compiled plan (app/graphql/fastpath.py), or None when
+        Strawberry must answer: streaming, extensions, or a document without a plan."""
+        accept = request.headers.get("accept", "")
+        if "multipart" in accept or "event-stream" in accept:
+            return None
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("extensions") is not None:
+            return None
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if not isinstance(query, str) or not isinstance(variables, dict | None):
+            return None
+        if not isinstance(name, str | None):
+            return None
+        plan = plans.get(query, name)
+        if plan is None:
+            return None
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        body = await fastpath.execute(plan, schema._schema, context, variables)
+        if body is None:
+            return None
+        return self.create_response(body, sub_response)
 
     def encode_json(self, data: object) -> str | bytes:
         # Balance messages come assembled from parts their subscribers share.
