@@ -16,22 +16,20 @@ from tortoise.transactions import in_transaction
 
 from app.audit import service as audit
 from app.audit.models import AuditAction
-from app.credits import programs
+from app.credits import programs, store
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
     CreditGrant,
     CreditKind,
     InvoicedPeriod,
-    LedgerEntry,
     LedgerKind,
-    UsageRecord,
 )
+from app.credits.store import EntryRow, UsageRow
 from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.money import UNITS_PER_DOLLAR, format_units
-from app.kit.sql import update_rows
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_DESCRIPTION = 500
@@ -90,7 +88,7 @@ class UsageRequest:
 
 @dataclass(slots=True)
 class UsageResult:
-    record: UsageRecord | None = None
+    record: UsageRow | None = None
     error: DomainError | None = None
     not_found: bool = False
 
@@ -111,12 +109,9 @@ def consumption_key(grant: CreditGrant) -> tuple[int, float, float, str]:
 
 
 async def _live_grants(
-    team_id: uuid.UUID, now: datetime, conn: BaseDBAsyncClient | None
+    team_id: uuid.UUID, now: datetime, conn: BaseDBAsyncClient
 ) -> list[CreditGrant]:
-    query = CreditGrant.filter(team_id=team_id, remaining__gt=0)
-    if conn is not None:
-        query = query.using_db(conn)
-    grants = [g for g in await query if _is_live(g, now)]
+    grants = [g for g in await store.live_grants(conn, [team_id]) if _is_live(g, now)]
     grants.sort(key=consumption_key)
     return grants
 
@@ -138,12 +133,13 @@ async def credits_view(
     month's invoiced total (`credits { total }`) costs one query: the account row's
     cached balances are exact until its next grant expiry."""
     now = clock.now()
-    account = await CreditAccount.get_or_none(team_id=team_id)
+    conn = CreditAccount._meta.db  # the connection Tortoise would use for this read
+    account = await store.account_balances(conn, team_id)
     if account is None:
         raise NotFound()
     expiry_due = account.next_expiry_at is not None and account.next_expiry_at <= now
     if with_grants or expiry_due:
-        grants = await _live_grants(team_id, now, None)
+        grants = await _live_grants(team_id, now, conn)
         sums = _sums(grants)
     else:
         grants = []
@@ -152,16 +148,15 @@ async def credits_view(
             CreditKind.PROMOTIONAL: account.promotional,
             CreditKind.PREPAID: account.prepaid,
         }
-    invoiced = None
+    invoiced = 0
     if with_invoiced:
-        period = clock.period_of(now)
-        invoiced = await InvoicedPeriod.get_or_none(team_id=team_id, period=period)
+        invoiced = await store.invoiced_amount(conn, team_id, clock.period_of(now))
     return CreditsView(
         free=sums[CreditKind.FREE],
         promotional=sums[CreditKind.PROMOTIONAL],
         prepaid=sums[CreditKind.PREPAID],
         invoiced_limit=account.invoiced_limit,
-        invoiced_this_month=invoiced.amount if invoiced else 0,
+        invoiced_this_month=invoiced,
         invoicing_suspended=account.invoicing_suspended,
         grants=grants,
         updated_at=account.updated_at,
@@ -185,7 +180,7 @@ class LockedAccount:
     _dirty_grants: dict[uuid.UUID, CreditGrant] = field(default_factory=dict)
     _new_grants: list[CreditGrant] = field(default_factory=list)
     _new_grant_ids: set[uuid.UUID] = field(default_factory=set)
-    _entries: list[LedgerEntry] = field(default_factory=list)
+    _entries: list[EntryRow] = field(default_factory=list)
 
     @property
     def team_id(self) -> uuid.UUID:
@@ -194,21 +189,22 @@ class LockedAccount:
         return team_id
 
     def add_entry(
-        self, grant: CreditGrant, kind: LedgerKind, amount: int, usage: UsageRecord | None = None
+        self, grant: CreditGrant, kind: LedgerKind, amount: int, usage: UsageRow | None = None
     ) -> None:
+        # A plain tuple, not a LedgerEntry model: entries are only ever inserted.
         self._entries.append(
-            LedgerEntry(
-                team_id=self.team_id,
-                grant_id=grant.id,
-                kind=kind,
-                amount=amount,
-                usage_id=usage.id if usage else None,
-                created_at=self.now,
+            (
+                self.team_id,
+                grant.id,
+                kind.value,
+                amount,
+                usage.id if usage else None,
+                self.now,
             )
         )
 
     def draw(
-        self, grant: CreditGrant, amount: int, kind: LedgerKind, usage: UsageRecord | None
+        self, grant: CreditGrant, amount: int, kind: LedgerKind, usage: UsageRow | None
     ) -> None:
         grant.remaining -= amount
         self.add_entry(grant, kind, -amount, usage)
@@ -278,18 +274,6 @@ class LockedAccount:
         await flush_accounts([self], self.conn)
 
 
-_ACCOUNT_PK = {"id", "team_id"}
-
-
-def _account_fields() -> list[str]:
-    """Every column of the account row but its keys, so new columns are written too."""
-    return [
-        name
-        for name, field in CreditAccount._meta.fields_map.items()
-        if name not in _ACCOUNT_PK and not field.pk and name in CreditAccount._meta.db_fields
-    ]
-
-
 async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient) -> None:
     """Writes the changes of several locked accounts in a few set-based statements."""
     new_grants = [g for a in accounts for g in a._new_grants]
@@ -298,9 +282,9 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
     if new_grants:
         await CreditGrant.bulk_create(new_grants, using_db=conn)
     if dirty:
-        await update_rows(conn, dirty, ["remaining"])
+        await store.update_remaining(conn, dirty)
     if entries:
-        await LedgerEntry.bulk_create(entries, using_db=conn)
+        await store.insert_entries(conn, entries)
     for locked in accounts:
         if locked._new_grants:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
@@ -309,10 +293,8 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
         locked._new_grant_ids.clear()
         locked._dirty_grants.clear()
         locked._entries.clear()
-    if len(accounts) == 1:
-        await accounts[0].account.save(using_db=conn)
-    elif accounts:
-        await update_rows(conn, [a.account for a in accounts], _account_fields())
+    if accounts:
+        await store.update_accounts(conn, [a.account for a in accounts])
 
 
 async def lock_accounts(
@@ -323,11 +305,7 @@ async def lock_accounts(
     simply absent from the result. Call inside `in_transaction()`.
     """
     ids = sorted(set(team_ids))
-    if len(ids) == 1:
-        query = CreditAccount.filter(team_id=ids[0])
-    else:
-        query = CreditAccount.filter(team_id__in=ids).order_by("team_id")
-    accounts = await query.select_for_update().using_db(conn)
+    accounts = await store.lock_accounts(conn, ids)
     now = clock.now()
     locked: dict[uuid.UUID, LockedAccount] = {}
     for account in accounts:
@@ -336,11 +314,7 @@ async def lock_accounts(
         locked[team_id] = LockedAccount(account=account, conn=conn, now=now, grants=[])
     if not locked:
         return locked
-    if len(locked) == 1:
-        grants_query = CreditGrant.filter(team_id=next(iter(locked)), remaining__gt=0)
-    else:
-        grants_query = CreditGrant.filter(team_id__in=list(locked), remaining__gt=0)
-    for grant in await grants_query.using_db(conn):
+    for grant in await store.live_grants(conn, list(locked)):
         owner = locked[grant.team_id]  # type: ignore[index]
         if grant.expires_at is not None and grant.expires_at <= now:
             owner.draw(grant, grant.remaining, LedgerKind.EXPIRY, None)
@@ -467,13 +441,14 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
     return None
 
 
-def _same_request(record: UsageRecord, request: UsageRequest) -> bool:
+def _same_request(record: UsageRow, request: UsageRequest) -> bool:
     if record.amount != request.amount or record.description != request.description:
         return False
     return request.occurred_at is None or record.occurred_at == request.occurred_at
 
 
 MAX_EVENTS_PER_TRANSACTION = 1000
+_NOT_APPLIED = UsageResult()  # a placeholder, replaced by each valid event's own result
 
 
 async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
@@ -482,13 +457,12 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     All events (any teams) go into one transaction that locks the teams' account rows in
     team-id order; each event is applied in input order, all or nothing on its own.
     """
-    results = [UsageResult() for _ in requests]
+    results: list[UsageResult] = []
     valid: list[int] = []
     for index, request in enumerate(requests):
         error = validate_usage(request)
-        if error is not None:
-            results[index].error = error
-        else:
+        results.append(_NOT_APPLIED if error is None else UsageResult(error=error))
+        if error is None:
             valid.append(index)
     for start in range(0, len(valid), MAX_EVENTS_PER_TRANSACTION):
         chunk = valid[start : start + MAX_EVENTS_PER_TRANSACTION]
@@ -503,16 +477,15 @@ _KEY_REUSED = "This idempotency key was used with other parameters."
 
 async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     results: list[UsageResult] = []
-    records: list[UsageRecord] = []
+    records: list[UsageRow] = []
     async with in_transaction() as conn:
         locked = await lock_accounts([r.team_id for r in requests], conn)
         now = clock.now()
         current_period = clock.period_of(now)
-        keys = {r.idempotency_key for r in requests if r.team_id in locked}
-        seen: dict[tuple[object, str], UsageRecord] = {}
-        if keys:
-            found = UsageRecord.filter(team_id__in=list(locked), idempotency_key__in=list(keys))
-            for record in await found.using_db(conn):
+        pairs = {(r.team_id, r.idempotency_key) for r in requests if r.team_id in locked}
+        seen: dict[tuple[object, str], UsageRow] = {}
+        if pairs:
+            for record in await store.usage_by_pairs(conn, list(pairs)):
                 seen[(record.team_id, record.idempotency_key)] = record
         periods: dict[tuple[uuid.UUID, str], InvoicedPeriod] = {}
         invoiced_before: dict[tuple[uuid.UUID, str], int] = {}  # for the 80%/100% alerts
@@ -533,7 +506,8 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                     results.append(UsageResult(error=error))
                 continue
             occurred_at = request.occurred_at or now
-            period = clock.period_of(occurred_at)
+            # Most events are stamped now: formatting their period once per batch is enough.
+            period = current_period if request.occurred_at is None else clock.period_of(occurred_at)
             if period != current_period:
                 if period not in closed:
                     query = ClosedPeriod.filter(period=period).using_db(conn)
@@ -562,7 +536,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                 seen[(request.team_id, request.idempotency_key)] = result.record
             results.append(result)
         if records:
-            await UsageRecord.bulk_create(records, using_db=conn)
+            await store.insert_usage(conn, records)
             for row in periods.values():
                 if row.amount:
                     await row.save(using_db=conn)
@@ -608,7 +582,7 @@ def _draw(
                     "amount",
                 )
             return UsageResult(error=error)
-    record = UsageRecord(
+    record = UsageRow(
         id=uuid.uuid4(),
         team_id=locked.team_id,
         idempotency_key=request.idempotency_key,

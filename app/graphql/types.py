@@ -12,7 +12,7 @@ from strawberry.types.nodes import SelectedField
 from app.credits import service as credits
 from app.credits.models import CreditGrant as CreditGrantModel
 from app.credits.models import CreditKind as DomainCreditKind
-from app.credits.models import UsageRecord as UsageRecordModel
+from app.credits.store import UsageRow
 from app.graphql.context import Info
 from app.graphql.scalars import Decimal
 from app.kit.money import format_units
@@ -130,7 +130,7 @@ class UsageRecord:
     occurred_at: datetime
 
     @classmethod
-    def of(cls, record: UsageRecordModel) -> UsageRecord:
+    def of(cls, record: UsageRow) -> UsageRecord:
         return cls(
             id=strawberry.ID(str(record.id)),
             idempotency_key=record.idempotency_key,

@@ -1,0 +1,392 @@
+"""Raw SQL of the credit hot paths (usage, balance reads).
+
+Tortoise renders every query with pypika (0.3-0.5 ms each) and builds a model per row;
+the usage transaction runs a fixed handful of statements, so they are written here
+once, per dialect. Values are written exactly as Tortoise writes them (UUIDs, aware
+datetimes, enum values, booleans), so the same rows read back through the models:
+on PostgreSQL asyncpg encodes the Python values; on SQLite UUIDs are stored as text
+and datetimes through the `isoformat(" ")` adapter Tortoise registers with sqlite3.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+from app.credits.models import CreditAccount, CreditGrant, UsageRecord
+
+M = TypeVar("M", bound=Model)
+
+# (team_id, grant_id, kind, amount, usage_id, created_at): one ledger row to insert.
+EntryRow = tuple[uuid.UUID, uuid.UUID, str, int, uuid.UUID | None, datetime]
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """A usage record as the usage path writes and replays it (no ORM instance)."""
+
+    id: uuid.UUID
+    team_id: uuid.UUID
+    idempotency_key: str
+    amount: int
+    from_free: int
+    from_promotional: int
+    from_prepaid: int
+    invoiced: int
+    description: str | None
+    occurred_at: datetime
+    occurred_at_given: bool
+    period: str
+    created_at: datetime
+
+
+USAGE_COLUMNS = (
+    "id",
+    "team_id",
+    "idempotency_key",
+    "amount",
+    "from_free",
+    "from_promotional",
+    "from_prepaid",
+    "invoiced",
+    "description",
+    "occurred_at",
+    "occurred_at_given",
+    "period",
+    "created_at",
+)
+_USAGE_PG_TYPES = (
+    "uuid",
+    "uuid",
+    "varchar",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "varchar",
+    "timestamptz",
+    "bool",
+    "varchar",
+    "timestamptz",
+)
+_ENTRY_COLUMNS = ("team_id", "grant_id", "kind", "amount", "usage_id", "created_at")
+_ENTRY_PG_TYPES = ("uuid", "uuid", "varchar", "int8", "uuid", "timestamptz")
+
+
+def _postgres(conn: BaseDBAsyncClient) -> bool:
+    return conn.capabilities.dialect == "postgres"
+
+
+def _text(value: object) -> object:
+    """SQLite stores UUIDs as their text (what Tortoise's UUIDField writes)."""
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _any(
+    conn: BaseDBAsyncClient, column: str, pg_type: str, number: int, values: Sequence[object]
+) -> tuple[str, list[object]]:
+    """`column` equals any of `values`: on PostgreSQL one array parameter `$number`, so
+    one prepared statement serves every count; on SQLite an IN list of `?`."""
+    if _postgres(conn):
+        return f'"{column}" = ANY(${number}::{pg_type}[])', [list(values)]
+    return f'"{column}" IN ({", ".join("?" * len(values))})', [_text(v) for v in values]
+
+
+@cache
+def _columns(model: type[Model]) -> str:
+    meta = model._meta
+    return ", ".join(f'"{meta.fields_db_projection[name]}"' for name in _field_names(model))
+
+
+@cache
+def _field_names(model: type[Model]) -> tuple[str, ...]:
+    meta = model._meta
+    return tuple(name for name in meta.fields_map if name in meta.fields_db_projection)
+
+
+async def _select(
+    conn: BaseDBAsyncClient, sql: str, params: list[object]
+) -> Sequence[Mapping[str, Any]]:
+    """Rows as the driver returns them (asyncpg Records, sqlite3 Rows): both read by
+    column name, so no dict is built per row."""
+    _, rows = await conn.execute_query(sql, params)
+    return rows
+
+
+def _models(model: type[M], rows: Iterable[Mapping[str, Any]]) -> list[M]:
+    # `_init_from_db` is how Tortoise itself turns rows into models: it converts each
+    # column for the connection's dialect (SQLite text to UUID/datetime, int to bool)
+    # without the per-field validation of `Model.__init__`.
+    return [model._init_from_db(**row) for row in rows]
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+async def lock_accounts(
+    conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]
+) -> list[CreditAccount]:
+    """The teams' account rows, locked in team-id order (`team_ids` sorted by the caller).
+
+    SQLite has no FOR UPDATE (Tortoise's `select_for_update` is a no-op there): its
+    writers are serialised by the database lock, so a plain read is equivalent.
+    """
+    where, params = _any(conn, "team_id", "uuid", 1, team_ids)
+    order = ' ORDER BY "team_id"' if len(team_ids) > 1 else ""
+    lock = " FOR UPDATE" if _postgres(conn) else ""
+    sql = f'SELECT {_columns(CreditAccount)} FROM "credit_accounts" WHERE {where}{order}{lock}'
+    rows = await _select(conn, sql, params)
+    return _models(CreditAccount, rows)
+
+
+async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) -> list[CreditGrant]:
+    """Grants with something left (expired ones included: the caller expires them)."""
+    where, params = _any(conn, "team_id", "uuid", 1, team_ids)
+    sql = f'SELECT {_columns(CreditGrant)} FROM "credit_grants" WHERE {where} AND "remaining" > 0'
+    rows = await _select(conn, sql, params)
+    return _models(CreditGrant, rows)
+
+
+def _usage_row(row: Mapping[str, Any]) -> UsageRow:
+    fields = UsageRecord._meta.fields_map
+    occurred_at = fields["occurred_at"].to_python_value(row["occurred_at"])
+    created_at = fields["created_at"].to_python_value(row["created_at"])
+    record_id, team_id = row["id"], row["team_id"]
+    return UsageRow(
+        id=record_id if isinstance(record_id, uuid.UUID) else uuid.UUID(record_id),
+        team_id=team_id if isinstance(team_id, uuid.UUID) else uuid.UUID(team_id),
+        idempotency_key=row["idempotency_key"],
+        amount=int(row["amount"]),
+        from_free=int(row["from_free"]),
+        from_promotional=int(row["from_promotional"]),
+        from_prepaid=int(row["from_prepaid"]),
+        invoiced=int(row["invoiced"]),
+        description=row["description"],
+        occurred_at=occurred_at,
+        occurred_at_given=bool(row["occurred_at_given"]),
+        period=row["period"],
+        created_at=created_at,
+    )
+
+
+async def usage_by_keys(
+    conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID], keys: Sequence[str]
+) -> list[UsageRow]:
+    """Usage records of these teams under any of these idempotency keys."""
+    columns = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
+    teams, team_params = _any(conn, "team_id", "uuid", 1, team_ids)
+    keyed, key_params = _any(conn, "idempotency_key", "varchar", 2, keys)
+    sql = f'SELECT {columns} FROM "usage_records" WHERE {teams} AND {keyed}'
+    rows = await _select(conn, sql, team_params + key_params)
+    return [_usage_row(row) for row in rows]
+
+
+async def usage_by_pairs(
+    conn: BaseDBAsyncClient, pairs: Sequence[tuple[uuid.UUID, str]]
+) -> list[UsageRow]:
+    """Usage records under these (team, idempotency key) pairs."""
+    if not _postgres(conn):
+        return await usage_by_keys(
+            conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
+        )
+    # One probe of the unique (team_id, idempotency_key) index per pair; two separate
+    # `= ANY` lists make PostgreSQL scan every record of the teams instead.
+    columns = ", ".join(f'u."{c}"' for c in USAGE_COLUMNS)
+    sql = (
+        f'SELECT {columns} FROM unnest($1::uuid[], $2::varchar[]) AS k("team_id", "key") '
+        'JOIN "usage_records" AS u ON u."team_id" = k."team_id" AND u."idempotency_key" = k."key"'
+    )
+    params = [[t for t, _ in pairs], [k for _, k in pairs]]
+    return [_usage_row(row) for row in await _select(conn, sql, params)]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBalances:
+    """The columns of an account row a balance read needs."""
+
+    free: int
+    promotional: int
+    prepaid: int
+    invoiced_limit: int
+    invoicing_suspended: bool
+    next_expiry_at: datetime | None
+    updated_at: datetime
+
+
+async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> AccountBalances | None:
+    """The cached balances of a team's account, unlocked; None for an unknown team."""
+    sql = (
+        'SELECT "free", "promotional", "prepaid", "invoiced_limit", "invoicing_suspended", '
+        '"next_expiry_at", "updated_at" FROM "credit_accounts" WHERE "team_id" = $1'
+    )
+    if not _postgres(conn):
+        sql = sql.replace("$1", "?")
+    rows = await conn.execute_query_dict(sql, [team_id if _postgres(conn) else str(team_id)])
+    if not rows:
+        return None
+    row = rows[0]
+    fields = CreditAccount._meta.fields_map
+    next_expiry = row["next_expiry_at"]
+    return AccountBalances(
+        free=int(row["free"]),
+        promotional=int(row["promotional"]),
+        prepaid=int(row["prepaid"]),
+        invoiced_limit=int(row["invoiced_limit"]),
+        invoicing_suspended=bool(row["invoicing_suspended"]),
+        next_expiry_at=None
+        if next_expiry is None
+        else fields["next_expiry_at"].to_python_value(next_expiry),
+        updated_at=fields["updated_at"].to_python_value(row["updated_at"]),
+    )
+
+
+async def invoiced_amount(conn: BaseDBAsyncClient, team_id: uuid.UUID, period: str) -> int:
+    """The team's invoiced total for a month (0 when it has none)."""
+    sql = 'SELECT "amount" FROM "invoiced_periods" WHERE "team_id" = $1 AND "period" = $2'
+    if _postgres(conn):
+        rows = await conn.execute_query_dict(sql, [team_id, period])
+    else:
+        rows = await conn.execute_query_dict(
+            sql.replace("$1", "?").replace("$2", "?"), [str(team_id), period]
+        )
+    return int(rows[0]["amount"]) if rows else 0
+
+
+# --- writes -----------------------------------------------------------------------------
+
+
+def _insert(
+    conn: BaseDBAsyncClient, table: str, columns: Sequence[str], pg_types: Sequence[str]
+) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    if _postgres(conn):
+        # One statement with one array per column: a single prepared plan and round trip
+        # whatever the row count, and no per-row bind messages as with executemany.
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(pg_types))
+        return f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays})'
+    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+
+
+async def _insert_rows(
+    conn: BaseDBAsyncClient,
+    table: str,
+    columns: Sequence[str],
+    pg_types: Sequence[str],
+    rows: Sequence[Sequence[object]],
+) -> None:
+    sql = _insert(conn, table, columns, pg_types)
+    if _postgres(conn):
+        await conn.execute_query(sql, [list(column) for column in zip(*rows, strict=True)])
+    else:
+        await conn.execute_many(sql, [[_text(v) for v in row] for row in rows])
+
+
+async def insert_usage(conn: BaseDBAsyncClient, records: Sequence[UsageRow]) -> None:
+    """Inserts usage records, in order."""
+    rows = [
+        (
+            r.id,
+            r.team_id,
+            r.idempotency_key,
+            r.amount,
+            r.from_free,
+            r.from_promotional,
+            r.from_prepaid,
+            r.invoiced,
+            r.description,
+            r.occurred_at,
+            r.occurred_at_given,
+            r.period,
+            r.created_at,
+        )
+        for r in records
+    ]
+    await _insert_rows(conn, "usage_records", USAGE_COLUMNS, _USAGE_PG_TYPES, rows)
+
+
+async def insert_entries(conn: BaseDBAsyncClient, entries: Sequence[EntryRow]) -> None:
+    """Appends ledger entries, in order (their ids increase in that order)."""
+    await _insert_rows(conn, "ledger_entries", _ENTRY_COLUMNS, _ENTRY_PG_TYPES, entries)
+
+
+async def update_remaining(conn: BaseDBAsyncClient, grants: Sequence[CreditGrant]) -> None:
+    """Writes each grant's remaining amount."""
+    if not grants:
+        return
+    if not _postgres(conn):
+        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
+        await conn.execute_many(sql, [[g.remaining, str(g.id)] for g in grants])
+    elif len(grants) == 1:
+        sql = 'UPDATE "credit_grants" SET "remaining" = $1 WHERE "id" = $2'
+        await conn.execute_query(sql, [grants[0].remaining, grants[0].id])
+    else:
+        # One statement over arrays: an executemany costs PostgreSQL one execution each.
+        sql = (
+            'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+            'FROM unnest($1::uuid[], $2::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"'
+        )
+        await conn.execute_query(sql, [[g.id for g in grants], [g.remaining for g in grants]])
+
+
+@cache
+def _account_columns() -> tuple[tuple[str, str, str], ...]:
+    """(field, column, PostgreSQL type) of every account column but its keys, so new
+    columns are written too."""
+    meta = CreditAccount._meta
+    return tuple(
+        (
+            name,
+            meta.fields_db_projection[name],
+            meta.fields_map[name].get_for_dialect("postgres", "SQL_TYPE"),
+        )
+        for name in _field_names(CreditAccount)
+        if name not in ("id", "team_id")
+    )
+
+
+@cache
+def _account_update(dialect: str, many: bool) -> str:
+    columns = _account_columns()
+    if dialect == "postgres" and many:
+        assignments = ", ".join(f'"{c}" = v."{c}"' for _, c, _ in columns)
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, _, t) in enumerate(columns))
+        names = ", ".join(f'"{c}"' for _, c, _ in columns)
+        return (
+            f'UPDATE "credit_accounts" AS a SET {assignments} '
+            f'FROM unnest({arrays}, ${len(columns) + 1}::int8[]) AS v({names}, "id") '
+            'WHERE a."id" = v."id"'
+        )
+    marks = [f"${i + 1}" if dialect == "postgres" else "?" for i in range(len(columns) + 1)]
+    assignments = ", ".join(f'"{c}" = {m}' for (_, c, _), m in zip(columns, marks, strict=False))
+    return f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = {marks[-1]}'
+
+
+async def update_accounts(conn: BaseDBAsyncClient, accounts: Sequence[CreditAccount]) -> None:
+    """Writes every column of these account rows (what `Model.save()` writes).
+
+    The columns are integers, booleans, text and aware datetimes: the drivers take them
+    as they are, as Tortoise passes them once its validation has passed.
+    """
+    if not accounts:
+        return
+    names = [name for name, _, _ in _account_columns()]
+    dialect = conn.capabilities.dialect
+    if dialect == "postgres" and len(accounts) > 1:
+        arrays: list[object] = [[getattr(a, name) for a in accounts] for name in names]
+        arrays.append([a.id for a in accounts])
+        await conn.execute_query(_account_update(dialect, True), arrays)
+        return
+    values = [[getattr(a, name) for name in names] + [a.id] for a in accounts]
+    sql = _account_update(dialect, False)
+    if len(values) == 1:
+        await conn.execute_query(sql, values[0])
+    else:
+        await conn.execute_many(sql, values)
