@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,7 +50,11 @@ async def _run(url: str, rounds: int, teams: int) -> None:
     from app.config import Settings
     from app.credits import service as credits
     from app.credits.audit import audit
+    from app.events.live import GC_THRESHOLDS
 
+    # The server's collector settings (app.events.live.start), so allocation-heavy code
+    # costs here what it costs there.
+    gc.set_threshold(*GC_THRESHOLDS)
     team_ids = await _setup(url, teams)
     await db.init_db(Settings(database_url=url, auth_jwt_secret=harness.JWT_SECRET))
     try:

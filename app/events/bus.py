@@ -40,7 +40,10 @@ def members_channel(team_id: uuid.UUID) -> str:
 
 def _notice(team_id: uuid.UUID) -> str:
     # Wall-clock time (not app.kit.clock, which tests freeze): other processes compare it.
-    return json.dumps({"team": str(team_id), "committedAt": time.time()})
+    # Formatted by hand, one per changed team on the usage path: the same text as
+    # json.dumps (a UUID needs no escaping, a float is written as its repr) at a
+    # fraction of the cost.
+    return f'{{"team": "{team_id}", "committedAt": {time.time()!r}}}'
 
 
 def committed_at(message: str) -> float | None:
