@@ -192,6 +192,8 @@ async def test_documents_without_a_plan_go_to_strawberry(pair: Pair, admin: Acto
         "query($s: Boolean!) { viewer { email @include(if: $s) } }",  # directives
         "{ viewer { email } __typename }",  # two root fields
         "{ __schema { queryType { name } } }",  # introspection
+        "{ viewer { email } viewer: viewer { name } }",  # one response key, merged
+        "{ viewer { memberships { role } memberships { team { id } } } }",
         "{ viewer { nope } }",  # invalid
         "{ viewer { email }",  # unparsable
         "subscription($t: ID!) { creditsUpdated(teamId: $t) { total } }",

@@ -106,10 +106,16 @@ def _walk_plain(selection_set: SelectionSetNode | None, parent: GraphQLOutputTyp
     if not is_object_type(named):
         return False
     assert isinstance(named, GraphQLObjectType)
+    keys: set[str] = set()
     for selection in selection_set.selections:
         if not isinstance(selection, FieldNode) or selection.directives:
             return False
         name = selection.name.value
+        # Fields sharing a response key merge their selections: left to Strawberry.
+        key = selection.alias.value if selection.alias else name
+        if key in keys:
+            return False
+        keys.add(key)
         if name == "__typename":
             continue
         if name.startswith("__"):
@@ -290,8 +296,21 @@ def _direct(field_def: GraphQLField) -> Direct | None:
     return call
 
 
+def _resolver_for(field_def: GraphQLField) -> Direct | None:
+    """How to resolve a field: None for Strawberry's attribute read (a field without a
+    resolver or arguments), else a call taking (source, info, arguments)."""
+    resolve = field_def.resolve
+    if resolve is not None and getattr(resolve, "_is_default", False) and not field_def.args:
+        return None
+    direct = _direct(field_def)
+    if direct is not None:
+        return direct
+    generic: Callable[..., Any] = resolve or default_field_resolver
+    return lambda source, info, args: generic(source, info, **args)
+
+
 # By id: graphql-core fields compare by value; the schema's fields live as long as it does.
-_directs: dict[int, Direct | None] = {}
+_resolvers: dict[int, Direct | None] = {}
 
 
 async def _gather(values: Sequence[Awaitable[Any]]) -> list[Any]:
@@ -314,6 +333,26 @@ class _Run:
         self.context = context
         self.errors: list[GraphQLError] = []
 
+    def info(
+        self, parent_type: GraphQLObjectType, node: FieldNode, field_def: GraphQLField, path: Path
+    ) -> GraphQLResolveInfo[Any]:
+        return GraphQLResolveInfo(
+            node.name.value,
+            [node],
+            field_def.type,
+            parent_type,
+            path,
+            self.schema,
+            {},
+            None,
+            self.plan.operation,
+            self.variables,
+            self.context,
+            is_awaitable,
+            None,
+            _HELPERS,
+        )
+
     async def field(
         self,
         parent_type: GraphQLObjectType,
@@ -325,35 +364,22 @@ class _Run:
         """Resolves and completes one field; raises _Null when null must propagate."""
         return_type = field_def.type
         try:
-            info = GraphQLResolveInfo(
-                node.name.value,
-                [node],
-                return_type,
-                parent_type,
-                path,
-                self.schema,
-                {},
-                None,
-                self.plan.operation,
-                self.variables,
-                self.context,
-                is_awaitable,
-                None,
-                _HELPERS,
-            )
-            args = get_argument_values(field_def, node, self.variables)
             try:
-                direct = _directs[id(field_def)]
+                resolver = _resolvers[id(field_def)]
             except KeyError:
-                direct = _directs[id(field_def)] = _direct(field_def)
-            if direct is not None:
-                result = direct(source, info, args)
+                resolver = _resolvers[id(field_def)] = _resolver_for(field_def)
+            if resolver is None:
+                # Strawberry's resolver for a field without one reads the attribute and
+                # never looks at its info: build none.
+                result = field_def.resolve(source, None)  # type: ignore[misc]
             else:
-                resolve: Callable[..., Any] = field_def.resolve or default_field_resolver
-                result = resolve(source, info, **args)
+                info = self.info(parent_type, node, field_def, path)
+                result = resolver(
+                    source, info, get_argument_values(field_def, node, self.variables)
+                )
             if is_awaitable(result):
                 result = await result
-            return await self.complete(return_type, node, info, path, result)
+            return await self.complete(return_type, parent_type, node, field_def, path, result)
         except _Null:
             # A non-null field below failed: this field is null in its place, if it may be.
             if is_non_null_type(return_type):
@@ -368,17 +394,19 @@ class _Run:
     async def complete(
         self,
         return_type: GraphQLOutputType,
+        parent_type: GraphQLObjectType,
         node: FieldNode,
-        info: GraphQLResolveInfo[Any],
+        field_def: GraphQLField,
         path: Path,
         result: Any,
     ) -> Any:
         if isinstance(return_type, GraphQLNonNull):
-            completed = await self.complete(return_type.of_type, node, info, path, result)
+            completed = await self.complete(
+                return_type.of_type, parent_type, node, field_def, path, result
+            )
             if completed is None:
                 raise TypeError(
-                    "Cannot return null for non-nullable field"
-                    f" {info.parent_type}.{info.field_name}."
+                    f"Cannot return null for non-nullable field {parent_type}.{node.name.value}."
                 )
             return completed
         if result is None or result is Undefined:
@@ -388,13 +416,17 @@ class _Run:
             if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
                 raise GraphQLError(
                     "Expected Iterable, but did not find one for field"
-                    f" '{info.parent_type}.{info.field_name}'."
+                    f" '{parent_type}.{node.name.value}'."
                 )
             items = []
             for index, item in enumerate(result):
                 item_path = path.add_key(index, None)
                 try:
-                    items.append(await self.complete(item_type, node, info, item_path, item))
+                    items.append(
+                        await self.complete(
+                            item_type, parent_type, node, field_def, item_path, item
+                        )
+                    )
                 except _Null:
                     if is_non_null_type(item_type):
                         raise
@@ -414,7 +446,10 @@ class _Run:
                 )
             return coerced
         assert isinstance(return_type, GraphQLObjectType)
-        if return_type.is_type_of is not None and not return_type.is_type_of(result, info):
+        is_type_of = return_type.is_type_of
+        if is_type_of is not None and not is_type_of(
+            result, self.info(parent_type, node, field_def, path)
+        ):
             raise GraphQLError(
                 f"Expected value of type '{return_type.name}' but got: {result!r}.", [node]
             )
@@ -432,8 +467,6 @@ class _Run:
         for selection in selection_set.selections:
             assert isinstance(selection, FieldNode)
             key = selection.alias.value if selection.alias else selection.name.value
-            if key in data:
-                continue  # validation made same-key fields identical: the first one answers
             name = selection.name.value
             if name == "__typename":
                 data[key] = object_type.name
