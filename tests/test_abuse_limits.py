@@ -16,6 +16,7 @@ import httpx
 import pytest
 import strawberry
 from graphql import GraphQLObjectType, parse
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Environment, Settings
 from app.credits.models import UsageRecord
@@ -434,14 +435,11 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
 
 
 def _sample(text: str, name: str, labels: dict[str, str]) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            raw_labels, _, value = line.rpartition(" ")
-            pairs = dict(
-                part.split("=", 1) for part in raw_labels[len(name) + 1 : -1].split(",") if part
-            )
-            if all(pairs.get(k) == json.dumps(v) for k, v in labels.items()):
-                return float(value)
+    # Parsed properly: label values may hold commas ("a,b" names two root fields).
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
     return 0.0
 
 
