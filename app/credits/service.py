@@ -448,7 +448,6 @@ def _same_request(record: UsageRow, request: UsageRequest) -> bool:
 
 
 MAX_EVENTS_PER_TRANSACTION = 1000
-_NOT_APPLIED = UsageResult()  # a placeholder, replaced by each valid event's own result
 
 
 async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
@@ -457,12 +456,13 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     All events (any teams) go into one transaction that locks the teams' account rows in
     team-id order; each event is applied in input order, all or nothing on its own.
     """
-    results: list[UsageResult] = []
+    results = [UsageResult() for _ in requests]
     valid: list[int] = []
     for index, request in enumerate(requests):
         error = validate_usage(request)
-        results.append(_NOT_APPLIED if error is None else UsageResult(error=error))
-        if error is None:
+        if error is not None:
+            results[index].error = error
+        else:
             valid.append(index)
     for start in range(0, len(valid), MAX_EVENTS_PER_TRANSACTION):
         chunk = valid[start : start + MAX_EVENTS_PER_TRANSACTION]
