@@ -219,3 +219,21 @@ def test_plan_cache_keeps_the_most_recent_documents() -> None:
     assert cache.get(first, None) is cache.get(first, None)
     assert cache.get(third, None) is not None
     assert list(cache._plans) == [(first, None), (third, None)]
+
+
+async def test_headers_a_resolver_sets_are_sent(
+    pair: Pair, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execute = fastpath.execute
+
+    async def with_header(plan: fastpath.Plan, *args: Any) -> Any:
+        args[1].response.headers["x-note"] = "kept"  # the context's sub-response
+        return await execute(plan, *args)
+
+    monkeypatch.setattr(fastpath, "execute", with_header)
+    auth = {"Authorization": f"Bearer {admin.token}"}
+    before = pair.planned
+    response = await pair.fast.post("/graphql", json={"query": VIEWER}, headers=auth)
+    assert response.headers["x-note"] == "kept"
+    assert response.json()["data"]["viewer"]["email"] == admin.email
+    assert pair.planned == before + 1

@@ -54,9 +54,19 @@ from graphql import (
     validate,
 )
 from graphql.error import GraphQLSyntaxError
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.get_variable_signature import (
+    GraphQLVariableSignature,
+    get_variable_signature,
+)
+from graphql.execution.values import (
+    VariableValues,
+    VariableValueSource,
+    get_argument_values,
+    input_is_nested_too_deeply,
+)
 from graphql.pyutils import Path, Undefined, is_awaitable
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.utilities.coerce_input_value import coerce_input_value
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.relay.types import GlobalID
 from strawberry.types import Info
@@ -92,6 +102,8 @@ class Plan:
     field_def: GraphQLField
     kind: str
     label: str
+    # The variables' types, resolved once (graphql-core does it on every request).
+    signatures: tuple[GraphQLVariableSignature, ...]
 
 
 class _Null(Exception):
@@ -163,7 +175,14 @@ def compile_plan(schema: GraphQLSchema, text: str, operation_name: str | None) -
     rules = (*specified_rules, *LIMIT_RULES, NoSchemaIntrospectionCustomRule)
     if budget_errors(document) or validate(schema, document, rules):
         return None
+    signatures = []
+    for definition in operation.variable_definitions or ():
+        signature = get_variable_signature(schema, definition)
+        if isinstance(signature, GraphQLError) or definition.default_value is not None:
+            return None  # defaults are rare here: Strawberry applies them
+        signatures.append(signature)
     return Plan(
+        signatures=tuple(signatures),
         document=document,
         operation=operation,
         root_type=root_type,
@@ -477,16 +496,37 @@ class _Run:
         return data
 
 
+def coerce_variables(plan: Plan, inputs: dict[str, Any]) -> VariableValues | None:
+    """graphql-core's variable coercion with the plan's signatures; None on any error
+    (Strawberry then reports it)."""
+    sources: dict[str, VariableValueSource] = {}
+    coerced: dict[str, Any] = {}
+    for signature in plan.signatures:
+        name = signature.name
+        value = inputs.get(name, Undefined)
+        if value is Undefined:
+            if is_non_null_type(signature.type):
+                return None
+            sources[name] = VariableValueSource(signature)
+            continue  # a nullable variable left out stays out
+        sources[name] = VariableValueSource(signature, value)
+        if input_is_nested_too_deeply(value, signature.type):
+            return None
+        coerced_value = coerce_input_value(value, signature.type)
+        if coerced_value is Undefined:
+            return None
+        coerced[name] = coerced_value
+    return VariableValues(sources, coerced)
+
+
 async def execute(
     plan: Plan, schema: GraphQLSchema, context: object, variables: dict[str, Any] | None
 ) -> GraphQLHTTPResponse | None:
     """The response body for one request, or None (before anything ran) when the
     variables do not coerce: Strawberry then answers with its own errors."""
     started = time.perf_counter()
-    coerced = get_variable_values(
-        schema, plan.operation.variable_definitions or (), variables or {}
-    )
-    if isinstance(coerced, list):
+    coerced = coerce_variables(plan, variables or {})
+    if coerced is None:
         return None
     run = _Run(plan, schema, coerced, context)
     key = plan.field_node.alias.value if plan.field_node.alias else plan.field_node.name.value

@@ -73,37 +73,52 @@ class GraphQLView(GraphQL[Context, None]):
         request = Request(scope=scope, receive=receive)
         try:
             # The body read here stays cached on the request for Strawberry's fallback.
-            response = await self._run_compiled(request, self.plans) or await self.run(request)
+            if await self._run_compiled(request, self.plans, send):
+                return
+            response = await self.run(request)
         except HTTPException as error:
             response = PlainTextResponse(error.reason, status_code=error.status_code)
         await response(scope, receive, send)
 
-    async def _run_compiled(self, request: Request, plans: fastpath.PlanCache) -> Response | None:
-        """The response from a compiled plan (app/graphql/fastpath.py), or None when
-        Strawberry must answer: streaming, extensions, or a document without a plan."""
+    async def _run_compiled(self, request: Request, plans: fastpath.PlanCache, send: Send) -> bool:
+        """Answers from a compiled plan (app/graphql/fastpath.py); False, having sent
+        nothing, when Strawberry must answer: streaming, extensions, no plan."""
         accept = request.headers.get("accept", "")
         if "multipart" in accept or "event-stream" in accept:
-            return None
+            return False
         try:
             data = json.loads(await request.body())
         except ValueError:
-            return None
+            return False
         if not isinstance(data, dict) or data.get("extensions") is not None:
-            return None
+            return False
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
         if not isinstance(query, str) or not isinstance(variables, dict | None):
-            return None
+            return False
         if not isinstance(name, str | None):
-            return None
+            return False
         plan = plans.get(query, name)
         if plan is None:
-            return None
+            return False
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
         body = await fastpath.execute(plan, schema._schema, context, variables)
         if body is None:
-            return None
-        return self.create_response(body, sub_response)
+            return False
+        if sub_response.status_code or sub_response.headers.raw or sub_response.background:
+            # A resolver set a status or headers: Strawberry's response merges them.
+            await self.create_response(body, sub_response)(request.scope, request.receive, send)
+            return True
+        # What create_response sends otherwise, without building a Response.
+        content = self.encode_json(body)
+        encoded = content.encode() if isinstance(content, str) else content
+        headers = [
+            (b"content-length", str(len(encoded)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
+        return True
 
     def encode_json(self, data: object) -> str | bytes:
         # Balance messages come assembled from parts their subscribers share.
