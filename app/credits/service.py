@@ -8,6 +8,7 @@ after the other and balances can never go below zero.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -274,17 +275,19 @@ class LockedAccount:
         await flush_accounts([self], self.conn)
 
 
-async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient) -> None:
-    """Writes the changes of several locked accounts in a few set-based statements."""
+async def flush_accounts(
+    accounts: list[LockedAccount],
+    conn: BaseDBAsyncClient,
+    usage: Sequence[store.UsageRow] = (),
+) -> None:
+    """Writes the changes of several locked accounts, and the usage records that made
+    them, in a few set-based statements (after new grants, one on PostgreSQL)."""
     new_grants = [g for a in accounts for g in a._new_grants]
     dirty = [g for a in accounts for g in a._dirty_grants.values()]
     entries = [e for a in accounts for e in a._entries]
     if new_grants:
+        # First: ledger entries refer to them.
         await CreditGrant.bulk_create(new_grants, using_db=conn)
-    if dirty:
-        await store.update_remaining(conn, dirty)
-    if entries:
-        await store.insert_entries(conn, entries)
     for locked in accounts:
         if locked._new_grants:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
@@ -293,8 +296,8 @@ async def flush_accounts(accounts: list[LockedAccount], conn: BaseDBAsyncClient)
         locked._new_grant_ids.clear()
         locked._dirty_grants.clear()
         locked._entries.clear()
-    if accounts:
-        await store.update_accounts(conn, [a.account for a in accounts])
+    if accounts or usage:
+        await store.write_changes(conn, usage, dirty, entries, [a.account for a in accounts])
 
 
 async def lock_accounts(
@@ -536,7 +539,6 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                 seen[(request.team_id, request.idempotency_key)] = result.record
             results.append(result)
         if records:
-            await store.insert_usage(conn, records)
             for row in periods.values():
                 if row.amount:
                     await row.save(using_db=conn)
@@ -547,7 +549,8 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
         used = {record.team_id for record in records}
         changed = [a for a in locked.values() if a.changed or a.team_id in used]
         if changed:
-            await flush_accounts(changed, conn)
+            # The usage records go with the accounts' writes (every record's team changed).
+            await flush_accounts(changed, conn, records)
     for account in changed:
         await bus.credits_changed(account.team_id)
     if follow_up:
