@@ -237,3 +237,11 @@ async def test_headers_a_resolver_sets_are_sent(
     assert response.headers["x-note"] == "kept"
     assert response.json()["data"]["viewer"]["email"] == admin.email
     assert pair.planned == before + 1
+
+
+def test_long_documents_are_neither_planned_nor_kept() -> None:
+    cache = fastpath.PlanCache(schema._schema)
+    padded = VIEWER + " " * fastpath.MAX_PLANNED_DOCUMENT
+    assert fastpath.compile_plan(schema._schema, padded, None) is not None
+    assert cache.get(padded, None) is None
+    assert not cache._plans

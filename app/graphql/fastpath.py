@@ -89,6 +89,8 @@ from app.metrics import child, graphql_latency, graphql_requests, operation_labe
 # Root fields served by plans: the gateway's mutations and the widgets' read.
 ROOT_FIELDS = frozenset({"recordUsage", "recordUsageBatch", "team", "viewer"})
 PLAN_CACHE_SIZE = 1000
+# Longer documents are not planned (nor kept as cache keys): the hot ones are short.
+MAX_PLANNED_DOCUMENT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,8 @@ class PlanCache:
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
     def get(self, text: str, operation_name: str | None) -> Plan | None:
+        if len(text) > MAX_PLANNED_DOCUMENT:
+            return None
         key = (text, operation_name)
         try:
             plan = self._plans[key]
