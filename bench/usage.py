@@ -32,6 +32,7 @@ def _usage_run(
     token: str,
     batch: int = 0,
 ) -> dict[str, Any]:
+    harness.settle(database.name)
     before = database.count("usage_records")
     env = {
         "TEAMS_FILE": teams_path,
@@ -63,6 +64,7 @@ def run(
             results["hot"][clients] = _usage_run(
                 server, database, hot_path, clients, seconds, token
             )
+            harness.settle(database.name)
             results["pgbench"][clients] = harness.pgbench_update(
                 database, clients, max(2, int(seconds))
             )
@@ -72,6 +74,7 @@ def run(
             )
         results["batch"] = _usage_run(server, database, many_path, 4, seconds, token, batch=1000)
         body = CREDITS_QUERY % hot_team
+        harness.settle(database.name)
         results["query"] = harness.wrk(
             server.url + "/graphql", "post.lua", 64, seconds, {"BODY": body, "TOKEN": token}
         )
