@@ -67,10 +67,11 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
 
     view = GraphQLView(settings)
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        # First: the router tries routes in order, and every usage event comes here.
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
         *invoice_routes.ROUTES,
     ]
