@@ -29,7 +29,6 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from graphql import (
-    DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLField,
@@ -84,6 +83,8 @@ from strawberry.types.unset import UNSET
 
 from app.graphql.errors import ApiErrors
 from app.graphql.limits import MAX_TOKENS, budget_errors
+from app.graphql.schema import LIMIT_RULES
+from app.graphql.schema import schema as strawberry_schema
 from app.metrics import child, graphql_latency, graphql_requests, operation_label
 
 # Root fields served by plans: the gateway's mutations and the widgets' read.
@@ -97,7 +98,6 @@ MAX_PLANNED_DOCUMENT = 4096
 class Plan:
     """One compiled document: its operation and single root field."""
 
-    document: DocumentNode
     operation: OperationDefinitionNode
     root_type: GraphQLObjectType
     field_node: FieldNode
@@ -172,8 +172,6 @@ def compile_plan(schema: GraphQLSchema, text: str, operation_name: str | None) -
         return None
     # The same checks the generic path makes; a document that fails any of them is
     # answered there, with its errors. Introspection is already excluded above.
-    from app.graphql.schema import LIMIT_RULES
-
     rules = (*specified_rules, *LIMIT_RULES, NoSchemaIntrospectionCustomRule)
     if budget_errors(document) or validate(schema, document, rules):
         return None
@@ -185,7 +183,6 @@ def compile_plan(schema: GraphQLSchema, text: str, operation_name: str | None) -
         signatures.append(signature)
     return Plan(
         signatures=tuple(signatures),
-        document=document,
         operation=operation,
         root_type=root_type,
         field_node=field_node,
@@ -285,8 +282,6 @@ def _direct(field_def: GraphQLField) -> Direct | None:
     field = (field_def.extensions or {}).get("strawberry-definition")
     if not isinstance(field, StrawberryField) or field.base_resolver is None or field.extensions:
         return None
-    from app.graphql.schema import schema as strawberry_schema
-
     config = strawberry_schema.config
     registry = strawberry_schema.schema_converter.scalar_registry
     arguments: list[tuple[str, str, Convert]] = []
@@ -544,8 +539,6 @@ async def execute(
         data = None
     response: GraphQLHTTPResponse = {"data": data}
     if run.errors:
-        from app.graphql.schema import schema as strawberry_schema
-
         strawberry_schema.process_errors(run.errors)
         response["errors"] = [_MASK.anonymise_error(e).formatted for e in run.errors]
     outcome = "error" if run.errors else "ok"
