@@ -1,8 +1,6 @@
-"""Set-based writes that Tortoise's own helpers make slow.
+"""Raw SQL on either dialect: written once with PostgreSQL's `$n` placeholders.
 
-`Model.bulk_update` renders one CASE branch per row per field with pypika, which
-costs about a millisecond per row; an executemany of one prepared UPDATE is a single
-pipelined round trip on asyncpg and a tight loop on SQLite.
+(The usage path's statements live in app/credits/store.py.)
 """
 
 from __future__ import annotations
@@ -13,41 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.models import Model
-
-
-async def update_rows(
-    conn: BaseDBAsyncClient, objects: Sequence[Model], fields: Sequence[str]
-) -> None:
-    """UPDATE each object's `fields` by primary key, in one executemany."""
-    if not objects:
-        return
-    meta = type(objects[0])._meta
-    postgres = conn.capabilities.dialect == "postgres"
-    columns = [meta.fields_db_projection[name] for name in fields]
-    pk_column = meta.fields_db_projection[meta.pk_attr]
-
-    def placeholder(index: int) -> str:
-        return f"${index}" if postgres else "?"
-
-    assignments = ", ".join(
-        f'"{column}" = {placeholder(i + 1)}' for i, column in enumerate(columns)
-    )
-    sql = (
-        f'UPDATE "{meta.db_table}" SET {assignments} '
-        f'WHERE "{pk_column}" = {placeholder(len(columns) + 1)}'
-    )
-    field_objects = [meta.fields_map[name] for name in fields]
-    pk_field = meta.fields_map[meta.pk_attr]
-    values = [
-        [
-            field.to_db_value(getattr(obj, name), obj)
-            for name, field in zip(fields, field_objects, strict=True)
-        ]
-        + [pk_field.to_db_value(obj.pk, obj)]
-        for obj in objects
-    ]
-    await conn.execute_many(sql, values)
 
 
 def _for_dialect(
