@@ -21,6 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from app.credits.models import CreditAccount, CreditGrant, UsageRecord
+from app.kit.sql import fetch_one
 
 M = TypeVar("M", bound=Model)
 
@@ -223,16 +224,14 @@ class AccountBalances:
 
 async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> AccountBalances | None:
     """The cached balances of a team's account, unlocked; None for an unknown team."""
-    sql = (
+    row = await fetch_one(
+        conn,
         'SELECT "free", "promotional", "prepaid", "invoiced_limit", "invoicing_suspended", '
-        '"next_expiry_at", "updated_at" FROM "credit_accounts" WHERE "team_id" = $1'
+        '"next_expiry_at", "updated_at" FROM "credit_accounts" WHERE "team_id" = $1',
+        [team_id],
     )
-    if not _postgres(conn):
-        sql = sql.replace("$1", "?")
-    rows = await conn.execute_query_dict(sql, [team_id if _postgres(conn) else str(team_id)])
-    if not rows:
+    if row is None:
         return None
-    row = rows[0]
     fields = CreditAccount._meta.fields_map
     next_expiry = row["next_expiry_at"]
     return AccountBalances(
@@ -250,14 +249,12 @@ async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> Accou
 
 async def invoiced_amount(conn: BaseDBAsyncClient, team_id: uuid.UUID, period: str) -> int:
     """The team's invoiced total for a month (0 when it has none)."""
-    sql = 'SELECT "amount" FROM "invoiced_periods" WHERE "team_id" = $1 AND "period" = $2'
-    if _postgres(conn):
-        rows = await conn.execute_query_dict(sql, [team_id, period])
-    else:
-        rows = await conn.execute_query_dict(
-            sql.replace("$1", "?").replace("$2", "?"), [str(team_id), period]
-        )
-    return int(rows[0]["amount"]) if rows else 0
+    row = await fetch_one(
+        conn,
+        'SELECT "amount" FROM "invoiced_periods" WHERE "team_id" = $1 AND "period" = $2',
+        [team_id, period],
+    )
+    return int(row["amount"]) if row else 0
 
 
 # --- writes -----------------------------------------------------------------------------
