@@ -260,79 +260,6 @@ async def invoiced_amount(conn: BaseDBAsyncClient, team_id: uuid.UUID, period: s
 # --- writes -----------------------------------------------------------------------------
 
 
-def _insert(
-    conn: BaseDBAsyncClient, table: str, columns: Sequence[str], pg_types: Sequence[str]
-) -> str:
-    names = ", ".join(f'"{c}"' for c in columns)
-    if _postgres(conn):
-        # One statement with one array per column: a single prepared plan and round trip
-        # whatever the row count, and no per-row bind messages as with executemany.
-        arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(pg_types))
-        return f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays})'
-    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-
-
-async def _insert_rows(
-    conn: BaseDBAsyncClient,
-    table: str,
-    columns: Sequence[str],
-    pg_types: Sequence[str],
-    rows: Sequence[Sequence[object]],
-) -> None:
-    sql = _insert(conn, table, columns, pg_types)
-    if _postgres(conn):
-        await conn.execute_query(sql, [list(column) for column in zip(*rows, strict=True)])
-    else:
-        await conn.execute_many(sql, [[_text(v) for v in row] for row in rows])
-
-
-async def insert_usage(conn: BaseDBAsyncClient, records: Sequence[UsageRow]) -> None:
-    """Inserts usage records, in order."""
-    rows = [
-        (
-            r.id,
-            r.team_id,
-            r.idempotency_key,
-            r.amount,
-            r.from_free,
-            r.from_promotional,
-            r.from_prepaid,
-            r.invoiced,
-            r.description,
-            r.occurred_at,
-            r.occurred_at_given,
-            r.period,
-            r.created_at,
-        )
-        for r in records
-    ]
-    await _insert_rows(conn, "usage_records", USAGE_COLUMNS, _USAGE_PG_TYPES, rows)
-
-
-async def insert_entries(conn: BaseDBAsyncClient, entries: Sequence[EntryRow]) -> None:
-    """Appends ledger entries, in order (their ids increase in that order)."""
-    await _insert_rows(conn, "ledger_entries", _ENTRY_COLUMNS, _ENTRY_PG_TYPES, entries)
-
-
-async def update_remaining(conn: BaseDBAsyncClient, grants: Sequence[CreditGrant]) -> None:
-    """Writes each grant's remaining amount."""
-    if not grants:
-        return
-    if not _postgres(conn):
-        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
-        await conn.execute_many(sql, [[g.remaining, str(g.id)] for g in grants])
-    elif len(grants) == 1:
-        sql = 'UPDATE "credit_grants" SET "remaining" = $1 WHERE "id" = $2'
-        await conn.execute_query(sql, [grants[0].remaining, grants[0].id])
-    else:
-        # One statement over arrays: an executemany costs PostgreSQL one execution each.
-        sql = (
-            'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
-            'FROM unnest($1::uuid[], $2::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"'
-        )
-        await conn.execute_query(sql, [[g.id for g in grants], [g.remaining for g in grants]])
-
-
 @cache
 def _account_columns() -> tuple[tuple[str, str, str], ...]:
     """(field, column, PostgreSQL type) of every account column but its keys, so new
@@ -349,43 +276,36 @@ def _account_columns() -> tuple[tuple[str, str, str], ...]:
     )
 
 
-@cache
-def _account_update(dialect: str, many: bool) -> str:
-    columns = _account_columns()
-    if dialect == "postgres" and many:
-        assignments = ", ".join(f'"{c}" = v."{c}"' for _, c, _ in columns)
-        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, _, t) in enumerate(columns))
-        names = ", ".join(f'"{c}"' for _, c, _ in columns)
-        return (
-            f'UPDATE "credit_accounts" AS a SET {assignments} '
-            f'FROM unnest({arrays}, ${len(columns) + 1}::int8[]) AS v({names}, "id") '
-            'WHERE a."id" = v."id"'
-        )
-    marks = [f"${i + 1}" if dialect == "postgres" else "?" for i in range(len(columns) + 1)]
-    assignments = ", ".join(f'"{c}" = {m}' for (_, c, _), m in zip(columns, marks, strict=False))
-    return f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = {marks[-1]}'
+def _sqlite_insert(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
 
 
-async def update_accounts(conn: BaseDBAsyncClient, accounts: Sequence[CreditAccount]) -> None:
-    """Writes every column of these account rows (what `Model.save()` writes).
-
-    The columns are integers, booleans, text and aware datetimes: the drivers take them
-    as they are, as Tortoise passes them once its validation has passed.
-    """
-    if not accounts:
-        return
-    names = [name for name, _, _ in _account_columns()]
-    dialect = conn.capabilities.dialect
-    if dialect == "postgres" and len(accounts) > 1:
-        arrays: list[object] = [[getattr(a, name) for a in accounts] for name in names]
-        arrays.append([a.id for a in accounts])
-        await conn.execute_query(_account_update(dialect, True), arrays)
-        return
-    values = [[getattr(a, name) for name in names] + [a.id] for a in accounts]
-    sql = _account_update(dialect, False)
-    if len(values) == 1:
-        await conn.execute_query(sql, values[0])
-    else:
+async def _write_sqlite(
+    conn: BaseDBAsyncClient,
+    usage: Sequence[UsageRow],
+    grants: Sequence[CreditGrant],
+    entries: Sequence[EntryRow],
+    accounts: Sequence[CreditAccount],
+) -> None:
+    """The PostgreSQL statement's writes, one executemany each: SQLite runs in-process,
+    there are no round trips to save."""
+    if usage:
+        rows = [[_text(getattr(r, c)) for c in USAGE_COLUMNS] for r in usage]
+        await conn.execute_many(_sqlite_insert("usage_records", USAGE_COLUMNS), rows)
+    if grants:
+        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
+        await conn.execute_many(sql, [[g.remaining, str(g.id)] for g in grants])
+    if entries:
+        rows = [[_text(v) for v in entry] for entry in entries]
+        await conn.execute_many(_sqlite_insert("ledger_entries", _ENTRY_COLUMNS), rows)
+    if accounts:
+        # Every column but the keys (what `Model.save()` writes): integers, booleans, text
+        # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
+        columns = _account_columns()
+        assignments = ", ".join(f'"{c}" = ?' for _, c, _ in columns)
+        sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = ?'
+        values = [[getattr(a, name) for name, _, _ in columns] + [a.id] for a in accounts]
         await conn.execute_many(sql, values)
 
 
@@ -438,12 +358,7 @@ async def write_changes(
     """Inserts usage records and ledger entries (in order), writes grants' remaining
     amounts and every column of the account rows: one statement on PostgreSQL."""
     if not _postgres(conn):
-        if usage:
-            await insert_usage(conn, usage)
-        await update_remaining(conn, grants)
-        if entries:
-            await insert_entries(conn, entries)
-        await update_accounts(conn, accounts)
+        await _write_sqlite(conn, usage, grants, entries, accounts)
         return
     params: list[object] = [[getattr(r, column) for r in usage] for column in USAGE_COLUMNS]
     params += [[g.id for g in grants], [g.remaining for g in grants]]
