@@ -119,3 +119,57 @@ async def test_batcher_keeps_each_teams_order_across_split_batches(
     assert accepted == [f"o{i}" for i in range(30) if i < (20 if i % 2 == 0 else 10)]
     assert (await read_credits(api, admin))["total"] == "0.00"
     assert (await read_credits(api, other))["total"] == "0.00"
+
+
+def test_large_batches_split_by_ranges_of_teams(monkeypatch: Any) -> None:
+    """Each transaction takes whole teams (their events in input order) and a later range
+    of team ids than the one before, so concurrent batches never deadlock."""
+    monkeypatch.setattr(credits, "EVENTS_PER_TRANSACTION", 4)
+    teams = sorted(uuid.uuid4() for _ in range(5))
+    order = [3, 0, 3, 1, 4, 0, 2, 3, 1, 4, 2, 0]
+    requests = [
+        credits.UsageRequest(team_id=teams[t], amount=1, idempotency_key=f"k{i}")
+        for i, t in enumerate(order)
+    ]
+    chunks = credits._chunks(requests, list(range(len(requests))))
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(requests)))
+    assert [[order[i] for i in chunk] for chunk in chunks] == [
+        [0, 0, 0, 1, 1],
+        [2, 2, 3, 3, 3],
+        [4, 4],
+    ]
+    for chunk in chunks:  # input order within a team
+        for team in {order[i] for i in chunk}:
+            positions = [i for i in chunk if order[i] == team]
+            assert positions == sorted(positions)
+    one_team = requests[:1] * 9
+    assert credits._chunks(one_team, list(range(9))) == [list(range(9))]
+
+
+async def test_a_split_batch_applies_each_teams_events_in_order(
+    api: Api, admin: Actor, operator: Actor, monkeypatch: Any
+) -> None:
+    other = await sign_up(api, "other@example.com")
+    await grant(api, operator, admin.team_id, "0.50")
+    await grant(api, operator, other.team_id, "0.30")
+    monkeypatch.setattr(credits, "EVENTS_PER_TRANSACTION", 2)
+    transactions = 0
+    apply_usage = credits._apply_usage
+
+    async def counted(requests: list[credits.UsageRequest]) -> list[credits.UsageResult]:
+        nonlocal transactions
+        transactions += 1
+        return await apply_usage(requests)
+
+    monkeypatch.setattr(credits, "_apply_usage", counted)
+    teams = [admin.team_id, other.team_id]
+    events = [event(teams[i % 2], "0.10", f"s{i}") for i in range(14)]
+    data = await api.ok(BATCH, {"e": events}, operator.token)
+    accepted = [
+        r["usage"]["idempotencyKey"] for r in data["recordUsageBatch"]["results"] if r["usage"]
+    ]
+    # Admin (even keys) affords 5 events, the other team 3: the earliest of each.
+    assert accepted == ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s8"]
+    assert transactions == 2
+    assert (await read_credits(api, admin))["total"] == "0.00"
+    assert (await read_credits(api, other))["total"] == "0.00"

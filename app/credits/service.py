@@ -450,14 +450,33 @@ def _same_request(record: UsageRow, request: UsageRequest) -> bool:
     return request.occurred_at is None or record.occurred_at == request.occurred_at
 
 
-MAX_EVENTS_PER_TRANSACTION = 1000
+EVENTS_PER_TRANSACTION = 250
+
+
+def _chunks(requests: list[UsageRequest], indexes: list[int]) -> list[list[int]]:
+    """Splits events into transactions of about `EVENTS_PER_TRANSACTION`, by ranges of
+    team ids: a team's events stay together in input order, and each transaction locks
+    a later range than the one before. Concurrent large batches then follow one another
+    range by range instead of each waiting for another's whole batch to commit."""
+    by_team: dict[uuid.UUID, list[int]] = {}
+    for index in indexes:
+        by_team.setdefault(requests[index].team_id, []).append(index)
+    if len(by_team) == 1 or len(indexes) <= EVENTS_PER_TRANSACTION:
+        return [indexes] if indexes else []
+    chunks: list[list[int]] = [[]]
+    for team_id in sorted(by_team):
+        if len(chunks[-1]) >= EVENTS_PER_TRANSACTION:
+            chunks.append([])
+        chunks[-1].extend(by_team[team_id])
+    return chunks
 
 
 async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     """Applies usage events; one result per request, in input order.
 
-    All events (any teams) go into one transaction that locks the teams' account rows in
-    team-id order; each event is applied in input order, all or nothing on its own.
+    Events go into transactions that lock their teams' account rows in team-id order
+    (one transaction unless there are many teams); each event is applied all or nothing
+    on its own, a team's events in input order.
     """
     results = [UsageResult() for _ in requests]
     valid: list[int] = []
@@ -467,8 +486,7 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             results[index].error = error
         else:
             valid.append(index)
-    for start in range(0, len(valid), MAX_EVENTS_PER_TRANSACTION):
-        chunk = valid[start : start + MAX_EVENTS_PER_TRANSACTION]
+    for chunk in _chunks(requests, valid):
         applied = await _apply_usage([requests[i] for i in chunk])
         for index, result in zip(chunk, applied, strict=True):
             results[index] = result
