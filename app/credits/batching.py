@@ -6,6 +6,12 @@ millisecond of waiting). A batch is applied by `record_usage`: one transaction t
 locks its teams' account rows in id order, each event all or nothing on its own, in
 arrival order. A team is in at most one batch at a time (its events would only queue
 on its row lock), while batches of other teams run alongside, up to `max_active`.
+
+Two at a time, not more: every transaction costs a fixed six round trips, so the
+fewer and larger the batches, the less CPU per event (1,000 teams at 64 clients:
+3,500/s with four, 4,100-4,200/s with two). Two rather than one, so a transaction
+waiting on a row lock held elsewhere (a settlement, a month's close) does not stall
+every other team of the worker.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ Pending = tuple[UsageRequest, "asyncio.Future[UsageResult]"]
 
 
 class UsageBatcher:
-    def __init__(self, max_events: int = 500, max_active: int = 4) -> None:
+    def __init__(self, max_events: int = 500, max_active: int = 2) -> None:
         self.max_events = max_events
         self.max_active = max_active
         self._pending: list[Pending] = []
