@@ -8,6 +8,9 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from tortoise.exceptions import IntegrityError
+
 from app.config import Settings
 from app.credits.audit import audit
 from app.credits.models import (
@@ -20,7 +23,7 @@ from app.credits.models import (
 )
 from app.kit import clock
 from tests.billing import grant, set_limit, use
-from tests.conftest import JWT_SECRET, Actor, Api
+from tests.conftest import JWT_SECRET, Actor, Api, sign_up
 
 
 async def _traffic(api: Api, admin: Actor, operator: Actor) -> None:
@@ -124,6 +127,30 @@ async def test_finds_a_ledger_entry_deleted_behind_its_back(
     await LedgerEntry.filter(id=entry.id).delete()
     checks = {d.check for d in await audit()}
     assert checks == {"grant-ledger", "usage-draws"}
+
+
+async def test_finds_ledger_links_the_database_does_not_check(
+    api: Api, admin: Actor, operator: Actor
+) -> None:
+    """On PostgreSQL a ledger entry's team and usage links carry no constraint (the usage
+    path's inserts skip those checks): the audit is what finds a wrong or dangling one."""
+    await _traffic(api, admin, operator)
+    other = await sign_up(api, "other@example.com")
+    first, second = await LedgerEntry.filter(kind=LedgerKind.USAGE).order_by("id").limit(2)
+    await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(other.team_id))
+    assert {d.check for d in await audit()} == {"ledger-team"}
+    await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(admin.team_id))
+    assert await audit() == []
+    postgres = LedgerEntry._meta.db.capabilities.dialect == "postgres"
+    dangling = uuid.uuid4()
+    if postgres:
+        await LedgerEntry.filter(id=second.id).update(usage_id=dangling)
+        checks = {(d.check, d.subject) for d in await audit()}
+        assert ("orphan-usage-draw", f"usage {dangling}") in checks
+        assert "usage-draws" in {check for check, _ in checks}  # its record lost a draw
+    else:  # SQLite keeps every constraint (dropping one there means rebuilding the table)
+        with pytest.raises(IntegrityError):
+            await LedgerEntry.filter(id=second.id).update(usage_id=dangling)
 
 
 async def test_the_command_exits_non_zero_listing_the_discrepancy(
