@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -309,3 +310,15 @@ async def test_invoiced_only_usage_announces_the_change(
     state = await credits(api, admin)
     assert state["invoicedThisMonth"] == "1.00"
     assert state["updatedAt"] > before
+
+
+async def test_usage_ids_are_time_ordered(api: Api, admin: Actor, operator: Actor) -> None:
+    """UUIDv7: each record's id sorts after the ones before it, so the primary-key index
+    takes inserts at its end (a page per batch, not a random page per event)."""
+    await grant(api, operator, admin.team_id, "1.00")
+    ids = [
+        uuid.UUID((await use(api, operator, admin.team_id, "0.01", f"o{i}"))["usage"]["id"])
+        for i in range(5)
+    ]
+    assert {i.version for i in ids} == {7}
+    assert ids == sorted(ids)

@@ -30,6 +30,7 @@ from app.credits.store import EntryRow, UsageRow
 from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
+from app.kit.ids import time_ordered_id
 from app.kit.money import UNITS_PER_DOLLAR, format_units
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -604,7 +605,7 @@ def _draw(
                 )
             return UsageResult(error=error)
     record = UsageRow(
-        id=uuid.uuid4(),
+        id=time_ordered_id(),
         team_id=locked.team_id,
         idempotency_key=request.idempotency_key,
         amount=request.amount,
