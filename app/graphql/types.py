@@ -118,31 +118,54 @@ class Credits:
 
 @strawberry.type
 class UsageRecord:
-    id: strawberry.ID
-    idempotency_key: str
-    amount: Decimal
-    accepted: bool
-    from_free: Decimal
-    from_promotional: Decimal
-    from_prepaid: Decimal
-    invoiced: Decimal
-    description: str | None
-    occurred_at: datetime
+    """Each field is read from the record when a query asks for it: a batch of 1,000
+    results that selects only `errors` formats no amounts."""
+
+    record: strawberry.Private[UsageRow]
 
     @classmethod
     def of(cls, record: UsageRow) -> UsageRecord:
-        return cls(
-            id=strawberry.ID(str(record.id)),
-            idempotency_key=record.idempotency_key,
-            amount=money(record.amount),
-            accepted=True,
-            from_free=money(record.from_free),
-            from_promotional=money(record.from_promotional),
-            from_prepaid=money(record.from_prepaid),
-            invoiced=money(record.invoiced),
-            description=record.description,
-            occurred_at=record.occurred_at,
-        )
+        return cls(record=record)
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.record.id))
+
+    @strawberry.field
+    def idempotency_key(self) -> str:
+        return self.record.idempotency_key
+
+    @strawberry.field
+    def amount(self) -> Decimal:
+        return money(self.record.amount)
+
+    @strawberry.field
+    def accepted(self) -> bool:
+        return True
+
+    @strawberry.field
+    def from_free(self) -> Decimal:
+        return money(self.record.from_free)
+
+    @strawberry.field
+    def from_promotional(self) -> Decimal:
+        return money(self.record.from_promotional)
+
+    @strawberry.field
+    def from_prepaid(self) -> Decimal:
+        return money(self.record.from_prepaid)
+
+    @strawberry.field
+    def invoiced(self) -> Decimal:
+        return money(self.record.invoiced)
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self.record.description
+
+    @strawberry.field
+    def occurred_at(self) -> datetime:
+        return self.record.occurred_at
 
 
 @strawberry.type
