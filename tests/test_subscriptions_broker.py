@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -82,6 +83,38 @@ async def test_a_message_published_in_one_process_reaches_listeners_in_both(
         assert await asyncio.wait_for(queue.get(), WAIT) == "again"
 
 
+async def test_publish_many_delivers_each_message_in_order_in_one_round_trip(
+    brokers: tuple[Broker, Broker, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage transaction announces all its teams at once: one pipeline to Redis."""
+    first, second, _ = brokers
+    names = [channel() for _ in range(3)]
+    inboxes = [Inbox() for _ in names]
+    backend = first.backend
+    assert isinstance(backend, RedisBackend)
+    single = 0
+
+    async def counted(channel_name: str, message: str) -> None:
+        nonlocal single
+        single += 1
+
+    monkeypatch.setattr(backend, "publish", counted)  # publish_many must not call it
+    async with contextlib.AsyncExitStack() as stack:
+        for name, inbox in zip(names, inboxes, strict=True):
+            await stack.enter_async_context(second.listen(name, inbox))
+        messages = [(names[0], "a1"), (names[1], "b1"), (names[0], "a2"), (names[2], "c1")]
+        await first.publish_many(messages)
+        assert await inboxes[0].until(2) == ["a1", "a2"]
+        assert await inboxes[1].until(1) == ["b1"]
+        assert await inboxes[2].until(1) == ["c1"]
+        await first.publish_many([])
+    assert single == 0
+    memory, inbox = Broker(), Inbox()
+    async with memory.listen(names[0], inbox):
+        await memory.publish_many([(names[0], "m1"), (names[1], "x"), (names[0], "m2")])
+    assert inbox.messages == ["m1", "m2"]
+
+
 async def test_one_redis_subscription_per_channel_per_process(
     brokers: tuple[Broker, Broker, str],
 ) -> None:
@@ -134,9 +167,14 @@ async def test_a_lost_notice_never_fails_the_committed_change(
     async def broken(_channel: str, _message: str) -> None:
         raise ConnectionError("redis is down")
 
+    async def broken_many(_messages: object) -> None:
+        raise ConnectionError("redis is down")
+
     monkeypatch.setattr(bus.broker, "publish", broken)
+    monkeypatch.setattr(bus.broker, "publish_many", broken_many)
     # Logged, not raised: the change it announces is already committed.
     await bus.credits_changed(uuid.uuid4())
+    await bus.credits_changed_many([uuid.uuid4(), uuid.uuid4()])
     await bus.members_changed(uuid.uuid4())
 
 

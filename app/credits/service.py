@@ -570,8 +570,8 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
         if changed:
             # The usage records go with the accounts' writes (every record's team changed).
             await flush_accounts(changed, conn, records)
-    for account in changed:
-        await bus.credits_changed(account.team_id)
+    if changed:
+        await bus.credits_changed_many(account.team_id for account in changed)
     if follow_up:
         await follow_up.after_commit()
     return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 
 import structlog
 
@@ -24,6 +25,7 @@ __all__ = [
     "broker",
     "committed_at",
     "credits_changed",
+    "credits_changed_many",
     "credits_channel",
     "members_changed",
     "members_channel",
@@ -67,6 +69,15 @@ async def _announce(channel: str, team_id: uuid.UUID) -> None:
 async def credits_changed(team_id: uuid.UUID) -> None:
     """Announce that a team's credits changed; call only after the change committed."""
     await _announce(credits_channel(team_id), team_id)
+
+
+async def credits_changed_many(team_ids: Iterable[uuid.UUID]) -> None:
+    """`credits_changed` for several teams, in one round trip to the broker."""
+    messages = [(credits_channel(team_id), _notice(team_id)) for team_id in team_ids]
+    try:
+        await broker.publish_many(messages)
+    except Exception:  # the changes are committed; lost notices must not fail them
+        log.warning("bus.publish_failed", channels=len(messages), exc_info=True)
 
 
 async def members_changed(team_id: uuid.UUID) -> None:
