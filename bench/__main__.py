@@ -49,6 +49,7 @@ def _print_usage(figures: dict[str, Any]) -> None:
                     f"{ratio:.2f}x" if ratio is not None else "",
                 )
             )
+    print(f"{figures['workers']} server workers, {figures['broker']} broker")
     print(_table(rows))
     batch = figures["batch"]
     query = figures["query"]
@@ -103,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             hot = harness.create_teams(database, 1)
             many = harness.create_teams(database, 1000)
             figures["noop"] = usage.noop_ceiling(seconds)
-            server = harness.Server(harness.server_env(database), workers=args.workers)
+            # Workers announce balance changes through Redis, as a deployment of several
+            # must (a memory:// broker reaches only its own process's subscribers).
+            broker = "redis" if args.workers > 1 else "memory"
+            figures["broker"] = broker
+            extra = {"BROKER_URL": harness.REDIS_URL} if broker == "redis" else {}
+            server = harness.Server(harness.server_env(database, **extra), workers=args.workers)
             try:
                 figures.update(
                     usage.run(database, server, seconds=seconds, hot_team=hot[0], many_teams=many)

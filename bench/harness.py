@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lua"
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+# Several workers share live balances through Redis, as they must when deployed.
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def free_port() -> int:

@@ -43,7 +43,7 @@ USAGE = (
     "{teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"
 )
 TOTAL = "query($t: ID!) { team(id: $t) { credits { total } } }"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+DEFAULT_REDIS = harness.REDIS_URL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
