@@ -17,14 +17,16 @@ async def _drop_constraints(apps, schema_editor):
     if schema_editor.client.capabilities.dialect != "postgres":
         return
     for name in _CONSTRAINTS:
-        await schema_editor._run_sql(f'ALTER TABLE "ledger_entries" DROP CONSTRAINT IF EXISTS "{name}"')
+        await schema_editor.client.execute_script(
+            f'ALTER TABLE "ledger_entries" DROP CONSTRAINT IF EXISTS "{name}"'
+        )
 
 
 async def _restore_constraints(apps, schema_editor):
     if schema_editor.client.capabilities.dialect != "postgres":
         return
     for name, column, table in zip(_CONSTRAINTS, ("team_id", "usage_id"), ("teams", "usage_records")):
-        await schema_editor._run_sql(
+        await schema_editor.client.execute_script(
             f'ALTER TABLE "ledger_entries" ADD CONSTRAINT "{name}" FOREIGN KEY ("{column}") '
             f'REFERENCES "{table}" ("id") ON DELETE CASCADE'
         )
