@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from app.kit.errors import DomainError, ErrorCode
+
 UNITS_PER_DOLLAR = 100_000_000
 UNITS_PER_CENT = 1_000_000
 # $10 billion: far beyond any real amount, and sums of many stay inside BIGINT (9.2e18).
@@ -76,8 +78,6 @@ def units_to_cents_exact(units: int) -> int:
 
 def parse_field(value: object, field: str, *, places: int = 8, allow_zero: bool = False) -> int:
     """`parse` for an input field: an InvalidAmount becomes a DomainError naming the field."""
-    from app.kit.errors import DomainError, ErrorCode
-
     try:
         return parse(value, places=places, allow_zero=allow_zero)
     except InvalidAmount as exc:
