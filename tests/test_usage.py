@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -293,18 +294,19 @@ async def test_invoiced_only_usage_announces_the_change(
     await set_limit(admin.team_id, "5.00")
     before = (await credits(api, admin))["updatedAt"]
     announced: list[object] = []
-    original = bus.credits_changed
+    original = bus.credits_changed_many
 
-    async def spy(team_id: uuid_module.UUID) -> None:
-        announced.append(team_id)
-        await original(team_id)
+    async def spy(team_ids: Iterable[uuid_module.UUID]) -> None:
+        team_ids = list(team_ids)
+        announced.extend(team_ids)
+        await original(team_ids)
 
-    bus.credits_changed = spy  # type: ignore[assignment]
+    bus.credits_changed_many = spy  # type: ignore[assignment]
     try:
         clock.advance(timedelta(seconds=1))
         result = await use(api, operator, admin.team_id, "1.00", "inv-only")
     finally:
-        bus.credits_changed = original  # type: ignore[assignment]
+        bus.credits_changed_many = original  # type: ignore[assignment]
     assert result["usage"]["invoiced"] == "1.00"
     assert announced == [uuid_module.UUID(admin.team_id)]
     state = await credits(api, admin)
