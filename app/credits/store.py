@@ -125,10 +125,10 @@ def _or_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _RowLoader = Callable[[Sequence[Any]], Any]
-_loaders: dict[tuple[type[Model], int], _RowLoader] = {}
+_loaders: dict[tuple[type[Model], str], _RowLoader] = {}
 
 
-def _loader(model: type[M]) -> Callable[[Sequence[Any]], M]:
+def _loader(model: type[M], dialect: str) -> Callable[[Sequence[Any]], M]:
     """Turns a row of `_columns(model)`, by position, into a model the way Tortoise's
     `_init_from_db` does (each column converted as its dialect needs: nothing for what the
     driver already decoded, the field's type or its `to_python_value` otherwise), with the
@@ -136,8 +136,8 @@ def _loader(model: type[M]) -> Callable[[Sequence[Any]], M]:
     accounts and grants of every usage transaction: `_init_from_db(**row)` was a sixth of
     a 1,000-team batch's CPU."""
     meta = model._meta
-    # Tortoise regenerates the field categories when it is initialised again (tests).
-    key = (model, id(meta.db_native_fields))
+    # The categories depend on the dialect (what its driver decodes natively).
+    key = (model, dialect)
     loader = _loaders.get(key)
     if loader is not None:
         return loader
@@ -173,8 +173,8 @@ def _loader(model: type[M]) -> Callable[[Sequence[Any]], M]:
     return load
 
 
-def _models(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
-    load = _loader(model)
+def _models(conn: BaseDBAsyncClient, model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
+    load = _loader(model, conn.capabilities.dialect)
     return [load(row) for row in rows]
 
 
@@ -194,7 +194,7 @@ async def lock_accounts(
     lock = " FOR UPDATE" if _postgres(conn) else ""
     sql = f'SELECT {_columns(CreditAccount)} FROM "credit_accounts" WHERE {where}{order}{lock}'
     rows = await _select(conn, sql, params)
-    return _models(CreditAccount, rows)
+    return _models(conn, CreditAccount, rows)
 
 
 async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) -> list[CreditGrant]:
@@ -202,7 +202,7 @@ async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) ->
     where, params = _any(conn, "team_id", "uuid", 1, team_ids)
     sql = f'SELECT {_columns(CreditGrant)} FROM "credit_grants" WHERE {where} AND "remaining" > 0'
     rows = await _select(conn, sql, params)
-    return _models(CreditGrant, rows)
+    return _models(conn, CreditGrant, rows)
 
 
 def _usage_row(row: Mapping[str, Any]) -> UsageRow:
