@@ -65,7 +65,6 @@ from graphql.execution.values import (
 )
 from graphql.pyutils import Path, Undefined, is_awaitable
 from graphql.type.definition import GraphQLResolveInfoHelpers
-from graphql.utilities.coerce_input_value import coerce_input_value
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.relay.types import GlobalID
 from strawberry.types import Info
@@ -81,6 +80,7 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.lazy_type import LazyType
 from strawberry.types.unset import UNSET
 
+from app.graphql.coercion import Coercer, compile_coercer, may_nest_too_deeply
 from app.graphql.errors import ApiErrors
 from app.graphql.limits import MAX_TOKENS, budget_errors
 from app.graphql.schema import LIMIT_RULES
@@ -104,8 +104,10 @@ class Plan:
     field_def: GraphQLField
     kind: str
     label: str
-    # The variables' types, resolved once (graphql-core does it on every request).
+    # The variables' types, resolved once (graphql-core does it on every request), and
+    # each one's coercer (with whether its value needs graphql-core's depth check).
     signatures: tuple[GraphQLVariableSignature, ...]
+    coercers: tuple[tuple[Coercer, bool], ...]
 
 
 class _Null(Exception):
@@ -183,6 +185,7 @@ def compile_plan(schema: GraphQLSchema, text: str, operation_name: str | None) -
         signatures.append(signature)
     return Plan(
         signatures=tuple(signatures),
+        coercers=tuple((compile_coercer(s.type), may_nest_too_deeply(s.type)) for s in signatures),
         operation=operation,
         root_type=root_type,
         field_node=field_node,
@@ -496,11 +499,11 @@ class _Run:
 
 
 def coerce_variables(plan: Plan, inputs: dict[str, Any]) -> VariableValues | None:
-    """graphql-core's variable coercion with the plan's signatures; None on any error
-    (Strawberry then reports it)."""
+    """graphql-core's variable coercion with the plan's signatures and compiled
+    coercers; None on any error (Strawberry then reports it)."""
     sources: dict[str, VariableValueSource] = {}
     coerced: dict[str, Any] = {}
-    for signature in plan.signatures:
+    for signature, (coerce, check_depth) in zip(plan.signatures, plan.coercers, strict=True):
         name = signature.name
         value = inputs.get(name, Undefined)
         if value is Undefined:
@@ -509,9 +512,9 @@ def coerce_variables(plan: Plan, inputs: dict[str, Any]) -> VariableValues | Non
             sources[name] = VariableValueSource(signature)
             continue  # a nullable variable left out stays out
         sources[name] = VariableValueSource(signature, value)
-        if input_is_nested_too_deeply(value, signature.type):
+        if check_depth and input_is_nested_too_deeply(value, signature.type):
             return None
-        coerced_value = coerce_input_value(value, signature.type)
+        coerced_value = coerce(value)
         if coerced_value is Undefined:
             return None
         coerced[name] = coerced_value
