@@ -183,12 +183,12 @@ class LockedAccount:
     _new_grants: list[CreditGrant] = field(default_factory=list)
     _new_grant_ids: set[uuid.UUID] = field(default_factory=set)
     _entries: list[EntryRow] = field(default_factory=list)
+    team_id: uuid.UUID = field(init=False)  # read for every ledger entry: kept, not looked up
 
-    @property
-    def team_id(self) -> uuid.UUID:
+    def __post_init__(self) -> None:
         team_id = self.account.team_id
         assert isinstance(team_id, uuid.UUID)
-        return team_id
+        self.team_id = team_id
 
     def add_entry(
         self, grant: CreditGrant, kind: LedgerKind, amount: int, usage: UsageRow | None = None
