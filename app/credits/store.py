@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -63,23 +64,7 @@ USAGE_COLUMNS = (
     "period",
     "created_at",
 )
-_USAGE_PG_TYPES = (
-    "uuid",
-    "uuid",
-    "varchar",
-    "int8",
-    "int8",
-    "int8",
-    "int8",
-    "int8",
-    "varchar",
-    "timestamptz",
-    "bool",
-    "varchar",
-    "timestamptz",
-)
 _ENTRY_COLUMNS = ("team_id", "grant_id", "kind", "amount", "usage_id", "created_at")
-_ENTRY_PG_TYPES = ("uuid", "uuid", "varchar", "int8", "uuid", "timestamptz")
 
 
 def _postgres(conn: BaseDBAsyncClient) -> bool:
@@ -310,16 +295,12 @@ async def invoiced_amount(conn: BaseDBAsyncClient, team_id: uuid.UUID, period: s
 
 
 @cache
-def _account_columns() -> tuple[tuple[str, str, str], ...]:
-    """(field, column, PostgreSQL type) of every account column but its keys, so new
-    columns are written too."""
+def _account_columns() -> tuple[tuple[str, str], ...]:
+    """(field, column) of every account column but its keys, so new columns are
+    written too."""
     meta = CreditAccount._meta
     return tuple(
-        (
-            name,
-            meta.fields_db_projection[name],
-            meta.fields_map[name].get_for_dialect("postgres", "SQL_TYPE"),
-        )
+        (name, meta.fields_db_projection[name])
         for name in _field_names(CreditAccount)
         if name not in ("id", "team_id")
     )
@@ -352,49 +333,72 @@ async def _write_sqlite(
         # Every column but the keys (what `Model.save()` writes): integers, booleans, text
         # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
         columns = _account_columns()
-        assignments = ", ".join(f'"{c}" = ?' for _, c, _ in columns)
+        assignments = ", ".join(f'"{c}" = ?' for _, c in columns)
         sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = ?'
-        values = [[getattr(a, name) for name, _, _ in columns] + [a.id] for a in accounts]
+        values = [[getattr(a, name) for name, _ in columns] + [a.id] for a in accounts]
         await conn.execute_many(sql, values)
 
 
-@cache
-def _changes_statement() -> str:
-    """PostgreSQL: a usage transaction's four writes as one statement, so the team's row
-    lock is held for one round trip of writing, not four. The foreign keys between the
-    parts (ledger entry -> usage record) are checked at the end of the statement, when
-    every part has run. Empty arrays make a part write nothing."""
-    number = 0
+@dataclass(frozen=True, slots=True)
+class _RowTypes:
+    """PostgreSQL: each table has a row type of the same name, and an array of it is one
+    parameter. A usage transaction's rows go as three such arrays instead of one array
+    per column (34): the driver checks every element of every array it encodes, and
+    PostgreSQL unnests one array per table. A row of `table[]` is a tuple of the table's
+    columns in their order in the catalog (creation order, which the migrations decide),
+    so that order is read once and the getters below build tuples in it."""
 
-    def arrays(pg_types: Sequence[str]) -> str:
-        nonlocal number
-        start = number
-        number += len(pg_types)
-        return ", ".join(f"${start + i + 1}::{t}[]" for i, t in enumerate(pg_types))
+    usage: Callable[[UsageRow], tuple[Any, ...]]
+    entry: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (None, *EntryRow): None is the id
+    account: Callable[[CreditAccount], tuple[Any, ...]]
+    statement: str
 
-    usage_names = ", ".join(f'"{c}"' for c in USAGE_COLUMNS)
-    usage = (
-        f'INSERT INTO "usage_records" ({usage_names}) '
-        f"SELECT * FROM unnest({arrays(_USAGE_PG_TYPES)})"
+
+_row_types: _RowTypes | None = None  # a process uses one database
+
+
+async def _catalog_columns(conn: BaseDBAsyncClient, table: str) -> tuple[str, ...]:
+    sql = (
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1::text) "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
     )
-    grants = (
-        'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
-        f'FROM unnest({arrays(("uuid", "int8"))}) AS v("id", "remaining") WHERE g."id" = v."id"'
+    _, rows = await conn.execute_query(sql, [f'"{table}"'])
+    return tuple(row["attname"] for row in rows)
+
+
+async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
+    usage = await _catalog_columns(conn, "usage_records")
+    entries = await _catalog_columns(conn, "ledger_entries")
+    accounts = await _catalog_columns(conn, "credit_accounts")
+    fields = CreditAccount._meta.fields_db_projection_reverse
+    unknown = (
+        [c for c in usage if c not in USAGE_COLUMNS]
+        + [c for c in entries if c != "id" and c not in _ENTRY_COLUMNS]
+        + [c for c in accounts if c not in fields]
     )
-    entry_names = ", ".join(f'"{c}"' for c in _ENTRY_COLUMNS)
-    entries = (
-        f'INSERT INTO "ledger_entries" ({entry_names}) '
-        f"SELECT * FROM unnest({arrays(_ENTRY_PG_TYPES)})"
-    )
-    columns = _account_columns()
-    assignments = ", ".join(f'"{c}" = v."{c}"' for _, c, _ in columns)
-    names = ", ".join(f'"{c}"' for _, c, _ in columns)
-    accounts = (
+    if unknown:
+        raise RuntimeError(f"columns the usage path does not write: {unknown}")
+
+    def names(columns: Sequence[str], prefix: str = "") -> str:
+        return ", ".join(f'{prefix}"{c}"' for c in columns)
+
+    assignments = ", ".join(f'"{c}" = v."{c}"' for c in accounts if c not in ("id", "team_id"))
+    statement = (
+        f'WITH u AS (INSERT INTO "usage_records" ({names(usage)}) '
+        f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v), '
+        'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+        'FROM unnest($2::uuid[], $3::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"), '
+        f'l AS (INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '
+        f'SELECT {names(_ENTRY_COLUMNS, "v.")} FROM unnest($4::"ledger_entries"[]) AS v) '
         f'UPDATE "credit_accounts" AS a SET {assignments} '
-        f'FROM unnest({arrays([t for _, _, t in columns] + ["int8"])}) AS v({names}, "id") '
-        'WHERE a."id" = v."id"'
+        'FROM unnest($5::"credit_accounts"[]) AS v WHERE a."id" = v."id"'
     )
-    return f"WITH u AS ({usage}), g AS ({grants}), l AS ({entries}) {accounts}"
+    return _RowTypes(
+        usage=attrgetter(*usage),
+        entry=itemgetter(*(0 if c == "id" else _ENTRY_COLUMNS.index(c) + 1 for c in entries)),
+        account=attrgetter(*(fields[c] for c in accounts)),
+        statement=statement,
+    )
 
 
 async def write_changes(
@@ -405,15 +409,21 @@ async def write_changes(
     accounts: Sequence[CreditAccount],
 ) -> None:
     """Inserts usage records and ledger entries (in order), writes grants' remaining
-    amounts and every column of the account rows: one statement on PostgreSQL."""
+    amounts and every column of the account rows: one statement on PostgreSQL, so the
+    teams' row locks are held for one round trip of writing, not four. Empty arrays
+    make a part write nothing."""
     if not _postgres(conn):
         await _write_sqlite(conn, usage, grants, entries, accounts)
         return
-    params: list[object] = [[getattr(r, column) for r in usage] for column in USAGE_COLUMNS]
-    params += [[g.id for g in grants], [g.remaining for g in grants]]
-    params += [list(column) for column in zip(*entries, strict=True)] or [
-        [] for _ in _ENTRY_COLUMNS
+    global _row_types
+    if _row_types is None:
+        _row_types = await _load_row_types(conn)
+    types = _row_types
+    params: list[object] = [
+        [types.usage(r) for r in usage],
+        [g.id for g in grants],
+        [g.remaining for g in grants],
+        [types.entry((None, *e)) for e in entries],
+        [types.account(a) for a in accounts],
     ]
-    params += [[getattr(a, name) for a in accounts] for name, _, _ in _account_columns()]
-    params.append([a.id for a in accounts])
-    await conn.execute_query(_changes_statement(), params)
+    await conn.execute_query(types.statement, params)
