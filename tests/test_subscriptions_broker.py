@@ -86,7 +86,7 @@ async def test_a_message_published_in_one_process_reaches_listeners_in_both(
 async def test_publish_many_delivers_each_message_in_order_in_one_round_trip(
     brokers: tuple[Broker, Broker, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A usage transaction announces all its teams at once: one pipeline to Redis."""
+    """A usage transaction announces all its teams at once: one command to Redis."""
     first, second, _ = brokers
     names = [channel() for _ in range(3)]
     inboxes = [Inbox() for _ in names]
@@ -108,6 +108,15 @@ async def test_publish_many_delivers_each_message_in_order_in_one_round_trip(
         assert await inboxes[1].until(1) == ["b1"]
         assert await inboxes[2].until(1) == ["c1"]
         await first.publish_many([])
+        # A Redis that lost its scripts (a restart) gets the script again.
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            await client.script_flush()
+        finally:
+            await client.aclose()
+        await first.publish_many([(names[1], "b2"), (names[2], "c2")])
+        assert await inboxes[1].until(2) == ["b1", "b2"]
+        assert await inboxes[2].until(2) == ["c1", "c2"]
     assert single == 0
     memory, inbox = Broker(), Inbox()
     async with memory.listen(names[0], inbox):
