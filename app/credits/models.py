@@ -79,7 +79,11 @@ class CreditGrant(Model):
 
     class Meta:
         table = "credit_grants"
-        indexes = (Index(fields=("team_id", "remaining")),)
+        # By team only: every usage event updates `remaining`, and an index on it made
+        # each of those updates a new row version with two new index entries (never a
+        # HOT update), bloating the index under a hot team. The exhausted grants a team
+        # accumulates are filtered out of the heap instead.
+        indexes = (Index(fields=("team_id",)),)
 
 
 class UsageRecord(Model):
