@@ -40,12 +40,13 @@ def members_channel(team_id: uuid.UUID) -> str:
     return f"members:{team_id}"
 
 
-def _notice(team_id: uuid.UUID) -> str:
+def _notice(team: uuid.UUID | str, committed_at: float | None = None) -> str:
     # Wall-clock time (not app.kit.clock, which tests freeze): other processes compare it.
     # Formatted by hand, one per changed team on the usage path: the same text as
     # json.dumps (a UUID needs no escaping, a float is written as its repr) at a
     # fraction of the cost.
-    return f'{{"team": "{team_id}", "committedAt": {time.time()!r}}}'
+    at = time.time() if committed_at is None else committed_at
+    return f'{{"team": "{team}", "committedAt": {at!r}}}'
 
 
 def committed_at(message: str) -> float | None:
@@ -73,12 +74,11 @@ async def credits_changed(team_id: uuid.UUID) -> None:
 
 async def credits_changed_many(team_ids: Iterable[uuid.UUID]) -> None:
     """`credits_changed` for several teams, in one round trip to the broker."""
-    committed_at = repr(time.time())  # they committed together
+    now = time.time()  # they committed together
     messages = []
     for team_id in team_ids:
         team = str(team_id)  # formatting a UUID is most of the cost: once per team
-        notice = f'{{"team": "{team}", "committedAt": {committed_at}}}'
-        messages.append((credits_channel(team), notice))
+        messages.append((credits_channel(team), _notice(team, now)))
     try:
         await broker.publish_many(messages)
     except Exception:  # the changes are committed; lost notices must not fail them
