@@ -342,11 +342,12 @@ async def _write_sqlite(
 @dataclass(frozen=True, slots=True)
 class _RowTypes:
     """PostgreSQL: each table has a row type of the same name, and an array of it is one
-    parameter. A usage transaction's rows go as three such arrays (and the grants'
-    two) instead of one array per column (36): the driver checks every element of every
-    array it encodes, and PostgreSQL unnests one array per table. A row of `table[]` is a tuple of the table's
-    columns in their order in the catalog (creation order, which the migrations decide),
-    so that order is read once and the getters below build tuples in it."""
+    parameter. A usage transaction's rows go as three such arrays (and the grants' two)
+    instead of one array per column (36): the driver checks every element of every
+    array it encodes, and PostgreSQL unnests one array per table. A row of `table[]` is
+    a tuple of the table's columns in their order in the catalog (creation order, which
+    the migrations decide), so that order is read once and the getters below build
+    tuples in it."""
 
     usage: Callable[[UsageRow], tuple[Any, ...]]
     entry: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (None, *EntryRow): None is the id
