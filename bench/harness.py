@@ -241,6 +241,38 @@ def wrk(
     }
 
 
+def _pgbench(database: Database, clients: int, seconds: int, script: Path, *options: str) -> float:
+    """Runs a pgbench script; returns its transactions/s."""
+    result = subprocess.run(
+        [
+            "pgbench",
+            "-h",
+            PG["host"],
+            "-p",
+            PG["port"],
+            "-U",
+            PG["user"],
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(seconds),
+            *options,
+            "-f",
+            str(script),
+            database.name,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(r"tps = ([\d.]+)", result.stdout)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"pgbench failed: {result.stdout}\n{result.stderr}")
+    return float(match.group(1))
+
+
 def pgbench_update(database: Database, clients: int, seconds: int) -> float:
     """PostgreSQL's own one-row UPDATE ceiling on the same database: transactions/s."""
     psql(
@@ -251,36 +283,41 @@ def pgbench_update(database: Database, clients: int, seconds: int) -> float:
     script = Path(f"/tmp/creditline-pgbench-{os.getpid()}.sql")
     script.write_text("UPDATE bench_hot_row SET n = n + 1 WHERE id = 1;\n")
     try:
-        result = subprocess.run(
-            [
-                "pgbench",
-                "-h",
-                PG["host"],
-                "-p",
-                PG["port"],
-                "-U",
-                PG["user"],
-                "-n",
-                "-c",
-                str(clients),
-                "-j",
-                str(min(clients, 2)),
-                "-T",
-                str(seconds),
-                "-f",
-                str(script),
-                database.name,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        return _pgbench(database, clients, seconds, script)
     finally:
         script.unlink(missing_ok=True)
-    match = re.search(r"tps = ([\d.]+)", result.stdout)
-    if match is None:
-        raise RuntimeError(result.stdout + result.stderr)
-    return float(match.group(1))
+
+
+def pgbench_batch(
+    database: Database, clients: int, seconds: int, events_per_transaction: int
+) -> float:
+    """PostgreSQL's own ceiling for batch ingestion on the same database, in events/s:
+    `pgbench/batch_transaction.sql`, one transaction per `events_per_transaction` teams
+    (as the service splits a batch), over the teams that have exactly one grant, prepaid
+    (as `create_teams` makes them)."""
+    ranges = "bench_batch_ranges"  # the name the script reads
+    psql(
+        f"DROP TABLE IF EXISTS {ranges};"
+        f"CREATE TABLE {ranges} AS SELECT r, array_agg(team_id ORDER BY team_id) AS teams,"
+        " array_agg(grant_id ORDER BY team_id) AS grants FROM ("
+        "  SELECT team_id, id AS grant_id,"
+        f"  (row_number() OVER (ORDER BY team_id) - 1) / {events_per_transaction} AS r"
+        "  FROM credit_grants WHERE kind = 'PREPAID' AND team_id IN ("
+        "    SELECT team_id FROM credit_grants GROUP BY team_id HAVING count(*) = 1)"
+        f") AS s GROUP BY r HAVING count(*) = {events_per_transaction};"
+        f"ALTER TABLE {ranges} ADD PRIMARY KEY (r); ANALYZE {ranges}",
+        database.name,
+    )
+    try:
+        count = int(psql(f"SELECT count(*) FROM {ranges}", database.name))
+        if count == 0:
+            raise RuntimeError("the batch ceiling needs teams with one prepaid grant each")
+        script = Path(__file__).resolve().parent / "pgbench" / "batch_transaction.sql"
+        options = ("-M", "prepared", "-D", f"last_range={count - 1}")
+        tps = _pgbench(database, clients, seconds, script, *options)
+    finally:
+        psql(f"DROP TABLE IF EXISTS {ranges}", database.name)
+    return tps * events_per_transaction
 
 
 def require_tools() -> None:

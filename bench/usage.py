@@ -1,9 +1,11 @@
-"""Usage recording over HTTP (hot team, 1,000 teams), its PostgreSQL ceiling, batch
-ingestion and a credits query, against a real server on PostgreSQL."""
+"""Usage recording over HTTP (hot team, 1,000 teams), batch ingestion and a credits
+query, against a real server on PostgreSQL; and PostgreSQL's own ceilings for the first
+two, on the same database."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from bench import harness
 
 CLIENTS = (1, 16, 64)
+BATCH_CLIENTS = 4
 CREDITS_QUERY = (
     '{"query":"query($t: ID!) { team(id: $t) { credits { total } } }","variables":{"t":"%s"}}'
 )
@@ -21,6 +24,14 @@ def _teams_file(team_ids: list[str]) -> str:
     with os.fdopen(handle, "w") as out:
         out.write("\n".join(team_ids) + "\n")
     return path
+
+
+def _events_per_transaction() -> int:
+    """How many events the service puts in one transaction of a large batch."""
+    sys.path.insert(0, str(harness.ROOT))
+    from app.credits.service import EVENTS_PER_TRANSACTION
+
+    return EVENTS_PER_TRANSACTION
 
 
 def _usage_run(
@@ -72,7 +83,13 @@ def run(
             results["many"][clients] = _usage_run(
                 server, database, many_path, clients, seconds, token
             )
-        results["batch"] = _usage_run(server, database, many_path, 4, seconds, token, batch=1000)
+        results["batch"] = _usage_run(
+            server, database, many_path, BATCH_CLIENTS, seconds, token, batch=1000
+        )
+        harness.settle(database.name)
+        results["batch_ceiling"] = harness.pgbench_batch(
+            database, BATCH_CLIENTS, max(2, int(seconds)), _events_per_transaction()
+        )
         body = CREDITS_QUERY % hot_team
         harness.settle(database.name)
         results["query"] = harness.wrk(
