@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from app.credits import store
 from app.credits.models import CreditAccount, CreditGrant
+from app.kit.ids import uuid_order
 from tests.billing import grant
 from tests.conftest import Actor, Api
 
@@ -23,3 +26,19 @@ async def test_rows_load_as_tortoise_loads_them(api: Api, admin: Actor, operator
             assert loaded.__dict__ == expected.__dict__
             for name, value in expected.__dict__.items():
                 assert type(loaded.__dict__[name]) is type(value), name
+
+
+async def test_uuid_order_is_the_databases(api: Api) -> None:
+    """Accounts are locked in `uuid_order`; the database orders the same ids alike."""
+    ids = [uuid.uuid4() for _ in range(200)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
+    ids += [uuid.UUID(int=1 << shift) for shift in range(0, 128, 7)]  # every byte position
+    ours = sorted(ids, key=uuid_order)
+    assert ours == sorted(ids)
+    conn = CreditAccount._meta.db
+    if conn.capabilities.dialect == "postgres":
+        sql = "SELECT v FROM unnest($1::uuid[]) AS v ORDER BY v"
+        _, rows = await conn.execute_query(sql, [ids])
+    else:  # stored as text
+        values = ", ".join(f"('{i}')" for i in ids)
+        _, rows = await conn.execute_query(f"SELECT column1 AS v FROM (VALUES {values}) ORDER BY 1")
+    assert [uuid.UUID(str(row["v"])) for row in rows] == ours

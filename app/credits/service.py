@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import attrgetter
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -31,7 +30,7 @@ from app.credits.store import EntryRow, UsageRow
 from app.events import bus
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
-from app.kit.ids import time_ordered_id
+from app.kit.ids import time_ordered_id, uuid_order
 from app.kit.money import UNITS_PER_DOLLAR, format_units
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -97,11 +96,6 @@ class UsageResult:
 
 
 # --- consumption order -----------------------------------------------------------------
-
-
-# UUIDs in their own order (PostgreSQL's too), compared as ints in C: UUID.__lt__ is a
-# Python call per comparison, and sorting 1,000 teams' ids took 490 µs instead of 140.
-uuid_order = attrgetter("int")
 
 
 def _is_live(grant: CreditGrant, now: datetime) -> bool:
