@@ -5,7 +5,6 @@ two, on the same database."""
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import uuid
 from typing import Any
@@ -28,7 +27,6 @@ def _teams_file(team_ids: list[str]) -> str:
 
 def _events_per_transaction() -> int:
     """How many events the service puts in one transaction of a large batch."""
-    sys.path.insert(0, str(harness.ROOT))
     from app.credits.service import EVENTS_PER_TRANSACTION
 
     return EVENTS_PER_TRANSACTION
