@@ -19,6 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lua"
+PGBENCH = Path(__file__).resolve().parent / "pgbench"
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
 # Several workers share live balances through Redis, as they must when deployed.
@@ -292,7 +293,7 @@ def pgbench_batch(
     database: Database, clients: int, seconds: int, events_per_transaction: int
 ) -> float:
     """PostgreSQL's own ceiling for batch ingestion on the same database, in events/s:
-    `pgbench/batch_transaction.sql`, one transaction per `events_per_transaction` teams
+    `PGBENCH / "batch_transaction.sql"`, one transaction per `events_per_transaction` teams
     (as the service splits a batch), over the teams that have exactly one grant, prepaid
     (as `create_teams` makes them)."""
     ranges = "bench_batch_ranges"  # the name the script reads
@@ -312,7 +313,7 @@ def pgbench_batch(
         count = int(psql(f"SELECT count(*) FROM {ranges}", database.name))
         if count == 0:
             raise RuntimeError("the batch ceiling needs teams with one prepaid grant each")
-        script = Path(__file__).resolve().parent / "pgbench" / "batch_transaction.sql"
+        script = PGBENCH / "batch_transaction.sql"
         options = ("-M", "prepared", "-D", f"last_range={count - 1}")
         tps = _pgbench(database, clients, seconds, script, *options)
     finally:
