@@ -11,7 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app import db
+from app.billing import collection, sweeper
+from app.billing.ledger_audit import audit_with_summary, report
 from app.config import Settings, get_settings
+from app.graphql.schema import schema
+from app.kit.errors import DomainError
+from app.payments import gateway
+from app.teams import tokens
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,16 +46,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    from app import db
-
     asyncio.run(db.migrate(settings))
     print("migrations applied")
     return 0
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from app.teams import tokens
-
     email = args.email.strip().lower()
     print(
         tokens.mint(
@@ -64,8 +67,6 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
-    from app.graphql.schema import schema
-
     print(schema.as_str())
     return 0
 
@@ -76,16 +77,13 @@ def _run(
     """Runs an async command with the database and the Stripe client open."""
 
     def command(_args: argparse.Namespace, settings: Settings) -> int:
-        from app import db
-        from app.payments import service as payments
-
         async def main() -> int:
             await db.init_db(settings)
-            payments.init_gateway(settings)
+            gateway.init_gateway(settings)
             try:
                 return await coro(settings)
             finally:
-                await payments.close_gateway()
+                await gateway.close_gateway()
                 await db.close_db()
 
         return asyncio.run(main())
@@ -94,8 +92,6 @@ def _run(
 
 
 async def _audit(_settings: Settings) -> int:
-    from app.credits.audit import audit_with_summary, report
-
     found, summary = await audit_with_summary()
     print(report(found, summary))
     return 1 if found else 0
@@ -103,11 +99,8 @@ async def _audit(_settings: Settings) -> int:
 
 def _close_month(args: argparse.Namespace, settings: Settings) -> int:
     async def run(_settings: Settings) -> int:
-        from app.invoices import service as invoices
-        from app.kit.errors import DomainError
-
         try:
-            report = await invoices.close_month(args.period)
+            report = await collection.close_month(args.period)
         except DomainError as error:
             print(f"close-month: {error.message}", file=sys.stderr)
             return 2
@@ -118,17 +111,13 @@ def _close_month(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _retry_payments(_settings: Settings) -> int:
-    from app.invoices import service as invoices
-
-    report = await invoices.retry_payments(due_only=False)
+    report = await collection.retry_payments(due_only=False)
     print(report.summary())
     return 0
 
 
 async def _expire_credits(_settings: Settings) -> int:
-    from app.credits import programs
-
-    teams = await programs.sweep_once()
+    teams = await sweeper.sweep_once()
     print(f"expired credits of {teams} team(s)")
     return 0
 

@@ -18,7 +18,7 @@ APPS: dict[str, list[str]] = {
     "credits": ["app.credits.models"],
     "payments": ["app.payments.models"],
     "invoices": ["app.invoices.models"],
-    "audit": ["app.audit.models"],
+    "audit": ["app.teams.audit.models"],
 }
 
 

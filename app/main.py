@@ -12,16 +12,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 
-from app import console, db, devauth, http, metrics
+from app import console, db, devauth, metrics
+from app.billing import live, sweeper
+from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
-from app.credits import programs
-from app.events import live
 from app.graphql.view import GraphQLView
-from app.invoices import routes as invoice_routes
-from app.invoices.scheduler import InvoiceScheduler
+from app.http import invoice_pdfs, middleware
+from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
-from app.payments import service as payments
-from app.payments.webhooks import stripe_webhook
+from app.payments import gateway
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -35,7 +34,7 @@ async def healthz(_request: Request) -> JSONResponse:
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
     """The ASGI app; `manage_db=False` when the caller (a test) opens the database and
-    the Stripe client (`payments.init_gateway`) itself."""
+    the Stripe client (`gateway.init_gateway`) itself."""
     settings = settings or get_settings()
     configure_logging(settings)
 
@@ -46,10 +45,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
             await db.init_db(settings)
-            payments.init_gateway(settings)
+            gateway.init_gateway(settings)
             scheduler.start()
         # Expires credits on time, resumes stalled auto top-ups; one per worker, safe side by side.
-        sweeper = programs.start_sweeper() if manage_db else None
+        sweeping = sweeper.start_sweeper() if manage_db else None
         try:
             await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
             # What start-up built (modules, the schema, pools) lives as long as the process:
@@ -59,10 +58,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             yield
         finally:
             await live.stop()
-            await programs.stop_sweeper(sweeper)
+            await sweeper.stop_sweeper(sweeping)
             await scheduler.stop()
             if manage_db:
-                await payments.close_gateway()
+                await gateway.close_gateway()
                 await db.close_db()
 
     view = GraphQLView(settings)
@@ -73,11 +72,13 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
-        *invoice_routes.ROUTES,
+        *invoice_pdfs.ROUTES,
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]
-    starlette = Starlette(routes=routes, lifespan=lifespan, middleware=http.middleware(settings))
+    starlette = Starlette(
+        routes=routes, lifespan=lifespan, middleware=middleware.middleware(settings)
+    )
     starlette.state.settings = settings
     return starlette
 

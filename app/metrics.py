@@ -25,8 +25,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
@@ -75,37 +73,6 @@ webhook_events = Counter(
     registry=registry,
 )
 
-
-class _LiveCollector(Collector):
-    """Open balance subscriptions, read from the live hub at scrape time (no hot-path cost)."""
-
-    def describe(self) -> Iterable[Metric]:
-        return self._families(0, 0)
-
-    def collect(self) -> Iterable[Metric]:
-        from app.events import live
-
-        feeds = list(live.hub.feeds.values())
-        followers = sum(len(feed.followers) + len(feed.joining) for feed in feeds)
-        return self._families(followers, len(feeds))
-
-    @staticmethod
-    def _families(followers: int, feeds: int) -> list[Metric]:
-        return [
-            GaugeMetricFamily(
-                "creditline_subscriptions",
-                "Open creditsUpdated subscriptions in this process.",
-                value=followers,
-            ),
-            GaugeMetricFamily(
-                "creditline_subscription_feeds",
-                "Teams with at least one open creditsUpdated subscription in this process.",
-                value=feeds,
-            ),
-        ]
-
-
-registry.register(_LiveCollector())
 
 _operation_names: set[str] = set()
 # Label children by their values: `labels()` takes a lock and builds a key on every call.

@@ -49,10 +49,10 @@ async def _run(url: str, rounds: int, teams: int) -> None:
     from app import db
     from app.config import Settings
     from app.credits import service as credits
-    from app.credits.audit import audit
-    from app.events.live import GC_THRESHOLDS
+    from app.billing.ledger_audit import audit
+    from app.billing.live import GC_THRESHOLDS
 
-    # The server's collector settings (app.events.live.start), so allocation-heavy code
+    # The server's collector settings (app.billing.live.start), so allocation-heavy code
     # costs here what it costs there.
     gc.set_threshold(*GC_THRESHOLDS)
     team_ids = await _setup(url, teams)

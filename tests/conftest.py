@@ -17,7 +17,7 @@ from app.config import Environment, Settings
 from app.graphql.context import forget_viewers
 from app.kit import clock
 from app.main import create_app
-from app.payments import service as payments
+from app.payments import gateway as payment_gateway
 from app.payments.emulator import StripeEmulator
 from app.payments.stripe import StripeGateway
 from app.teams import tokens
@@ -60,9 +60,9 @@ def settings(stripe_emulator: StripeEmulator) -> Settings:
 @pytest.fixture(scope="session", autouse=True)
 async def stripe_gateway(database: Settings) -> AsyncIterator[StripeGateway]:
     """The process's Stripe client (the app's lifespan does this outside tests)."""
-    gateway = payments.init_gateway(database)
+    gateway = payment_gateway.init_gateway(database)
     yield gateway
-    await payments.close_gateway()
+    await payment_gateway.close_gateway()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from app.billing import sweeper
 from app.config import Settings
-from app.credits import alerts, programs
+from app.credits import alerts
 from app.credits import service as credits_service
 from app.credits.models import AlertKind, BillingAlert, CreditAccount, CreditKind
 from app.events import bus
@@ -52,7 +53,7 @@ async def kinds(team_id: uuid.UUID) -> list[str]:
 
 async def set_threshold(team_id: uuid.UUID, threshold: str) -> None:
     """A threshold without auto top-up (no card needed): the CREDITS_LOW alert alone."""
-    from app.credits import auto_top_up
+    from app.billing import auto_top_up
 
     await auto_top_up.configure(
         team_id,
@@ -159,7 +160,7 @@ async def test_expiry_below_the_threshold_alerts(api: Api) -> None:
     await give(team_id, "5.00")
     await set_threshold(team_id, "10.00")
     clock.advance(timedelta(hours=2))
-    assert await programs.sweep_once() == 1
+    assert await sweeper.sweep_once() == 1
     assert await kinds(team_id) == ["CREDITS_LOW"]
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise.exceptions import IntegrityError
 
+from app.billing.ledger_audit import audit
 from app.config import Settings
-from app.credits.audit import audit
 from app.credits.models import (
     CreditAccount,
     CreditGrant,

@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from app.audit.models import AuditEvent
 from app.credits import service as credits
 from app.kit import clock
+from app.teams.audit.models import AuditEvent
 from tests.billing import LIMIT, set_limit
 from tests.conftest import Actor, Api, sign_up
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from app.credits import auto_top_up, programs
+from app.billing import auto_top_up, sweeper
+from app.credits import auto_top_up as top_up_settings
 from app.credits import service as credits_service
 from app.credits.models import (
     AlertKind,
@@ -28,7 +29,6 @@ from app.credits.models import (
 )
 from app.kit import clock
 from app.kit.money import format_units, parse
-from app.payments import service as payments
 from app.payments.models import PaymentMethodType, Purchase, PurchaseStatus
 from tests.conftest import Actor, Api, sign_up
 from tests.test_payments_support import add_card
@@ -130,12 +130,12 @@ class FakeCharge:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCharge:
     charge = FakeCharge()
-    monkeypatch.setattr(payments, "purchase_off_session", charge)
+    monkeypatch.setattr(auto_top_up, "purchase_off_session", charge)
 
     async def a_card(_team_id: uuid.UUID) -> Any:
         return SimpleNamespace(type=PaymentMethodType.CARD)
 
-    monkeypatch.setattr(payments, "default_payment_method", a_card)
+    monkeypatch.setattr(auto_top_up, "default_payment_method", a_card)
     return charge
 
 
@@ -309,7 +309,7 @@ async def test_caps_hold_across_a_month_end(api: Api, admin: Actor) -> None:
     for attempt in charged:
         by_month[attempt.period] = by_month.get(attempt.period, 0) + attempt.amount
         window = [a for a in charged if timedelta(0) <= attempt.created_at - a.created_at < DAY]
-        assert len(window) <= auto_top_up.MAX_PER_DAY
+        assert len(window) <= top_up_settings.MAX_PER_DAY
     assert by_month == {"2027-01": units("100.00"), "2027-02": units("50.00")}
     assert await Purchase.filter(team_id=team_id, status=PurchaseStatus.SUCCEEDED).count() == 6
 
@@ -358,7 +358,7 @@ async def test_a_stalled_top_up_is_resumed_by_the_sweeper(api: Api, admin: Actor
     await auto_top_up.wait_idle()  # configuring below the threshold started one already
     assert await statuses(team_id) == ["SUCCEEDED"]
     await CreditAccount.filter(team_id=team_id).update(auto_top_up_pending=True)
-    await programs.sweep_once()
+    await sweeper.sweep_once()
     await auto_top_up.wait_idle()
     # 30.00 is above the threshold: the resumed pass charges again only because the
     # intent was recorded, exactly once.
@@ -443,11 +443,11 @@ async def test_processing_stays_pending_until_settled_with_the_same_key(
     await auto_top_up.wait_idle()
     assert await statuses(team_id) == ["PROCESSING"]
     assert (await CreditAccount.get(team_id=team_id)).auto_top_up_pending
-    await programs.sweep_once()  # not stale yet: left alone
+    await sweeper.sweep_once()  # not stale yet: left alone
     await auto_top_up.wait_idle()
     assert len(fake.keys) == 1
-    clock.advance(auto_top_up.STALE_AFTER + timedelta(seconds=1))
-    await programs.sweep_once()
+    clock.advance(top_up_settings.STALE_AFTER + timedelta(seconds=1))
+    await sweeper.sweep_once()
     await auto_top_up.wait_idle()
     assert await statuses(team_id) == ["SUCCEEDED"]
     assert fake.keys[0] == fake.keys[1]  # the same idempotency key: never a second charge
@@ -482,7 +482,7 @@ async def test_a_removed_card_pauses_instead_of_failing_silently(
     async def no_card(*_args: Any, **_kwargs: Any) -> Any:
         raise DomainError(ErrorCode.PAYMENT_METHOD_REQUIRED, "Add a card first.", "x")
 
-    monkeypatch.setattr(payments, "purchase_off_session", no_card)
+    monkeypatch.setattr(auto_top_up, "purchase_off_session", no_card)
     assert await use(team_id, "15.00")
     await auto_top_up.wait_idle()
     account = await CreditAccount.get(team_id=team_id)
@@ -501,8 +501,8 @@ async def test_a_top_up_cut_short_at_shutdown_is_resumed_with_the_same_key(
     await auto_top_up.shutdown(grace_seconds=0.05)  # the charge is still open: cancelled
     assert await statuses(team_id) == ["PENDING"]
     fake.hold.set()
-    clock.advance(auto_top_up.STALE_AFTER + timedelta(seconds=1))
-    await programs.sweep_once()
+    clock.advance(top_up_settings.STALE_AFTER + timedelta(seconds=1))
+    await sweeper.sweep_once()
     await auto_top_up.wait_idle()
     assert await statuses(team_id) == ["SUCCEEDED"]
     assert len(set(fake.keys)) == 1

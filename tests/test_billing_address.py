@@ -11,7 +11,7 @@ import pytest
 from app.config import Settings
 from app.invoices import address as addresses
 from app.invoices.models import BillingAddress
-from app.payments import service as payments
+from app.payments import gateway as payment_gateway
 from app.payments.models import StripeCustomer
 from app.payments.stripe import StripeGateway
 from tests.conftest import STRIPE_API_KEY, Actor, Api, sign_up
@@ -253,11 +253,11 @@ async def test_stripe_down_never_loses_the_saved_address(
     api: Api, admin: Actor, database: Settings
 ) -> None:
     unreachable = StripeGateway(STRIPE_API_KEY, "http://127.0.0.1:9", 0, timeout=2.0)
-    real = payments.set_gateway(unreachable)
+    real = payment_gateway.set_gateway(unreachable)
     try:
         saved = await save_address(api, admin, **BERLIN)
     finally:
-        payments.set_gateway(real)
+        payment_gateway.set_gateway(real)
         await unreachable.aclose()
     assert saved["errors"] == []
     assert (await current(api, admin)) == saved["billingAddress"]

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.functions import Sum
 
-from app.credits import programs, promo
+from app.billing import sweeper
+from app.credits import promo
 from app.credits import service as credits_service
 from app.credits.models import (
     AlertKind,
@@ -77,13 +78,13 @@ async def test_the_sweeper_writes_the_expiry_and_the_ledger_still_sums(api: Api)
     # Reads stop counting it at the expiry instant, before anything is written.
     assert (await credits_service.credits_view(team_id)).total == units("5.00")
     assert await expiries(team_id) == []
-    assert await programs.sweep_once() == 1
+    assert await sweeper.sweep_once() == 1
     assert await expiries(team_id) == [-units("8.00")]
     account = await CreditAccount.get(team_id=team_id)
     assert account.free == units("5.00")
     assert account.next_expiry_at is None
     await assert_ledger_sums(team_id)
-    assert await programs.sweep_once() == 0  # written once
+    assert await sweeper.sweep_once() == 0  # written once
     assert await expiries(team_id) == [-units("8.00")]
 
 
@@ -100,7 +101,7 @@ async def test_expiry_is_written_lazily_when_the_team_is_next_touched(api: Api) 
     assert await expiries(team_id) == [-units("3.00")]
     assert (await credits_service.credits_view(team_id)).total == units("3.00")
     await assert_ledger_sums(team_id)
-    assert await programs.sweep_once() == 0
+    assert await sweeper.sweep_once() == 0
 
 
 async def test_expired_credits_cannot_pay(api: Api) -> None:
@@ -115,7 +116,7 @@ async def test_expired_credits_cannot_pay(api: Api) -> None:
     # The refused event stores nothing, but touching the team wrote the expiry, and
     # credits reaching zero that way is an exhaustion like any other.
     assert await expiries(team_id) == [-units("3.00")]
-    assert await programs.sweep_once() == 0
+    assert await sweeper.sweep_once() == 0
     await assert_ledger_sums(team_id)
     (alert,) = await BillingAlert.filter(team_id=team_id)
     assert alert.kind is AlertKind.CREDITS_EXHAUSTED
@@ -128,7 +129,7 @@ async def test_subscribers_see_the_drop(api: Api) -> None:
     async with bus.broker.subscribe(bus.credits_channel(team_id)) as queue:
         assert queue.empty()
         clock.advance(timedelta(seconds=5))
-        await programs.sweep_once()
+        await sweeper.sweep_once()
         notice = await asyncio.wait_for(queue.get(), 5)
     assert str(team_id) in notice
 
@@ -140,9 +141,9 @@ async def test_promo_credits_expire_after_their_validity(api: Api) -> None:
     redemption = await promo.redeem_promo_code(team_id, "short")
     assert redemption.grant.expires_at == START + timedelta(days=1)
     clock.advance(timedelta(hours=23))
-    assert await programs.sweep_once() == 0
+    assert await sweeper.sweep_once() == 0
     clock.advance(timedelta(hours=1))
-    assert await programs.sweep_once() == 1
+    assert await sweeper.sweep_once() == 1
     view = await credits_service.credits_view(team_id)
     assert view.promotional == 0
     assert await expiries(team_id) == [-units("2.50")]
@@ -152,24 +153,24 @@ async def test_promo_credits_expire_after_their_validity(api: Api) -> None:
 async def test_the_sweeper_wakes_at_the_next_expiry(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
-    assert await programs.next_wake(clock.now()) == programs.SWEEP_INTERVAL.total_seconds()
+    assert await sweeper.next_wake(clock.now()) == sweeper.SWEEP_INTERVAL.total_seconds()
     await grant(team_id, "1.00", expires_at=START + timedelta(seconds=7))
-    wait = await programs.next_wake(clock.now())
+    wait = await sweeper.next_wake(clock.now())
     assert 7 <= wait < 8
     clock.advance(timedelta(seconds=10))
-    assert 0 < await programs.next_wake(clock.now()) < 1  # overdue: at once
+    assert 0 < await sweeper.next_wake(clock.now()) < 1  # overdue: at once
 
 
 async def test_the_sweeper_runs_in_the_background_until_stopped(api: Api) -> None:
     team_id = await new_team(api)
     await grant(team_id, "1.00", expires_at=clock.now() + timedelta(milliseconds=300))
-    task = programs.start_sweeper()
+    task = sweeper.start_sweeper()
     try:
         for _ in range(300):
             if await expiries(team_id):
                 break
             await asyncio.sleep(0.02)
     finally:
-        await programs.stop_sweeper(task)
+        await sweeper.stop_sweeper(task)
     assert task.cancelled()
     assert await expiries(team_id) == [-units("1.00")]

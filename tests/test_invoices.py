@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from tortoise.transactions import in_transaction
 
+from app.billing import collection, scheduler
 from app.credits.models import AlertKind, BillingAlert, ClosedPeriod, CreditAccount
-from app.invoices import scheduler
-from app.invoices import service as invoices
+from app.invoices import close, issuing
 from app.invoices.models import Invoice, InvoiceCounter, InvoiceStatus
 from app.kit import clock
 from app.kit.errors import DomainError
-from app.payments import service as payments
+from app.payments import charges, methods
+from app.payments import gateway as payment_gateway
 from tests.billing import set_limit, use
 from tests.conftest import Actor, Api, sign_up
 
@@ -86,7 +87,7 @@ async def only_invoice(api: Api, actor: Actor) -> dict[str, Any]:
 
 async def add_card(actor: Actor, test_pm: str) -> None:
     """Puts a localstripe test card on file as the team's default."""
-    await payments.add_payment_method(uuid.UUID(actor.team_id), test_pm, make_default=True)
+    await methods.add_payment_method(uuid.UUID(actor.team_id), test_pm, make_default=True)
 
 
 async def invoiced_usage(
@@ -161,7 +162,7 @@ async def test_month_end_close_issues_and_charges_the_sum_of_rounded_lines(
     assert (await list_invoices(api, admin))["edges"] == []
 
     clock.freeze(NOV_1)
-    report = await invoices.close_month()
+    report = await collection.close_month()
     assert (report.period, report.issued, report.paid, report.failed) == ("2026-10", 1, 1, 0)
 
     invoice = await only_invoice(api, admin)
@@ -183,7 +184,7 @@ async def test_month_end_close_issues_and_charges_the_sum_of_rounded_lines(
     # The charge really happened at Stripe, for the invoice's total in cents.
     row = await Invoice.get(id=uuid.UUID(invoice["id"]))
     assert row.payment_intent_id is not None
-    intent = await payments.gateway().retrieve_payment_intent(row.payment_intent_id)
+    intent = await payment_gateway.gateway().retrieve_payment_intent(row.payment_intent_id)
     assert (intent.status, intent.amount) == ("succeeded", 1337)
 
     # November starts clean; October is closed: late usage dated in it is refused.
@@ -208,7 +209,7 @@ async def test_a_declined_charge_fails_the_invoice_alerts_and_suspends_until_pai
 ) -> None:
     await october_team(api, operator, admin, "pm_card_chargeCustomerFail")
     clock.freeze(NOV_1)
-    report = await invoices.close_month("2026-10")
+    report = await collection.close_month("2026-10")
     assert (report.issued, report.paid, report.failed) == (1, 0, 1)
 
     invoice = await only_invoice(api, admin)
@@ -236,7 +237,7 @@ async def test_a_declined_charge_fails_the_invoice_alerts_and_suspends_until_pai
 
     # A working card, then "retry-payments": paid, and invoiced billing resumes.
     await add_card(admin, "pm_card_visa")
-    retried = await invoices.retry_payments(due_only=False)
+    retried = await collection.retry_payments(due_only=False)
     assert (retried.attempted, retried.paid) == (1, 1)
     invoice = await only_invoice(api, admin)
     assert (invoice["status"], invoice["failureReason"]) == ("PAID", None)
@@ -250,7 +251,7 @@ async def test_pay_invoice_mutation_after_a_decline(
 ) -> None:
     await october_team(api, operator, admin, "pm_card_chargeCustomerFail")
     clock.freeze(NOV_1)
-    await invoices.close_month()
+    await collection.close_month()
     invoice = await only_invoice(api, admin)
 
     again = (await api.ok(PAY, {"t": admin.team_id, "i": invoice["id"]}, admin.token))["payInvoice"]
@@ -283,7 +284,7 @@ async def test_pay_invoice_mutation_after_a_decline(
 async def test_no_payment_method_fails_the_invoice(api: Api, admin: Actor, operator: Actor) -> None:
     await october_team(api, operator, admin, None)
     clock.freeze(NOV_1)
-    report = await invoices.close_month()
+    report = await collection.close_month()
     assert report.failed == 1
     invoice = await only_invoice(api, admin)
     assert invoice["status"] == "PAYMENT_FAILED"
@@ -297,8 +298,8 @@ async def test_close_run_twice_issues_and_charges_once(
     charges = count_charges(monkeypatch)
     await october_team(api, operator, admin, "pm_card_visa")
     clock.freeze(NOV_1)
-    first = await invoices.close_month()
-    second = await invoices.close_month()
+    first = await collection.close_month()
+    second = await collection.close_month()
     assert (first.issued, first.already_issued) == (1, 0)
     assert (second.issued, second.already_issued, second.paid) == (0, 1, 0)
     assert len(charges) == 1
@@ -312,13 +313,13 @@ async def test_close_run_twice_issues_and_charges_once(
 def count_charges(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records the idempotency key of every off-session charge."""
     keys: list[str] = []
-    real = payments.charge_default_method_off_session
+    real = charges.charge_default_method_off_session
 
-    async def counting(team_id: uuid.UUID, amount_cents: int, **kwargs: Any) -> payments.Charge:
+    async def counting(team_id: uuid.UUID, amount_cents: int, **kwargs: Any) -> charges.ChargeResult:
         keys.append(kwargs["idempotency_key"])
         return await real(team_id, amount_cents, **kwargs)
 
-    monkeypatch.setattr(payments, "charge_default_method_off_session", counting)
+    monkeypatch.setattr(charges, "charge_default_method_off_session", counting)
     return keys
 
 
@@ -331,7 +332,7 @@ async def test_close_refuses_a_bad_or_unfinished_period() -> None:
         ("2026-11", "has not ended"),
     ]:
         with pytest.raises(DomainError) as caught:
-            await invoices.close_month(period)
+            await collection.close_month(period)
         assert message in caught.value.message
         assert caught.value.field == "period"
     assert await ClosedPeriod.all().count() == 0
@@ -343,10 +344,10 @@ async def test_teams_without_invoiced_usage_get_no_invoice(
     clock.freeze(OCT_20)
     await set_limit(admin.team_id, "10.00")  # a limit, but no usage
     clock.freeze(NOV_1)
-    report = await invoices.close_month()
+    report = await collection.close_month()
     assert (report.teams, report.issued) == (0, 0)
     assert await Invoice.all().count() == 0
-    assert await invoices.periods_to_close() == []
+    assert await close.periods_to_close() == []
 
 
 async def test_tiny_usage_gives_a_zero_invoice_marked_paid_without_a_charge(
@@ -357,7 +358,7 @@ async def test_tiny_usage_gives_a_zero_invoice_marked_paid_without_a_charge(
     await set_limit(admin.team_id, "10.00")
     await invoiced_usage(api, operator, admin, [("0.004", "tiny")])
     clock.freeze(NOV_1)
-    await invoices.close_month()
+    await collection.close_month()
     invoice = await only_invoice(api, admin)
     assert (invoice["status"], invoice["total"], invoice["lines"][0]["exactAmount"]) == (
         "PAID",
@@ -377,7 +378,7 @@ async def test_the_scheduler_closes_shortly_after_the_month_starts(
     clock.freeze(datetime(2026, 11, 1, 0, 6, tzinfo=UTC))
     await scheduler.run_once()
     assert (await only_invoice(api, admin))["status"] == "PAID"
-    assert await invoices.periods_to_close() == []
+    assert await close.periods_to_close() == []
     await scheduler.run_once()  # nothing left to do
     assert await Invoice.all().count() == 1
 
@@ -403,7 +404,7 @@ async def purchase_invoice_for(actor: Actor, dollars: str) -> Invoice:
         uuid.uuid4(), uuid.UUID(actor.team_id), parse(dollars), "pi_test", clock.now()
     )
     async with in_transaction() as conn:
-        return await invoices.issue_purchase_invoice(conn, purchase)
+        return await issuing.issue_purchase_invoice(conn, purchase)
 
 
 async def test_a_card_purchase_gets_a_paid_credit_purchase_invoice(api: Api, admin: Actor) -> None:
@@ -438,7 +439,7 @@ async def test_a_card_purchase_gets_a_paid_credit_purchase_invoice(api: Api, adm
     # Issued once, even when settlement is reported again.
     row = await Invoice.get(id=uuid.UUID(invoice["id"]))
     async with in_transaction() as conn:
-        again = await invoices.issue_purchase_invoice(
+        again = await issuing.issue_purchase_invoice(
             conn,
             FakePurchase(uuid.UUID(purchase["id"]), row.team_id, 25 * 10**8, "pi_x", clock.now()),
         )
@@ -447,7 +448,7 @@ async def test_a_card_purchase_gets_a_paid_credit_purchase_invoice(api: Api, adm
 
 async def fail_after_issuing(actor: Actor) -> None:
     async with in_transaction() as conn:
-        await invoices.issue_purchase_invoice(
+        await issuing.issue_purchase_invoice(
             conn, FakePurchase(uuid.uuid4(), uuid.UUID(actor.team_id), 5 * 10**8, None, None)
         )
         raise RuntimeError("the settlement failed after the invoice")
@@ -484,7 +485,7 @@ async def test_editing_the_address_after_issue_leaves_issued_invoices_unchanged(
 ) -> None:
     await october_team(api, operator, admin, "pm_card_visa")
     clock.freeze(NOV_1)
-    await invoices.close_month()
+    await collection.close_month()
     before = await only_invoice(api, admin)
 
     moved = {

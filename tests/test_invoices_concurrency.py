@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.billing import collection
 from app.credits import service as credits
 from app.credits.models import InvoicedPeriod
-from app.invoices import service as invoices
 from app.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 from app.kit import clock
 from app.kit.errors import ErrorCode
@@ -33,7 +33,7 @@ async def test_concurrent_closers_issue_one_invoice_per_team_with_gap_free_numbe
         await invoiced_usage(api, operator, team, [(f"{index + 1}.005", "calls")])
     clock.freeze(NOV_1)
 
-    reports = await asyncio.gather(*(invoices.close_month("2026-10") for _ in range(6)))
+    reports = await asyncio.gather(*(collection.close_month("2026-10") for _ in range(6)))
 
     assert sum(r.issued for r in reports) == 4
     assert sum(r.already_issued for r in reports) == 6 * 4 - 4
@@ -66,7 +66,7 @@ async def test_late_usage_racing_the_close_is_either_invoiced_or_refused(
 
     outcome = await asyncio.gather(
         *(late(i) for i in range(10)),
-        invoices.close_month("2026-10"),
+        collection.close_month("2026-10"),
         *(late(i) for i in range(10, 20)),
     )
     results = [r for r in outcome if isinstance(r, credits.UsageResult)]

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from pypdf import PdfReader
 
-from app.invoices import service as invoices
+from app.billing import collection
 from app.kit import clock
 from tests.conftest import Actor, Api
 from tests.test_invoices import (
@@ -39,7 +39,7 @@ async def test_the_pdf_shows_number_address_tax_id_lines_and_total(
 ) -> None:
     await october_team(api, operator, admin, "pm_card_visa")
     clock.freeze(NOV_1)
-    await invoices.close_month()
+    await collection.close_month()
     invoice = await only_invoice(api, admin)
     assert invoice["pdfUrl"].startswith("http://127.0.0.1:8000/invoices/")
 

@@ -31,15 +31,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from tortoise import connections
 
+from app.billing import collection, purchases, stripe_events
+from app.billing.ledger_audit import audit
 from app.config import Settings
 from app.credits import service as credits
-from app.credits.audit import audit
 from app.credits.models import CreditAccount, CreditGrant, CreditKind
-from app.invoices import service as invoices
+from app.invoices import close
+from app.invoices import collection as invoice_collection
 from app.invoices.models import Invoice, InvoiceKind, InvoiceLine
 from app.kit import clock
-from app.payments import service as payments
-from app.payments import webhooks
+from app.payments import events as stripe_event_types
+from app.payments import gateway as payment_gateway
 from app.payments.models import PaymentMethod, PaymentMethodType, Purchase, PurchaseStatus
 from app.payments.stripe import PaymentDeclined, PaymentIntentResult
 from app.teams.models import Team
@@ -361,7 +363,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(team=teams, dollars=st.integers(5, 60))
     def purchase(self, team: int, dollars: int) -> None:
         amount = dollars * 100 * UNITS_PER_CENT
-        bought = self.run(payments.purchase_credits(self.team_ids[team], amount))
+        bought = self.run(purchases.purchase_credits(self.team_ids[team], amount))
         STATS["purchase " + bought.status.value] += 1
         if self.model.declines.get(team):
             assert bought.status is PurchaseStatus.FAILED
@@ -389,7 +391,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "charge.refunded", intent_id=bought.intent_id, amount_cents=cents,
             refunded_cents=refunded,
         )  # fmt: skip
-        self.run(webhooks.handle_event(webhooks.parse_event(event)))
+        self.run(stripe_events.handle_event(stripe_event_types.parse_event(event)))
         bought.refunded_cents = max(bought.refunded_cents, refunded)
         due = min(bought.amount, bought.refunded_cents * UNITS_PER_CENT) - bought.withdrawn
         taken = min(bought.grant.remaining, max(due, 0))
@@ -420,11 +422,11 @@ class LedgerMachine(RuleBasedStateMachine):
         ]
         self._advance_to(data.draw(st.sampled_from(edges), label="edge"))
 
-    @precondition(lambda self: invoices.previous_period(self.model.now) not in self.model.closed)
+    @precondition(lambda self: close.previous_period(self.model.now) not in self.model.closed)
     @rule()
     def close_month(self) -> None:
-        period = invoices.previous_period(self.model.now)
-        self.run(invoices.close_month(period))
+        period = close.previous_period(self.model.now)
+        self.run(collection.close_month(period))
         if period in self.model.closed:
             return
         self.model.closed.add(period)
@@ -437,7 +439,7 @@ class LedgerMachine(RuleBasedStateMachine):
             STATS["monthly invoice " + ("declined" if declined else "paid")] += 1
             if cents == 0:
                 self.model.invoices[(team, period)] = "PAID"  # nothing to charge
-            elif cents < invoices.MIN_CHARGE_CENTS:
+            elif cents < invoice_collection.MIN_CHARGE_CENTS:
                 # Under Stripe's smallest charge: left OPEN, never charged, nothing suspended.
                 self.model.invoices[(team, period)] = "OPEN"
             elif self.model.declines.get(team):
@@ -449,7 +451,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: "PAYMENT_FAILED" in self.model.invoices.values())
     @rule()
     def retry_invoice_payments(self) -> None:
-        self.run(invoices.retry_payments(due_only=False))
+        self.run(collection.retry_payments(due_only=False))
         for (team, period), status in list(self.model.invoices.items()):
             if status == "PAYMENT_FAILED" and not self.model.declines.get(team):
                 self.model.invoices[(team, period)] = "PAID"
@@ -513,15 +515,15 @@ async def test_the_ledger_matches_a_reference_model(
             super().__init__()
             gateway = FakeGateway(self)
             fake.append(gateway)
-            payments.set_gateway(gateway)  # type: ignore[arg-type]
+            payment_gateway.set_gateway(gateway)  # type: ignore[arg-type]
 
     Machine.loop = loop
     Machine.database = database
-    original = payments.gateway()
+    original = payment_gateway.gateway()
     try:
         await loop.run_in_executor(None, _run, Machine)
     finally:
-        payments.set_gateway(original)
+        payment_gateway.set_gateway(original)
         clock.reset()
     assert fake, "the machine never ran"
     print(f"\nledger model ({PROFILE_NAME}): {len(fake)} runs, {dict(sorted(STATS.items()))}")

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from app.events import live
+from app.billing import live
 from tests.conftest import Actor
 from tests.test_abuse_limits import _sample
 from tests.test_payments_support import deliver, signed

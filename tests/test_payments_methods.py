@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from app.payments import service as payments
+from app.payments import methods as payment_methods
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, StripeCustomer
 from tests.conftest import Actor, Api, sign_up
@@ -44,7 +44,7 @@ async def test_first_card_becomes_default_and_customer_is_created_once(
     assert [m["id"] for m in listed] == [first["id"], second["id"]]
     team = uuid.UUID(admin.team_id)
     assert await StripeCustomer.filter(team_id=team).count() == 1
-    default = await payments.default_payment_method(team)
+    default = await payment_methods.default_payment_method(team)
     assert default is not None
     assert str(default.id) == first["id"]
 

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.billing import purchases
 from app.config import Settings
 from app.credits.models import CreditGrant
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
-from app.payments import service as payments
+from app.payments import charges
+from app.payments.charges import ChargeStatus
 from app.payments.emulator import StripeEmulator
 from app.payments.models import Purchase, PurchaseStatus
 from tests.conftest import Actor, Api, sign_up
@@ -208,23 +210,23 @@ async def test_member_may_read_but_not_buy(api: Api, admin: Actor) -> None:
 async def test_charge_default_method_off_session(api: Api, admin: Actor) -> None:
     team = uuid.UUID(admin.team_id)
     with pytest.raises(DomainError) as raised:
-        await payments.charge_default_method_off_session(
+        await charges.charge_default_method_off_session(
             team, 1234, idempotency_key="k1", description="March", metadata={"invoice": "1"}
         )
     assert raised.value.code is ErrorCode.PAYMENT_METHOD_REQUIRED
     await add_card(api, admin)
-    charge = await payments.charge_default_method_off_session(
+    charge = await charges.charge_default_method_off_session(
         team, 1234, idempotency_key="k2", description="March", metadata={"invoice": "1"}
     )
-    assert charge.succeeded
+    assert charge.status is ChargeStatus.SUCCEEDED
     assert charge.payment_intent_id is not None
     assert charge.failure_message is None
     failing = await add_card(api, admin, "pm_card_chargeCustomerFail", make_default=True)
     assert failing["isDefault"]
-    charge = await payments.charge_default_method_off_session(
+    charge = await charges.charge_default_method_off_session(
         team, 1234, idempotency_key="k3", description="March", metadata={}
     )
-    assert not charge.succeeded
+    assert charge.status is ChargeStatus.FAILED
     assert charge.failure_message is not None
     assert "declined" in charge.failure_message
 
@@ -232,24 +234,24 @@ async def test_charge_default_method_off_session(api: Api, admin: Actor) -> None
 async def test_purchase_off_session(api: Api, admin: Actor) -> None:
     team = uuid.UUID(admin.team_id)
     with pytest.raises(DomainError) as raised:
-        await payments.purchase_off_session(
+        await purchases.purchase_off_session(
             team, 20 * UNITS_PER_DOLLAR, idempotency_key="top-1", reason="auto_top_up"
         )
     assert raised.value.code is ErrorCode.PAYMENT_METHOD_REQUIRED
     await add_card(api, admin)
-    purchase = await payments.purchase_off_session(
+    purchase = await purchases.purchase_off_session(
         team, 20 * UNITS_PER_DOLLAR, idempotency_key="top-1", reason="auto_top_up"
     )
     assert purchase.status is PurchaseStatus.SUCCEEDED
     assert purchase.off_session
-    again = await payments.purchase_off_session(
+    again = await purchases.purchase_off_session(
         team, 20 * UNITS_PER_DOLLAR, idempotency_key="top-1", reason="auto_top_up"
     )
     assert again.id == purchase.id
     grant = await CreditGrant.get(id=purchase.grant_id)
     assert (grant.amount, grant.description) == (20 * UNITS_PER_DOLLAR, "Auto top-up")
     await add_card(api, admin, "pm_card_chargeCustomerFail", make_default=True)
-    failed = await payments.purchase_off_session(
+    failed = await purchases.purchase_off_session(
         team, 20 * UNITS_PER_DOLLAR, idempotency_key="top-2", reason="auto_top_up"
     )
     assert failed.status is PurchaseStatus.FAILED

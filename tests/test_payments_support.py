@@ -17,7 +17,7 @@ import pytest
 import stripe
 
 from app.config import Settings
-from app.payments import service as payments
+from app.payments import gateway as payment_gateway
 from app.payments.stripe import StripeGateway
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, Actor, Api
 
@@ -355,9 +355,9 @@ async def recorded_ach(
     """Makes the process's gateway answer with the recordings for the block's duration."""
     gateway = StripeGateway(settings.stripe_api_key, settings.stripe_api_base, 0)
     recorded = RecordedAch(gateway, monkeypatch)
-    previous = payments.set_gateway(gateway)
+    previous = payment_gateway.set_gateway(gateway)
     try:
         yield recorded
     finally:
-        payments.set_gateway(previous)
+        payment_gateway.set_gateway(previous)
         await gateway.aclose()

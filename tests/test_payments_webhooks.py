@@ -19,7 +19,7 @@ from app.config import Settings
 from app.credits import service as credits
 from app.credits.models import CreditGrant, LedgerEntry, LedgerKind
 from app.kit.money import UNITS_PER_DOLLAR
-from app.payments import service as payments
+from app.payments import gateway as payment_gateway
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
 from app.payments.stripe import StripeGateway
@@ -417,14 +417,14 @@ async def test_detached_at_stripe_leaves_the_file(
 
 async def test_unreachable_stripe_is_a_user_error(api: Api, admin: Actor) -> None:
     closed = StripeGateway(STRIPE_API_KEY, "http://127.0.0.1:9", 0)  # nothing listens on 9
-    previous = payments.set_gateway(closed)
+    previous = payment_gateway.set_gateway(closed)
     try:
         data = await api.ok(ADD_PM, {"t": admin.team_id, "pm": "pm_card_visa"}, admin.token)
         assert data["addPaymentMethod"]["errors"][0]["code"] == "PAYMENT_PROVIDER_UNAVAILABLE"
         payload = await buy(api, admin, "10.00", spm="pm_card_visa")
         assert payload["errors"][0]["code"] == "PAYMENT_PROVIDER_UNAVAILABLE"
     finally:
-        payments.set_gateway(previous)
+        payment_gateway.set_gateway(previous)
         await closed.aclose()
     assert await Purchase.all().count() == 0
 
@@ -443,11 +443,11 @@ async def test_confirm_lost_in_transit_is_settled_by_the_webhook(
         raise stripe.APIConnectionError("connection reset")
 
     monkeypatch.setattr(gateway._client.v1.payment_intents, "create_async", lost)
-    previous = payments.set_gateway(gateway)
+    previous = payment_gateway.set_gateway(gateway)
     try:
         payload = await buy(api, admin, "15.00")
     finally:
-        payments.set_gateway(previous)
+        payment_gateway.set_gateway(previous)
         await gateway.aclose()
     purchase = payload["purchase"]
     assert purchase["status"] == "FAILED"

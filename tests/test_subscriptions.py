@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import websockets
 
+from app.billing import live
 from app.config import Settings
 from app.credits import service as credits
 from app.credits.models import CreditAccount, CreditKind
-from app.events import bus, live
+from app.events import bus
 from app.kit import clock
 from app.kit.money import UNITS_PER_DOLLAR
 from app.teams.models import Membership

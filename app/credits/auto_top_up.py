@@ -1,49 +1,39 @@
-"""Auto top-up: when usage leaves a team's credits below its threshold, buy more.
+"""Auto top-up's settings and its attempts' records (the charge is billing's part).
 
 The usage transaction only records the intent (`auto_top_up_pending` on the locked
-account row, set once per threshold crossing). After it commits, `schedule` starts
-a task that, in three steps:
+account row, set once per threshold crossing) and announces `TopUpDue`. Billing then
+takes it through three steps (`app.billing.auto_top_up`):
 
-1. under the account lock, checks the caps (5 in 24 hours; `monthlyLimit` per
-   calendar month, UTC) and writes a PENDING `AutoTopUpAttempt`;
-2. with no transaction open, charges the default card off-session through
-   `payments.purchase_off_session`, keyed by the attempt id (a retry never charges
-   twice);
-3. under the lock again, records the outcome: success clears the intent (and starts
-   another top-up if credits are still below the threshold); a decline or a card
-   that needs its holder pauses auto top-up with a reason and one alert.
-
-The sweeper resumes attempts a crashed worker left behind.
+1. `begin`, under the account lock: checks the caps (5 in 24 hours; `monthlyLimit`
+   per calendar month, UTC) and writes a PENDING `AutoTopUpAttempt`;
+2. with no transaction open, a card purchase off-session, keyed by the attempt id
+   (a retry never charges twice);
+3. `finish`, under the lock again: success clears the intent (and announces another
+   top-up if credits are still below the threshold); a decline or a card that needs
+   its holder pauses auto top-up with a reason and one alert.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
-from app.audit import service as audit
-from app.audit.models import AuditAction
 from app.credits import alerts, programs
-from app.credits.models import (
-    AlertKind,
-    AutoTopUpAttempt,
-    BillingAlert,
-    CreditAccount,
-    TopUpStatus,
-)
+from app.credits.models import AlertKind, AutoTopUpAttempt, CreditAccount, TopUpStatus
+from app.credits.programs import TopUpDue
 from app.credits.service import lock_account
-from app.events import bus
+from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.money import UNITS_PER_DOLLAR, format_units
-from app.payments import service as payments
-from app.payments.models import PaymentMethodType, PurchaseStatus
+from app.teams.audit import service as audit
+from app.teams.audit.models import AuditAction
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +82,8 @@ async def view(team_id: uuid.UUID) -> AutoTopUpView:
     return AutoTopUpView.of(account)
 
 
-def _check(threshold: int, amount: int, monthly_limit: int) -> None:
+def check_settings(threshold: int, amount: int, monthly_limit: int) -> None:
+    """INVALID_AMOUNT on the field that is out of bounds."""
     if threshold > MAX_THRESHOLD:
         raise DomainError(
             ErrorCode.INVALID_AMOUNT, "The threshold is at most 1000000.00.", "threshold"
@@ -128,19 +119,13 @@ async def configure(
 ) -> AutoTopUpView:
     """Sets the team's auto top-up (amounts in units, 2 decimals checked by the caller).
 
-    Enabling needs a default card. Configuring clears a pause; when enabled with the
-    credits already below the threshold, a top-up starts at once.
+    Enabling needs a default card: `app.billing.auto_top_up.configure` checks that
+    first. Configuring clears a pause; when enabled with the credits already below the
+    threshold, a top-up is announced at once.
     """
-    _check(threshold, amount, monthly_limit)
-    if enabled:
-        method = await payments.default_payment_method(team_id)
-        if method is None or method.type is not PaymentMethodType.CARD:
-            raise DomainError(
-                ErrorCode.PAYMENT_METHOD_REQUIRED,
-                "Auto top-up charges the default card: add a card and make it the default.",
-                "enabled",
-            )
-    async with in_transaction() as conn:
+    check_settings(threshold, amount, monthly_limit)
+    async with atomic() as tx:
+        conn = tx.conn
         locked = await lock_account(team_id, conn)
         account = locked.account
         old = _audited(account)
@@ -154,15 +139,13 @@ async def configure(
         start = enabled and locked.available < threshold and programs.wants_top_up(account)
         if start:
             account.auto_top_up_pending = True
-        expired = locked.changed
+            tx.announce(TopUpDue(team_id))
+        if locked.changed:
+            tx.credits_changed(team_id)  # grants expired on the way
         await locked.flush()
         if _audited(account) != old:
             new = _audited(account)
             await audit.record(conn, team_id, actor, AuditAction.AUTO_TOP_UP_CONFIGURED, old, new)
-    if expired:
-        await bus.credits_changed(team_id)
-    if start:
-        schedule(team_id)
     return AutoTopUpView.of(account)
 
 
@@ -176,81 +159,17 @@ def _audited(account: CreditAccount) -> dict[str, object]:
     }
 
 
-# --- running top-ups ------------------------------------------------------------------------
-
-_wanted: set[uuid.UUID] = set()
-_tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-
-
-def schedule(team_id: uuid.UUID) -> None:
-    """Runs the team's pending top-up in the background (call after the commit)."""
-    _wanted.add(team_id)
-    task = _tasks.get(team_id)
-    if task is None or task.done():
-        _tasks[team_id] = asyncio.get_running_loop().create_task(
-            _worker(team_id), name=f"auto-top-up:{team_id}"
-        )
-
-
-async def _worker(team_id: uuid.UUID) -> None:
-    try:
-        # A schedule() while this runs asks for one more pass, never a second task.
-        while team_id in _wanted:
-            _wanted.discard(team_id)
-            try:
-                await run_once(team_id)
-            except Exception:  # the sweeper resumes what is left pending
-                log.exception("auto_top_up.failed", team_id=str(team_id))
-    finally:
-        if _tasks.get(team_id) is asyncio.current_task():
-            del _tasks[team_id]
-
-
-async def wait_idle() -> None:
-    """Waits for every scheduled top-up to finish (tests, shutdown)."""
-    while _tasks:
-        await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
-
-
-async def shutdown(grace_seconds: float = 20.0) -> None:
-    """Lets top-ups under way record their outcome; cancels what takes longer.
-
-    A cancelled one stays PENDING and the sweeper resumes it with the same key.
-    """
-    try:
-        await asyncio.wait_for(wait_idle(), grace_seconds)
-    except TimeoutError:
-        log.warning("auto_top_up.shutdown_timeout", teams=[str(t) for t in _tasks])
-        for task in list(_tasks.values()):
-            task.cancel()
-        await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
+# --- the attempts' records ------------------------------------------------------------------
 
 
 async def _lock_row(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> CreditAccount | None:
     return await CreditAccount.select_for_update().using_db(conn).get_or_none(team_id=team_id)
 
 
-async def run_once(team_id: uuid.UUID) -> AutoTopUpAttempt | None:
-    """Takes the team's pending top-up through its three steps; returns the attempt."""
-    attempt = await _begin(team_id)
-    if attempt is None:
-        return None
-    try:
-        purchase = await payments.purchase_off_session(
-            team_id,
-            attempt.amount,
-            idempotency_key=f"auto-top-up:{attempt.id}",
-            reason=PURCHASE_REASON,
-        )
-    except DomainError as error:
-        # No card any more, an amount outside the purchase bounds: the charge cannot happen.
-        return await _finish(attempt.id, PurchaseStatus.FAILED, error.message, None)
-    return await _finish(attempt.id, purchase.status, purchase.failure_reason, str(purchase.id))
-
-
-async def _begin(team_id: uuid.UUID) -> AutoTopUpAttempt | None:
+async def begin(team_id: uuid.UUID) -> AutoTopUpAttempt | None:
     """Step 1, under the lock: the attempt to charge, or None (nothing to do, or capped)."""
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         account = await _lock_row(team_id, conn)
         if account is None or not account.auto_top_up_pending:
             return None
@@ -313,21 +232,27 @@ async def _cap_reason(conn: BaseDBAsyncClient, account: CreditAccount, now: date
     return None
 
 
-async def _finish(
+class ChargeEnd(StrEnum):
+    """How a top-up's charge ended, as billing saw it."""
+
+    SUCCEEDED = "SUCCEEDED"
+    PROCESSING = "PROCESSING"  # under way: the sweeper asks again later
+    FAILED = "FAILED"
+
+
+async def finish(
     attempt_id: uuid.UUID,
-    status: PurchaseStatus,
+    end: ChargeEnd,
     failure_reason: str | None,
     purchase_id: str | None,
 ) -> AutoTopUpAttempt | None:
     """Step 3, under the lock: records the charge's outcome once."""
-    alert: BillingAlert | None = None
-    again = False
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         found = await AutoTopUpAttempt.filter(id=attempt_id).using_db(conn).first()
         if found is None:
             return None
         team_id = found.team_id
-        assert isinstance(team_id, uuid.UUID)
         account = await _lock_row(team_id, conn)
         attempt = await AutoTopUpAttempt.select_for_update().using_db(conn).get(id=attempt_id)
         if account is None or attempt.status not in _ACTIVE:
@@ -335,7 +260,7 @@ async def _finish(
         now = clock.now()
         attempt.purchase_id = purchase_id or attempt.purchase_id
         attempt.updated_at = now
-        if status is PurchaseStatus.SUCCEEDED:
+        if end is ChargeEnd.SUCCEEDED:
             attempt.status = TopUpStatus.SUCCEEDED
             account.auto_top_up_pending = False
             # Still below the threshold (usage kept going): the next top-up, within the caps.
@@ -343,10 +268,12 @@ async def _finish(
             if threshold is not None and programs.cached_total(account) < threshold:
                 again = programs.wants_top_up(account)
                 account.auto_top_up_pending = again
-        elif status is PurchaseStatus.PROCESSING:
+                if again:
+                    tx.announce(TopUpDue(team_id))
+        elif end is ChargeEnd.PROCESSING:
             attempt.status = TopUpStatus.PROCESSING  # the sweeper asks again later
         else:
-            reason = _failure_text(status, failure_reason)
+            reason = (failure_reason or "The card was declined.")[:500]
             attempt.status = TopUpStatus.FAILED
             attempt.failure_reason = reason
             account.auto_top_up_pending = False
@@ -358,22 +285,15 @@ async def _finish(
                 f"Auto top-up of {format_units(attempt.amount)} failed and is paused: {reason}",
                 key=f"top-up:{attempt.id}",
             )
+            if alert is not None:
+                tx.after(functools.partial(alerts.publish_alerts, [alert]))
         await attempt.save(using_db=conn)
         await account.save(using_db=conn, update_fields=_ACCOUNT_FIELDS)
-    await alerts.publish_alerts([alert])
-    if again:
-        schedule(team_id)
     return attempt
 
 
-def _failure_text(status: PurchaseStatus, failure_reason: str | None) -> str:
-    if status is PurchaseStatus.REQUIRES_ACTION:
-        return "The bank asked the cardholder to authenticate; pay once by hand, then re-enable."
-    return (failure_reason or "The card was declined.")[:500]
-
-
-async def resume_stalled() -> int:
-    """Schedules top-ups left pending by a crashed or interrupted worker; returns how many."""
+async def stalled_teams() -> set[uuid.UUID]:
+    """Teams whose top-up a crashed or interrupted worker left pending."""
     cutoff = clock.now() - STALE_AFTER
     stale = await AutoTopUpAttempt.filter(status__in=_ACTIVE, updated_at__lt=cutoff).values_list(
         "team_id", flat=True
@@ -385,8 +305,4 @@ async def resume_stalled() -> int:
         .values_list("team_id", flat=True)
     )
     found: list[object] = [*stale, *orphans]
-    teams = {t for t in found if isinstance(t, uuid.UUID)}
-    for team_id in teams:
-        if team_id not in _tasks:
-            schedule(team_id)
-    return len(teams)
+    return {t for t in found if isinstance(t, uuid.UUID)}

@@ -1,96 +1,98 @@
-"""Hooks of the credit programs in the money paths, and the periodic sweeper.
+"""Hooks of the credit programs (alerts, auto top-up) in the money paths.
 
 The usage transaction calls `after_usage` with the teams' rows still locked: it
 compares each team's credits and invoiced total before and after, from values
 already in memory, and only on a threshold crossing does it write (an alert row,
-the auto top-up intent on the account row). What must wait for the commit
-(pushing alerts, charging the card) is returned as a `FollowUp`.
+the auto top-up intent on the account row). What must wait for the commit is left
+on the transaction: pushing alerts, and a `TopUpDue` announcement that billing acts on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
-import structlog
-from tortoise.backends.base.client import BaseDBAsyncClient
-
-from app.credits import alerts
-from app.credits.models import AlertKind, BillingAlert, CreditAccount, InvoicedPeriod
+from app.credits import alerts, rules
+from app.credits.models import AlertKind, BillingAlert, InvoicedPeriod
+from app.events.commit import Transaction
 from app.kit import clock
 from app.kit.money import format_units
 
-if TYPE_CHECKING:
-    from app.credits.service import LockedAccount
 
-log = structlog.get_logger(__name__)
+@dataclass(frozen=True, slots=True)
+class TopUpDue:
+    """Announced after a commit that set a team's auto top-up intent (billing charges it)."""
 
-SWEEP_INTERVAL = timedelta(seconds=30)
-
-
-@dataclass
-class FollowUp:
-    """What a money movement leaves to do once its transaction has committed."""
-
-    alerts: list[BillingAlert] = field(default_factory=list)
-    top_ups: list[uuid.UUID] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.alerts or self.top_ups)
-
-    async def after_commit(self) -> None:
-        """Pushes the alerts and starts the top-ups (never call inside the transaction)."""
-        if self.alerts:
-            await alerts.publish_alerts(self.alerts)
-        if self.top_ups:
-            from app.credits import auto_top_up  # it imports the service, which imports us
-
-            for team_id in self.top_ups:
-                auto_top_up.schedule(team_id)
+    team_id: uuid.UUID
 
 
-def cached_total(account: CreditAccount) -> int:
+class Account(Protocol):
+    """The account columns the programs read and write (a locked account's row)."""
+
+    team_id: uuid.UUID
+    free: int
+    promotional: int
+    prepaid: int
+    invoiced_limit: int
+    invoicing_suspended: bool
+    funding_seq: int
+    auto_top_up_enabled: bool
+    auto_top_up_threshold: int | None
+    auto_top_up_paused_reason: str | None
+    auto_top_up_pending: bool
+
+
+class Locked(Protocol):
+    """What `after_usage` needs of a locked account (`credits.service.LockedAccount`)."""
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def available(self) -> int: ...
+
+    @property
+    def changed(self) -> bool: ...
+
+
+def _publish(tx: Transaction, alert: BillingAlert | None) -> None:
+    if alert is not None:
+        tx.after(functools.partial(alerts.publish_alerts, [alert]))
+
+
+def cached_total(account: Account) -> int:
     """Credits as of the row's last write (before this transaction's draws and expiries)."""
     return int(account.free + account.promotional + account.prepaid)
 
 
 async def after_usage(
-    conn: BaseDBAsyncClient,
-    locked: Mapping[uuid.UUID, LockedAccount],
+    tx: Transaction,
+    locked: Mapping[uuid.UUID, Locked],
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod],
     invoiced_before: Mapping[tuple[uuid.UUID, str], int],
-) -> FollowUp:
+) -> None:
     """Crossings caused by one usage transaction; call before its accounts are flushed.
 
     O(1) per changed team from values in memory; queries only on a crossing.
     """
-    follow_up = FollowUp()
     for account in locked.values():
         if account.changed:
             before = cached_total(account.account)
-            await credits_moved(
-                conn, account.account, before, account.available, follow_up, periods=periods
-            )
+            await credits_moved(tx, account.account, before, account.available, periods=periods)
     for (team_id, period), row in periods.items():
         start = invoiced_before.get((team_id, period))
         if start is not None and row.amount > start:
-            await _invoiced_moved(
-                conn, locked[team_id].account, period, start, row.amount, follow_up
-            )
-    return follow_up
+            await _invoiced_moved(tx, locked[team_id].account, period, start, row.amount)
 
 
 async def credits_moved(
-    conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    tx: Transaction,
+    account: Account,
     before: int,
     after: int,
-    follow_up: FollowUp,
     *,
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod] | None = None,
 ) -> None:
@@ -101,8 +103,8 @@ async def credits_moved(
     """
     if after >= before:
         return
+    conn = tx.conn
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     threshold = account.auto_top_up_threshold
     if threshold is not None and before >= threshold > after:
         # funding_seq changes whenever credits are added: it names this crossing.
@@ -113,12 +115,11 @@ async def credits_moved(
             f"Credits fell below {format_units(threshold)} (now {format_units(after)}).",
             key=f"low:{account.funding_seq}",
         )
-        if alert is not None:
-            follow_up.alerts.append(alert)
+        _publish(tx, alert)
         if wants_top_up(account):
             account.auto_top_up_pending = True
-            follow_up.top_ups.append(team_id)
-    if after == 0 and not await _has_headroom(conn, account, periods):
+            tx.announce(TopUpDue(team_id))
+    if after == 0 and not await _has_headroom(tx, account, periods):
         alert = await alerts.raise_alert(
             conn,
             team_id,
@@ -126,11 +127,10 @@ async def credits_moved(
             "Credits are used up and there is no invoiced headroom: usage is refused.",
             key=f"out:{account.funding_seq}",
         )
-        if alert is not None:
-            follow_up.alerts.append(alert)
+        _publish(tx, alert)
 
 
-def wants_top_up(account: CreditAccount) -> bool:
+def wants_top_up(account: Account) -> bool:
     """Enabled, not paused, and none in flight (the row is locked by the caller)."""
     return (
         account.auto_top_up_enabled
@@ -140,104 +140,44 @@ def wants_top_up(account: CreditAccount) -> bool:
 
 
 async def _has_headroom(
-    conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    tx: Transaction,
+    account: Account,
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod] | None,
 ) -> bool:
     if account.invoiced_limit == 0 or account.invoicing_suspended:
-        return False
+        return False  # no need to read the month's total
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     period = clock.period_of(clock.now())
     row = (periods or {}).get((team_id, period))
     if row is None:
-        row = await InvoicedPeriod.filter(team_id=team_id, period=period).using_db(conn).first()
+        query = InvoicedPeriod.filter(team_id=team_id, period=period).using_db(tx.conn)
+        row = await query.first()
     used = row.amount if row is not None else 0
-    return bool(account.invoiced_limit > used)
+    headroom = rules.invoiced_headroom(account.invoiced_limit, used, account.invoicing_suspended)
+    return headroom > 0
 
 
 async def _invoiced_moved(
-    conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    tx: Transaction,
+    account: Account,
     period: str,
     before: int,
     after: int,
-    follow_up: FollowUp,
 ) -> None:
     """80% and 100% of the invoiced limit: once each per month (the period is the key)."""
     limit = int(account.invoiced_limit)
     if limit <= 0:
         return
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     for kind, percent in ((AlertKind.INVOICED_LIMIT_80, 80), (AlertKind.INVOICED_LIMIT_100, 100)):
         # Integer comparison: before < limit * percent / 100 <= after.
         if before * 100 < limit * percent <= after * 100:
             alert = await alerts.raise_alert(
-                conn,
+                tx.conn,
                 team_id,
                 kind,
                 f"Invoiced usage for {period} reached {percent}% of the "
                 f"{format_units(limit)} spending limit ({format_units(after)}).",
                 period=period,
             )
-            if alert is not None:
-                follow_up.alerts.append(alert)
-
-
-# --- the sweeper ----------------------------------------------------------------------------
-
-
-async def sweep_once() -> int:
-    """Expires due grants of every team, resumes stalled top-ups and prunes the throttle.
-
-    Returns the number of teams whose credits expired.
-    """
-    from app.credits import auto_top_up, promo, service
-
-    expired = await service.expire_all_due()
-    await auto_top_up.resume_stalled()
-    await promo.prune_failures()
-    return expired
-
-
-async def next_wake(now: datetime) -> float:
-    """Seconds until the next grant expires, at most the sweep interval."""
-    upcoming = (
-        await CreditAccount.filter(next_expiry_at__isnull=False).order_by("next_expiry_at").first()
-    )
-    wait = SWEEP_INTERVAL.total_seconds()
-    if upcoming is not None and upcoming.next_expiry_at is not None:
-        until = (upcoming.next_expiry_at - now).total_seconds()
-        wait = min(wait, max(until, 0.0) + 0.05)
-    return wait
-
-
-async def run_sweeper() -> None:
-    """Sweeps until cancelled, waking at each grant's expiry so balances drop on time."""
-    while True:
-        try:
-            await sweep_once()
-            wait = await next_wake(clock.now())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the sweeper must outlive one bad pass
-            log.exception("credits.sweeper_failed")
-            wait = SWEEP_INTERVAL.total_seconds()
-        await asyncio.sleep(wait)
-
-
-def start_sweeper() -> asyncio.Task[None]:
-    """Starts the sweeper on the running loop (the app lifespan); `stop_sweeper` ends it."""
-    return asyncio.get_running_loop().create_task(run_sweeper(), name="credits-sweeper")
-
-
-async def stop_sweeper(task: asyncio.Task[None] | None) -> None:
-    """Cancels the sweeper and lets top-ups under way finish recording their outcome."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    from app.credits import auto_top_up
-
-    await auto_top_up.shutdown()
+            _publish(tx, alert)

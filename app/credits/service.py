@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from app.audit import service as audit
-from app.audit.models import AuditAction
 from app.credits import programs, store
 from app.credits.models import (
     ClosedPeriod,
@@ -28,10 +26,14 @@ from app.credits.models import (
 )
 from app.credits.store import EntryRow, UsageRow
 from app.events import bus
+from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import time_ordered_id, uuid_order
 from app.kit.money import UNITS_PER_DOLLAR, format_units
+from app.teams.audit import service as audit
+from app.teams.audit.models import AuditAction
+from app.teams.models import Team
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_DESCRIPTION = 500
@@ -323,7 +325,7 @@ async def lock_accounts(
     if not locked:
         return locked
     for grant in await store.live_grants(conn, list(locked)):
-        owner = locked[grant.team_id]  # type: ignore[index]
+        owner = locked[grant.team_id]
         if grant.expires_at is not None and grant.expires_at <= now:
             owner.draw(grant, grant.remaining, LedgerKind.EXPIRY, None)
         else:
@@ -346,17 +348,14 @@ async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAcc
 
 async def expire_due(team_id: uuid.UUID) -> bool:
     """Writes expiry entries for a team's grants that expired; True if any did."""
-    follow_up = programs.FollowUp()
-    async with in_transaction() as conn:
-        locked = await lock_account(team_id, conn)
+    async with atomic() as tx:
+        locked = await lock_account(team_id, tx.conn)
         changed = locked.changed
         if changed:
             before = programs.cached_total(locked.account)
-            await programs.credits_moved(conn, locked.account, before, locked.available, follow_up)
+            await programs.credits_moved(tx, locked.account, before, locked.available)
             await locked.flush()
-    if changed:
-        await bus.credits_changed(team_id)
-        await follow_up.after_commit()
+            tx.credits_changed(team_id)
     return changed
 
 
@@ -370,6 +369,12 @@ async def expire_all_due() -> int:
         if await expire_due(team_id):
             touched += 1
     return touched
+
+
+async def open_account(team: Team) -> None:
+    """The new team's credit account, in the transaction that creates the team
+    (a `teams.service.TeamOpener`)."""
+    await CreditAccount.create(team=team, updated_at=clock.now())
 
 
 # --- grants and the limit ----------------------------------------------------------------
@@ -504,7 +509,8 @@ _KEY_REUSED = "This idempotency key was used with other parameters."
 async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     results: list[UsageResult] = []
     records: list[UsageRow] = []
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         locked = await lock_accounts([r.team_id for r in requests], conn)
         now = clock.now()
         current_period = clock.period_of(now)
@@ -566,7 +572,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                 if row.amount:
                     await row.save(using_db=conn)
         # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
-        follow_up = await programs.after_usage(conn, locked, periods, invoiced_before)
+        await programs.after_usage(tx, locked, periods, invoiced_before)
         # Usage drawn wholly from the invoiced tier moves no grant but still changes what
         # the team sees (invoiced this month): stamp and announce those accounts too.
         used = {record.team_id for record in records}
@@ -574,10 +580,8 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
         if changed:
             # The usage records go with the accounts' writes (every record's team changed).
             await flush_accounts(changed, conn, records)
-    if changed:
-        await bus.credits_changed_many(account.team_id for account in changed)
-    if follow_up:
-        await follow_up.after_commit()
+            for account in changed:
+                tx.credits_changed(account.team_id)
     return results
 
 

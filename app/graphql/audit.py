@@ -8,12 +8,12 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from app.audit import service as audit
-from app.audit.models import AuditAction as DomainAuditAction
-from app.audit.models import AuditEvent
 from app.graphql.context import Info
 from app.graphql.types import PageInfo, Role
 from app.kit.errors import Forbidden
+from app.teams.audit import service as audit
+from app.teams.audit.models import AuditAction as DomainAuditAction
+from app.teams.audit.models import AuditEvent
 
 strawberry.enum(DomainAuditAction, name="AuditAction")
 AuditAction = DomainAuditAction

@@ -27,7 +27,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
-from app.events import live
+from app.billing import live
 from app.graphql.types import Credits
 
 # The attribute of a shared root value that holds its renders.

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from app.config import Settings
+from app.credits import service as credits
 from app.kit.errors import Forbidden, Unauthenticated
 from app.kit.ratelimit import RateLimiter
 from app.teams import service as teams
@@ -29,7 +30,7 @@ async def _viewer_for(secret: str, token: str) -> Viewer:
     if cached is not None and cached[1] > time.time():
         return cached[0]
     claims = tokens.verify(secret, token)
-    viewer = await teams.sign_in(claims)
+    viewer = await teams.sign_in(claims, open_team=credits.open_account)
     _viewers[token] = (viewer, claims.expires_at)
     if len(_viewers) > _VIEWER_CACHE_SIZE:
         _viewers.popitem(last=False)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import strawberry
 
+from app.billing import collection
 from app.graphql import throttle
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
@@ -14,8 +15,7 @@ from app.graphql.errors import UserError
 from app.graphql.scalars import Decimal
 from app.graphql.types import PageInfo, money
 from app.invoices import address as addresses
-from app.invoices import links
-from app.invoices import service as invoices
+from app.invoices import documents, links
 from app.invoices.models import InvoiceKind as DomainInvoiceKind
 from app.invoices.models import InvoiceStatus as DomainInvoiceStatus
 from app.kit.errors import DomainError, ErrorCode
@@ -80,7 +80,7 @@ class InvoiceLine:
     )
 
     @classmethod
-    def of(cls, line: invoices.LineView) -> InvoiceLine:
+    def of(cls, line: documents.LineView) -> InvoiceLine:
         return cls(
             description=line.description,
             quantity=Decimal(str(line.quantity)),
@@ -92,7 +92,7 @@ class InvoiceLine:
 
 @strawberry.type
 class Invoice:
-    document: strawberry.Private[invoices.InvoiceDocument]
+    document: strawberry.Private[documents.InvoiceDocument]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -192,9 +192,9 @@ async def team_billing_address(team_id: uuid.UUID) -> BillingAddress | None:
 
 
 async def team_invoices(team_id: uuid.UUID, first: int, after: str | None) -> InvoiceConnection:
-    page = await invoices.list_invoices(team_id, first, after)
+    page = await documents.list_invoices(team_id, first, after)
     edges = [
-        InvoiceEdge(node=Invoice(document=doc), cursor=invoices.document_cursor(doc))
+        InvoiceEdge(node=Invoice(document=doc), cursor=documents.document_cursor(doc))
         for doc in page.items
     ]
     return InvoiceConnection(
@@ -204,12 +204,12 @@ async def team_invoices(team_id: uuid.UUID, first: int, after: str | None) -> In
 
 
 async def team_upcoming_invoice(team_id: uuid.UUID) -> Invoice | None:
-    document = await invoices.upcoming_invoice(team_id)
+    document = await documents.upcoming_invoice(team_id)
     return Invoice(document=document) if document else None
 
 
 async def purchase_invoice(purchase_id: uuid.UUID) -> Invoice | None:
-    document = await invoices.purchase_invoice(purchase_id)
+    document = await documents.purchase_invoice(purchase_id)
     return Invoice(document=document) if document else None
 
 
@@ -304,8 +304,8 @@ class InvoicesMutation:
             await throttle.check(info, input)
             if invoice_id is None:
                 raise DomainError(ErrorCode.NOT_FOUND, "No such invoice.", "invoiceId")
-            document = await invoices.pay_invoice(access.team.id, invoice_id)
-        except invoices.PaymentFailed as failed:
+            document = await collection.pay_invoice(access.team.id, invoice_id)
+        except collection.PaymentFailed as failed:
             return PayInvoicePayload(
                 invoice=Invoice(document=failed.document), errors=[UserError.of(failed)]
             )

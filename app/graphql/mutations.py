@@ -2,70 +2,31 @@
 
 from __future__ import annotations
 
-import functools
-import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 import strawberry
 
 from app import metrics
+from app.billing import limits
 from app.credits import batching
 from app.credits import service as credits
-from app.graphql import throttle
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
+from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
-from app.graphql.types import CreditGrant, CreditKind, Credits, Member, Role, Team, UsageRecord
+from app.graphql.team import Team
+from app.graphql.types import CreditGrant, CreditKind, Member, Role, UsageRecord
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import parse_field
-from app.payments import service as payments
 from app.teams import service as teams
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_BATCH_EVENTS = 1000
-
-
-def payload_errors(
-    payload: type[R],
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Turns a DomainError raised by the resolver into `payload(errors=[...])`."""
-
-    def wrap(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(resolver)
-        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                # Before the resolver: a rate-limited mutation does nothing at all.
-                await throttle.check(kwargs.get("info"), kwargs.get("input"))
-                return await resolver(*args, **kwargs)
-            except DomainError as error:
-                return payload(errors=[UserError.of(error)])  # type: ignore[call-arg]
-
-        return run
-
-    return wrap
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-@strawberry.type
-class CreditsPayloadMixin:
-    team_id: strawberry.Private[uuid.UUID | None] = None
-
-    @strawberry.field
-    async def credits(self) -> Credits | None:
-        if self.team_id is None:
-            return None
-        return Credits(view=await credits.credits_view(self.team_id))
 
 
 # --- teams -----------------------------------------------------------------------------------
@@ -198,7 +159,7 @@ def _usage_request(event: RecordUsageInput) -> credits.UsageRequest | DomainErro
         amount=amount,
         idempotency_key=event.idempotency_key,
         description=event.description,
-        occurred_at=_utc(event.occurred_at),
+        occurred_at=utc(event.occurred_at),
     )
 
 
@@ -235,7 +196,7 @@ class Mutation:
     @payload_errors(CreateTeamPayload)
     async def create_team(self, info: Info, input: CreateTeamInput) -> CreateTeamPayload:
         viewer = await info.context.viewer()
-        team = await teams.create_team(viewer, input.name)
+        team = await teams.create_team(viewer, input.name, open_team=credits.open_account)
         return CreateTeamPayload(team=Team(model=team, viewer_role=Role.ADMIN))
 
     @strawberry.mutation
@@ -274,16 +235,7 @@ class Mutation:
     ) -> SetInvoicedSpendingLimitPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
         limit = parse_field(input.limit, "limit", places=2, allow_zero=True)
-        # DESIGN.md rule 2: invoiced billing needs a payment method on file.
-        if 0 < limit <= credits.MAX_INVOICED_LIMIT and not await payments.has_payment_method(
-            access.team.id
-        ):
-            raise DomainError(
-                ErrorCode.PAYMENT_METHOD_REQUIRED,
-                "Add a payment method before raising the invoiced spending limit.",
-                "limit",
-            )
-        await credits.set_invoiced_limit(access.team.id, limit, actor=await audit_actor(info))
+        await limits.set_invoiced_limit(access.team.id, limit, actor=await audit_actor(info))
         return SetInvoicedSpendingLimitPayload(team_id=access.team.id)
 
     @strawberry.mutation(description="Operator only: the metering gateway records consumption.")
@@ -317,6 +269,6 @@ class Mutation:
             input.kind,
             amount,
             description=input.description,
-            expires_at=_utc(input.expires_at),
+            expires_at=utc(input.expires_at),
         )
         return GrantCreditsPayload(grant=CreditGrant.of(grant), team_id=team.id)

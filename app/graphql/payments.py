@@ -7,16 +7,17 @@ from datetime import datetime
 
 import strawberry
 
+from app.billing import purchases
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.graphql.invoices import Invoice, purchase_invoice
-from app.graphql.mutations import CreditsPayloadMixin, payload_errors
+from app.graphql.payloads import CreditsPayloadMixin, payload_errors
 from app.graphql.scalars import Decimal
 from app.graphql.types import PageInfo, money
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import parse_field
-from app.payments import service as payments
+from app.payments import history, methods
 from app.payments.models import PaymentMethod as PaymentMethodModel
 from app.payments.models import PaymentMethodType as DomainPaymentMethodType
 from app.payments.models import Purchase as PurchaseModel
@@ -84,7 +85,7 @@ class Purchase:
         method_id = self.model.payment_method_id
         if method_id is None:
             return None
-        method = (await payments.methods_by_id([method_id])).get(method_id)
+        method = (await methods.methods_by_id([method_id])).get(method_id)
         return PaymentMethod.of(method) if method else None
 
     @strawberry.field(description="only while REQUIRES_ACTION (3-D Secure): for Stripe.js")
@@ -147,7 +148,7 @@ class PurchaseConnection:
 
 
 async def team_purchases(team_id: uuid.UUID, first: int, after: str | None) -> PurchaseConnection:
-    page = await payments.purchase_page(team_id, first, after)
+    page = await history.purchase_page(team_id, first, after)
     edges = [
         PurchaseEdge(node=Purchase(model=p), cursor=c)
         for p, c in zip(page.purchases, page.cursors, strict=True)
@@ -161,7 +162,7 @@ async def team_purchases(team_id: uuid.UUID, first: int, after: str | None) -> P
 
 
 async def team_payment_methods(team_id: uuid.UUID) -> list[PaymentMethod]:
-    return [PaymentMethod.of(m) for m in await payments.payment_methods(team_id)]
+    return [PaymentMethod.of(m) for m in await methods.payment_methods(team_id)]
 
 
 # --- mutations ----------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ class PaymentsMutation:
         self, info: Info, input: CreateSetupIntentInput
     ) -> CreateSetupIntentPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        intent = await payments.create_setup_intent(access.team.id, input.type)
+        intent = await methods.create_setup_intent(access.team.id, input.type)
         return CreateSetupIntentPayload(
             client_secret=intent.client_secret, setup_intent_id=intent.id
         )
@@ -265,7 +266,7 @@ class PaymentsMutation:
         self, info: Info, input: AddPaymentMethodInput
     ) -> AddPaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        method = await payments.add_payment_method(
+        method = await methods.add_payment_method(
             access.team.id,
             input.stripe_payment_method_id,
             make_default=input.make_default,
@@ -279,7 +280,7 @@ class PaymentsMutation:
         self, info: Info, input: SetDefaultPaymentMethodInput
     ) -> SetDefaultPaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        method = await payments.set_default_payment_method(
+        method = await methods.set_default_payment_method(
             access.team.id, input.payment_method_id, actor=await audit_actor(info)
         )
         return SetDefaultPaymentMethodPayload(payment_method=PaymentMethod.of(method))
@@ -290,7 +291,7 @@ class PaymentsMutation:
         self, info: Info, input: RemovePaymentMethodInput
     ) -> RemovePaymentMethodPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        removed = await payments.remove_payment_method(
+        removed = await methods.remove_payment_method(
             access.team.id, input.payment_method_id, actor=await audit_actor(info)
         )
         return RemovePaymentMethodPayload(removed_payment_method_id=strawberry.ID(str(removed)))
@@ -305,7 +306,7 @@ class PaymentsMutation:
     ) -> PurchaseCreditsPayload:
         access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
         amount = parse_field(input.amount, "amount", places=2)
-        purchase = await payments.purchase_credits(
+        purchase = await purchases.purchase_credits(
             access.team.id,
             amount,
             method=input.method,

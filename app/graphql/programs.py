@@ -12,6 +12,7 @@ from datetime import datetime
 
 import strawberry
 
+from app.billing import auto_top_up as billing_auto_top_up
 from app.credits import alerts as alert_service
 from app.credits import auto_top_up, promo
 from app.credits.models import AlertKind as DomainAlertKind
@@ -20,7 +21,7 @@ from app.credits.models import PromoCode as PromoCodeModel
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
-from app.graphql.mutations import CreditsPayloadMixin, _utc, payload_errors
+from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.types import CreditGrant, money
 from app.kit.money import parse_field
@@ -152,7 +153,7 @@ class ProgramsMutation:
         code = await promo.create_promo_code(
             input.code,
             amount,
-            expires_at=_utc(input.expires_at),
+            expires_at=utc(input.expires_at),
             max_redemptions=input.max_redemptions,
             credit_validity_days=input.credit_validity_days,
         )
@@ -184,7 +185,7 @@ class ProgramsMutation:
         threshold = parse_field(input.threshold, "threshold", places=2, allow_zero=True)
         amount = parse_field(input.amount, "amount", places=2)
         monthly_limit = parse_field(input.monthly_limit, "monthlyLimit", places=2)
-        view = await auto_top_up.configure(
+        view = await billing_auto_top_up.configure(
             access.team.id,
             enabled=input.enabled,
             threshold=threshold,

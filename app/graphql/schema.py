@@ -25,7 +25,8 @@ from app.graphql.mutations import Mutation
 from app.graphql.payments import PaymentsMutation
 from app.graphql.programs import BillingAlert, ProgramsMutation, billing_alerts_stream
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
-from app.graphql.types import Credits, Team, Viewer
+from app.graphql.team import Team, Viewer
+from app.graphql.types import Credits
 from app.metrics import GraphQLMetrics
 from app.teams import service as teams
 

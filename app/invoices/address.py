@@ -11,11 +11,11 @@ from typing import Any
 import structlog
 from tortoise.transactions import in_transaction
 
-from app.audit import service as audit
-from app.audit.models import AuditAction
 from app.invoices.models import BillingAddress
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
+from app.teams.audit import service as audit
+from app.teams.audit.models import AuditAction
 
 log = structlog.get_logger(__name__)
 
@@ -501,7 +501,8 @@ async def sync_to_stripe(team_id: uuid.UUID) -> bool:
     A failure never loses the saved address: the row records the error and stays behind
     (`synced_version < version`) for `resync_pending` to try again.
     """
-    from app.payments import service as payments
+    from app.payments import customers
+    from app.payments import gateway as payment_gateway
     from app.payments.stripe import InvalidTaxId
 
     row = await BillingAddress.get_or_none(team_id=team_id)
@@ -511,8 +512,8 @@ async def sync_to_stripe(team_id: uuid.UUID) -> bool:
     address = Address.of(row)
     note: str | None = None
     try:
-        customer_id = await payments.ensure_customer(team_id)
-        gateway = payments.gateway()
+        customer_id = await customers.ensure_customer(team_id)
+        gateway = payment_gateway.gateway()
         await gateway.update_customer(
             customer_id,
             name=address.organization or address.name,

@@ -9,8 +9,8 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from app.invoices.documents import InvoiceDocument
 from app.invoices.models import InvoiceKind, InvoiceStatus
-from app.invoices.service import InvoiceDocument
 from app.kit.money import format_units
 
 ISSUER_LINES = ("Creditline", "Team billing for API platforms", "billing@creditline.example")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 
 from app.kit.errors import DomainError, ErrorCode
 
@@ -40,3 +42,17 @@ def decode_cursor(cursor: str, count: int, *, field: str = "after") -> list[str]
     if len(parts) != count:
         raise DomainError(ErrorCode.INVALID_INPUT, "Not a cursor of this list.", field)
     return parts
+
+
+def encode_time_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """The cursor of a row in a newest-first list ordered by (created_at, id)."""
+    return encode_cursor(created_at.isoformat(), row_id)
+
+
+def decode_time_cursor(cursor: str, *, field: str = "after") -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) of `encode_time_cursor`; INVALID_INPUT otherwise."""
+    created, raw_id = decode_cursor(cursor, 2, field=field)
+    try:
+        return datetime.fromisoformat(created), uuid.UUID(raw_id)
+    except ValueError:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Not a cursor of this list.", field) from None

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.audit import service as audit
-from app.audit.models import AuditAction
-from app.credits.models import CreditAccount
-from app.events import bus
+from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, Forbidden, NotFound
 from app.kit.ids import parse_uuid
 from app.kit.sql import fetch_one
+from app.teams.audit import service as audit
+from app.teams.audit.models import AuditAction
 from app.teams.models import Invitation, Membership, Role, Team, User
 from app.teams.tokens import Claims
+
+# Opens what a new team needs beyond its members (its credit account), inside the
+# transaction that creates it: passed in by the caller, who knows the higher layers.
+TeamOpener = Callable[[Team], Awaitable[None]]
 
 MAX_TEAM_NAME = 200
 MAX_TEAMS_PER_USER = 100
@@ -52,11 +56,11 @@ class MemberView:
     pending: bool
 
 
-async def sign_in(claims: Claims) -> Viewer:
+async def sign_in(claims: Claims, *, open_team: TeamOpener) -> Viewer:
     """The user behind `claims`; created with a personal team on first sight."""
     user = await User.get_or_none(subject=claims.subject)
     if user is None:
-        user = await _first_sign_in(claims)
+        user = await _first_sign_in(claims, open_team)
     elif user.email != claims.email or (claims.name and user.name != claims.name):
         user.email = claims.email
         user.name = claims.name or user.name
@@ -68,7 +72,7 @@ async def sign_in(claims: Claims) -> Viewer:
     return Viewer(user=user, is_operator=claims.operator)
 
 
-async def _first_sign_in(claims: Claims) -> User:
+async def _first_sign_in(claims: Claims, open_team: TeamOpener) -> User:
     now = clock.now()
     try:
         async with in_transaction():
@@ -81,7 +85,7 @@ async def _first_sign_in(claims: Claims) -> User:
                 created_at=now,
             )
             label = claims.name or claims.email.split("@", 1)[0]
-            await _create_team(user, f"{label}'s team"[:MAX_TEAM_NAME])
+            await _create_team(user, f"{label}'s team"[:MAX_TEAM_NAME], open_team)
     except IntegrityError:
         # Two first requests raced; the other one created the user.
         return await User.get(subject=claims.subject)
@@ -105,12 +109,18 @@ async def _accept_invitations(user: User) -> None:
             await invitation.delete()
 
 
-async def _create_team(user: User, name: str) -> Team:
+async def _create_team(user: User, name: str, open_team: TeamOpener) -> Team:
     now = clock.now()
     team = await Team.create(id=uuid.uuid4(), name=name, created_at=now)
     await Membership.create(team=team, user=user, role=Role.ADMIN, created_at=now)
-    await CreditAccount.create(team=team, updated_at=now)
+    await open_team(team)
     return team
+
+
+async def _lock(team: Team) -> None:
+    """The team's row is the lock of its membership changes: two removals cannot both
+    pass the last-admin check. NO KEY: rows that refer to the team insert meanwhile."""
+    await Team.select_for_update(no_key=True).get(id=team.id)
 
 
 def _clean_team_name(name: str) -> str:
@@ -124,12 +134,12 @@ def _clean_team_name(name: str) -> str:
     return cleaned
 
 
-async def create_team(viewer: Viewer, name: str) -> Team:
+async def create_team(viewer: Viewer, name: str, *, open_team: TeamOpener) -> Team:
     cleaned = _clean_team_name(name)
     if await Membership.filter(user_id=viewer.user.id).count() >= MAX_TEAMS_PER_USER:
         raise DomainError(ErrorCode.INVALID_INPUT, "Too many teams.", "name")
     async with in_transaction():
-        return await _create_team(viewer.user, cleaned)
+        return await _create_team(viewer.user, cleaned, open_team)
 
 
 async def team_access(viewer: Viewer, team_id: object, *, admin: bool = False) -> TeamAccess:
@@ -194,7 +204,7 @@ async def add_member(
     """Adds a member now, or invites the email until its owner first signs in."""
     cleaned = _clean_email(email)
     async with in_transaction() as conn:
-        await CreditAccount.select_for_update().get(team_id=team.id)
+        await _lock(team)
         user = await User.filter(email=cleaned).order_by("created_at").first()
         if user is not None:
             if await Membership.exists(team_id=team.id, user_id=user.id):
@@ -240,9 +250,9 @@ async def _admin_count(team: Team) -> int:
 
 
 async def remove_member(team: Team, email: str, *, actor: str = audit.SYSTEM) -> None:
-    async with in_transaction() as conn:
-        # The account row is the team's lock: two removals cannot both pass the last-admin check.
-        await CreditAccount.select_for_update().get(team_id=team.id)
+    async with atomic() as tx:
+        conn = tx.conn
+        await _lock(team)
         found = await _find_member(team, email)
         is_admin = isinstance(found, Membership) and found.role is Role.ADMIN
         if is_admin and await _admin_count(team) <= 1:
@@ -250,16 +260,16 @@ async def remove_member(team: Team, email: str, *, actor: str = audit.SYSTEM) ->
         await found.delete()
         old = _audited(_member_view(found))
         await audit.record(conn, team.id, actor, AuditAction.MEMBER_REMOVED, old, None)
-    if isinstance(found, Membership):
-        # After commit: the removed member's open balance subscriptions end now.
-        await bus.members_changed(team.id)
+        if isinstance(found, Membership):
+            # After commit: the removed member's open balance subscriptions end now.
+            tx.members_changed(team.id)
 
 
 async def set_member_role(
     team: Team, email: str, role: Role, *, actor: str = audit.SYSTEM
 ) -> MemberView:
     async with in_transaction() as conn:
-        await CreditAccount.select_for_update().get(team_id=team.id)
+        await _lock(team)
         found = await _find_member(team, email)
         if found.role is not role:
             old, new = _audited(_member_view(found)), _audited(_member_view(found, role))

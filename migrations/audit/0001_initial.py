@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from app.audit.models import AuditAction
+from app.teams.audit.models import AuditAction
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields

@@ -24,7 +24,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from app import metrics
 from app.credits import service as credits
 from app.credits.service import CreditsView
 from app.events import bus
@@ -357,6 +360,36 @@ class LiveHub:
 
 
 hub = LiveHub()
+
+
+class _LiveCollector(Collector):
+    """Open balance subscriptions, read from the live hub at scrape time (no hot-path cost)."""
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(0, 0)
+
+    def collect(self) -> Iterable[Metric]:
+        feeds = list(hub.feeds.values())
+        followers = sum(len(feed.followers) + len(feed.joining) for feed in feeds)
+        return self._families(followers, len(feeds))
+
+    @staticmethod
+    def _families(followers: int, feeds: int) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                "creditline_subscriptions",
+                "Open creditsUpdated subscriptions in this process.",
+                value=followers,
+            ),
+            GaugeMetricFamily(
+                "creditline_subscription_feeds",
+                "Teams with at least one open creditsUpdated subscription in this process.",
+                value=feeds,
+            ),
+        ]
+
+
+metrics.registry.register(_LiveCollector())
 
 
 @asynccontextmanager

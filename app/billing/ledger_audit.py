@@ -1,6 +1,6 @@
 """`creditline audit`: checks the ledger's invariants on a live database.
 
-The invariants (DESIGN.md, "Money"):
+The invariants (docs/architecture.md, "Money"):
 
 - each grant's remaining equals the sum of its ledger entries (its +amount GRANT entry
   minus every draw), and is never below zero nor above the amount;
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise import Tortoise, connections
+from tortoise import connections
 from tortoise.models import Model
 
 from app.credits.models import (
@@ -39,6 +39,7 @@ from app.credits.models import (
     LedgerKind,
     UsageRecord,
 )
+from app.invoices.models import Invoice, InvoiceLine
 from app.kit.money import format_units, units_to_cents_half_up
 
 
@@ -360,12 +361,8 @@ async def _check_monthly_invoices(
     """A MONTHLY_USAGE invoice bills its team-period's invoiced usage: the exact units on
     its usage lines sum to it, each line rounded once (half up) to cents, the lines adding
     up to the subtotal and subtotal plus tax to the total."""
-    apps = dict(Tortoise.apps.items()) if Tortoise.apps else {}
-    models = apps.get("invoices", {})
-    if "Invoice" not in models or "InvoiceLine" not in models:
-        return 0  # the invoices domain is not installed in this build
-    invoices_table = models["Invoice"]._meta.db_table
-    lines_table = models["InvoiceLine"]._meta.db_table
+    invoices_table = _table(Invoice)
+    lines_table = _table(InvoiceLine)
     invoices = await _rows(
         "SELECT id, team_id, period, status, subtotal_cents, tax_cents, total_cents "
         f"FROM \"{invoices_table}\" WHERE kind = 'MONTHLY_USAGE'"

@@ -1,4 +1,4 @@
-"""`POST /webhooks/stripe`: verified, handled once (the inbox is unique on the event id).
+"""Stripe's events, handled once: the inbox is unique on the event id.
 
 An event is recorded in the inbox in the same transaction as its effects, after the
 team's account row is locked: concurrent deliveries of one event queue on that lock,
@@ -10,103 +10,40 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
-from app.config import Settings
-from app.credits import service as credits
+from app.billing import purchases
+from app.credits.service import LockedAccount, lock_account
+from app.events.commit import Transaction, atomic
 from app.kit import clock
 from app.kit.ids import parse_uuid
 from app.kit.money import cents_to_units, units_to_cents_exact
-from app.payments import service
+from app.payments.events import Event
+from app.payments.gateway import gateway
+from app.payments.methods import detached_at_stripe, save_method_locked
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
+from app.payments.settlement import Outcome, record_reversal
 from app.payments.stripe import (
     InvalidPaymentMethod,
     PaymentGatewayError,
     PaymentMethodInfo,
-    StripeGateway,
     StripeUnavailable,
-    WebhookSignatureError,
 )
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY = 1024 * 1024  # Stripe events are a few KB
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: str
-    type: str
-    object: dict[str, Any]
-    payload: dict[str, Any]
-
-
-class MalformedEvent(ValueError):
-    pass
-
-
-def parse_event(payload: dict[str, Any]) -> Event:
-    event_id, event_type = payload.get("id"), payload.get("type")
-    data = payload.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
-        raise MalformedEvent("event without an id")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
-        raise MalformedEvent("event without a type")
-    if not isinstance(obj, dict):
-        raise MalformedEvent("event without data.object")
-    return Event(event_id, event_type, obj, payload)
-
-
-async def stripe_webhook(request: Request) -> Response:
-    """The Starlette endpoint: 400 for anything not signed by Stripe or not an event."""
-    settings: Settings = request.app.state.settings
-    secret = settings.stripe_webhook_secret
-    if not secret:
-        log.error("payments.webhook_secret_missing")
-        return JSONResponse({"error": "webhooks are not configured"}, 503)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return JSONResponse({"error": "body too large"}, 413)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return JSONResponse({"error": "body too large"}, 413)
-    try:
-        payload = StripeGateway.construct_event(
-            body, request.headers.get("stripe-signature", ""), secret
-        )
-        event = parse_event(payload)
-    except (WebhookSignatureError, MalformedEvent) as error:
-        return JSONResponse({"error": str(error)}, 400)
-    try:
-        outcome = await handle_event(event)
-    except StripeUnavailable:
-        # Stripe retries a failed delivery; nothing was recorded.
-        return JSONResponse({"error": "Stripe unavailable, retry later"}, 503)
-    return JSONResponse({"received": True, "outcome": outcome})
-
 
 # --- the inbox ------------------------------------------------------------------------------
 
-Apply = Callable[
-    [BaseDBAsyncClient, credits.LockedAccount | None],
-    Awaitable[tuple[str, service.Effects | None]],
-]
+Apply = Callable[[Transaction, LockedAccount | None], Awaitable[str]]
 
 
 def _ignored(outcome: str) -> Apply:
-    async def apply(
-        _conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
-    ) -> tuple[str, None]:
-        return outcome, None
+    async def apply(_tx: Transaction, _locked: LockedAccount | None) -> str:
+        return outcome
 
     return apply
 
@@ -115,11 +52,12 @@ async def _once(event: Event, team_id: uuid.UUID | None, apply: Apply) -> str:
     """Runs `apply` and records the event, in one transaction, unless already recorded."""
     inserting = False
     try:
-        async with in_transaction() as conn:
-            locked = await credits.lock_account(team_id, conn) if team_id else None
+        async with atomic() as tx:
+            conn = tx.conn
+            locked = await lock_account(team_id, conn) if team_id else None
             if await StripeEvent.filter(id=event.id).using_db(conn).exists():
                 return "duplicate"
-            outcome, effects = await apply(conn, locked)
+            outcome = await apply(tx, locked)
             inserting = True
             await StripeEvent.create(
                 id=event.id,
@@ -134,8 +72,6 @@ async def _once(event: Event, team_id: uuid.UUID | None, apply: Apply) -> str:
             raise
         # A concurrent delivery without a team lock to queue on recorded it first.
         return "duplicate"
-    if effects is not None:
-        await effects.run()
     return outcome
 
 
@@ -169,22 +105,22 @@ async def _purchase_for(obj: dict[str, Any], payment_intent_id: str | None) -> P
     return await Purchase.get_or_none(payment_intent_id=payment_intent_id)
 
 
-def _intent_outcome(event: Event, intent_id: str) -> service.Outcome | None:
+def _intent_outcome(event: Event, intent_id: str) -> Outcome | None:
     obj = event.object
     if event.type == "payment_intent.succeeded":
-        return service.Outcome(PurchaseStatus.SUCCEEDED, intent_id)
+        return Outcome(PurchaseStatus.SUCCEEDED, intent_id)
     if event.type == "payment_intent.processing":
-        return service.Outcome(PurchaseStatus.PROCESSING, intent_id)
+        return Outcome(PurchaseStatus.PROCESSING, intent_id)
     if event.type == "payment_intent.payment_failed":
         error = obj.get("last_payment_error")
         message = error.get("message") if isinstance(error, dict) else None
-        return service.Outcome(
+        return Outcome(
             PurchaseStatus.FAILED,
             intent_id,
             message if isinstance(message, str) and message else "The payment failed.",
         )
     if event.type == "payment_intent.canceled":
-        return service.Outcome(PurchaseStatus.CANCELED, intent_id, "The payment was canceled.")
+        return Outcome(PurchaseStatus.CANCELED, intent_id, "The payment was canceled.")
     return None
 
 
@@ -205,20 +141,17 @@ async def _on_payment_intent(event: Event) -> str:
             )
             return await _once(event, None, _ignored("amount mismatch"))
     team_id = purchase.team_id
-    assert isinstance(team_id, uuid.UUID)
     purchase_id = purchase.id
 
-    async def apply(
-        conn: BaseDBAsyncClient, locked: credits.LockedAccount | None
-    ) -> tuple[str, service.Effects | None]:
+    async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
         assert locked is not None
         assert outcome is not None
-        current = await Purchase.select_for_update().using_db(conn).get(id=purchase_id)
+        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
         if current.payment_intent_id not in (None, intent_id):
-            return "another payment intent", None
+            return "another payment intent"
         before = current.status
-        effects = await service.apply_outcome(conn, locked, current, outcome)
-        return f"purchase {before} -> {current.status}", effects
+        await purchases.apply(tx, locked, current, outcome)
+        return f"purchase {before} -> {current.status}"
 
     return await _once(event, team_id, apply)
 
@@ -240,9 +173,9 @@ async def _on_setup_intent_succeeded(event: Event) -> str:
     if await PaymentMethod.exists(stripe_id=pm_id, team_id=team_id, removed_at=None):
         return await _once(event, None, _ignored("already on file"))
     try:
-        info: PaymentMethodInfo = await service.gateway().retrieve_payment_method(pm_id)
+        info: PaymentMethodInfo = await gateway().retrieve_payment_method(pm_id)
         if info.customer is None:  # Stripe attaches on confirm; the emulator does not
-            info = await service.gateway().attach_payment_method(pm_id, customer)
+            info = await gateway().attach_payment_method(pm_id, customer)
     except StripeUnavailable:
         raise
     except (InvalidPaymentMethod, PaymentGatewayError) as error:
@@ -251,14 +184,9 @@ async def _on_setup_intent_succeeded(event: Event) -> str:
     if info.customer != customer:
         return await _once(event, None, _ignored("method of another customer"))
 
-    async def apply(
-        conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
-    ) -> tuple[str, service.Effects | None]:
-        _, became_default = await service.save_method_locked(conn, team_id, info, None)
-        effects = service.Effects(team_id)
-        if became_default:
-            effects.new_default = info.id
-        return "payment method saved", effects
+    async def apply(tx: Transaction, _locked: LockedAccount | None) -> str:
+        await save_method_locked(tx, team_id, info, None)
+        return "payment method saved"
 
     return await _once(event, team_id, apply)
 
@@ -269,13 +197,10 @@ async def _on_payment_method_detached(event: Event) -> str:
     if method is None or pm_id is None:
         return await _once(event, None, _ignored("not on file"))
     team_id = method.team_id
-    assert isinstance(team_id, uuid.UUID)
 
-    async def apply(
-        conn: BaseDBAsyncClient, _locked: credits.LockedAccount | None
-    ) -> tuple[str, service.Effects | None]:
-        removed, effects = await service.detached_at_stripe(conn, team_id, pm_id)
-        return ("payment method removed" if removed else "already removed"), effects
+    async def apply(tx: Transaction, _locked: LockedAccount | None) -> str:
+        removed = await detached_at_stripe(tx, team_id, pm_id)
+        return "payment method removed" if removed else "already removed"
 
     return await _once(event, team_id, apply)
 
@@ -288,7 +213,6 @@ async def _on_charge_reversal(event: Event) -> str:
     if purchase is None:
         return await _once(event, None, _ignored("not a purchase"))
     team_id = purchase.team_id
-    assert isinstance(team_id, uuid.UUID)
     purchase_id = purchase.id
     refunded = disputed = None
     if event.type == "charge.refunded":
@@ -298,16 +222,12 @@ async def _on_charge_reversal(event: Event) -> str:
         cents = _int(obj, "amount")
         disputed = cents_to_units(cents) if cents is not None else None
 
-    async def apply(
-        conn: BaseDBAsyncClient, locked: credits.LockedAccount | None
-    ) -> tuple[str, service.Effects | None]:
+    async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
         assert locked is not None
-        current = await Purchase.select_for_update().using_db(conn).get(id=purchase_id)
+        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
         before = current.withdrawn_amount
-        effects = await service.record_reversal(
-            conn, locked, current, refunded=refunded, disputed=disputed
-        )
-        return f"withdrew {current.withdrawn_amount - before} units", effects
+        await record_reversal(tx, locked, current, refunded=refunded, disputed=disputed)
+        return f"withdrew {current.withdrawn_amount - before} units"
 
     return await _once(event, team_id, apply)
 

@@ -8,8 +8,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.config import Settings
-from app.invoices import links, pdf, service
-from app.invoices.service import InvoiceDocument
+from app.invoices import documents, links, pdf
+from app.invoices.documents import InvoiceDocument
 from app.kit.ids import parse_uuid
 
 
@@ -39,7 +39,7 @@ async def invoice_pdf(request: Request) -> Response:
     if not _signed(request, links.invoice_target(raw_id)):
         return PlainTextResponse("This link is invalid or has expired.", status_code=403)
     invoice_id = parse_uuid(raw_id)
-    document = await service.invoice_document(invoice_id) if invoice_id else None
+    document = await documents.invoice_document(invoice_id) if invoice_id else None
     return await _pdf_response(document)
 
 
@@ -49,7 +49,7 @@ async def upcoming_invoice_pdf(request: Request) -> Response:
     if not _signed(request, links.upcoming_target(raw_id)):
         return PlainTextResponse("This link is invalid or has expired.", status_code=403)
     team_id = parse_uuid(raw_id)
-    document = await service.upcoming_invoice(team_id) if team_id else None
+    document = await documents.upcoming_invoice(team_id) if team_id else None
     return await _pdf_response(document)
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from app.audit.models import AuditAction, AuditEvent
 from app.kit import clock
 from app.kit.pagination import decode_cursor, encode_cursor, page_size
+from app.teams.audit.models import AuditAction, AuditEvent
 
 SYSTEM = "system"
 MAX_ACTOR = 400

@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import structlog
 
-from app.invoices import address, service
+from app.billing import collection
+from app.invoices import address, close
 from app.kit import clock
 
 log = structlog.get_logger(__name__)
@@ -27,10 +28,10 @@ async def run_once() -> None:
     """One pass: close what is due, retry due payments, catch up on Stripe address syncs."""
     now = clock.now()
     if now >= clock.month_start(now) + CLOSE_DELAY:
-        for period in await service.periods_to_close(now):
-            report = await service.close_month(period)
+        for period in await close.periods_to_close(now):
+            report = await collection.close_month(period)
             log.info("scheduler.closed", summary=report.summary())
-    retried = await service.retry_payments(due_only=True)
+    retried = await collection.retry_payments(due_only=True)
     if retried.attempted:
         log.info("scheduler.retried", summary=retried.summary())
     await address.resync_pending()

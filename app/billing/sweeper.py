@@ -1,0 +1,69 @@
+"""The periodic sweeper: credits expire on time, stalled top-ups resume, throttles prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+import structlog
+
+from app.billing import auto_top_up
+from app.credits import promo, service
+from app.credits.models import CreditAccount
+from app.kit import clock
+
+log = structlog.get_logger(__name__)
+
+SWEEP_INTERVAL = timedelta(seconds=30)
+
+
+async def sweep_once() -> int:
+    """Expires due grants of every team, resumes stalled top-ups and prunes the throttle.
+
+    Returns the number of teams whose credits expired.
+    """
+    expired = await service.expire_all_due()
+    await auto_top_up.resume_stalled()
+    await promo.prune_failures()
+    return expired
+
+
+async def next_wake(now: datetime) -> float:
+    """Seconds until the next grant expires, at most the sweep interval."""
+    upcoming = (
+        await CreditAccount.filter(next_expiry_at__isnull=False).order_by("next_expiry_at").first()
+    )
+    wait = SWEEP_INTERVAL.total_seconds()
+    if upcoming is not None and upcoming.next_expiry_at is not None:
+        until = (upcoming.next_expiry_at - now).total_seconds()
+        wait = min(wait, max(until, 0.0) + 0.05)
+    return wait
+
+
+async def run_sweeper() -> None:
+    """Sweeps until cancelled, waking at each grant's expiry so balances drop on time."""
+    while True:
+        try:
+            await sweep_once()
+            wait = await next_wake(clock.now())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the sweeper must outlive one bad pass
+            log.exception("credits.sweeper_failed")
+            wait = SWEEP_INTERVAL.total_seconds()
+        await asyncio.sleep(wait)
+
+
+def start_sweeper() -> asyncio.Task[None]:
+    """Starts the sweeper on the running loop (the app lifespan); `stop_sweeper` ends it."""
+    return asyncio.get_running_loop().create_task(run_sweeper(), name="credits-sweeper")
+
+
+async def stop_sweeper(task: asyncio.Task[None] | None) -> None:
+    """Cancels the sweeper and lets top-ups under way finish recording their outcome."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await auto_top_up.shutdown()

@@ -1,0 +1,1 @@
+"""The HTTP interface beside GraphQL: middleware, Stripe's webhooks, invoice PDFs."""

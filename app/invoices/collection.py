@@ -1,0 +1,167 @@
+"""Recording how an invoice's charge went: paid, failed (invoiced billing suspended),
+under way, or not reached. The charge itself is `app.billing.collection`'s part.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from enum import StrEnum
+
+import structlog
+from tortoise.expressions import Q
+
+from app.credits import alerts
+from app.credits.models import AlertKind
+from app.credits.service import lock_account
+from app.events.commit import atomic
+from app.invoices.documents import money_text
+from app.invoices.models import Invoice, InvoiceKind, InvoiceStatus
+from app.kit import clock
+
+log = structlog.get_logger(__name__)
+
+# Stripe's smallest USD charge. Invoices under it stay OPEN and are never charged.
+MIN_CHARGE_CENTS = 50
+# How long one worker owns an invoice's charge before another may try.
+CHARGE_LEASE = timedelta(minutes=10)
+# After Stripe could not be reached: try again this much later (same idempotency key).
+UNAVAILABLE_RETRY = timedelta(minutes=15)
+# A bank debit under way is looked at again this much later.
+PROCESSING_RECHECK = timedelta(days=1)
+# After the n-th decline, wait RETRY_DELAYS[n-1] (the last one repeats).
+RETRY_DELAYS = (timedelta(days=1), timedelta(days=3), timedelta(days=5), timedelta(days=7))
+
+
+class ChargeOutcome(StrEnum):
+    PAID = "PAID"
+    FAILED = "FAILED"
+    UNAVAILABLE = "UNAVAILABLE"  # Stripe not reached; nothing recorded, retried later
+    PROCESSING = "PROCESSING"  # a bank debit under way; stays OPEN until it settles
+    SKIPPED = "SKIPPED"  # not chargeable now (paid, below the minimum, or being charged)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+
+
+async def claim(invoice_id: uuid.UUID) -> Invoice | None:
+    """The invoice, leased to this worker for its charge; None when it is not chargeable
+    now (paid, below the minimum, or another worker holds the lease)."""
+    now = clock.now()
+    claimed = (
+        await Invoice.filter(
+            id=invoice_id,
+            status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED],
+            total_cents__gte=MIN_CHARGE_CENTS,
+        )
+        .filter(Q(charging_until__isnull=True) | Q(charging_until__lte=now))
+        .update(charging_until=now + CHARGE_LEASE)
+    )
+    if not claimed:
+        return None
+    return await Invoice.get(id=invoice_id)
+
+
+async def due_invoices(*, due_only: bool, limit: int) -> list[uuid.UUID]:
+    """Unpaid usage invoices to charge again (`due_only`: those whose retry time has come)."""
+    query = Invoice.filter(
+        kind=InvoiceKind.MONTHLY_USAGE,
+        status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED],
+        total_cents__gte=MIN_CHARGE_CENTS,
+    )
+    if due_only:
+        query = query.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=clock.now()))
+    rows = await query.order_by("issued_at").limit(limit).values_list("id", flat=True)
+    ids: list[object] = [*rows]
+    return [i for i in ids if isinstance(i, uuid.UUID)]
+
+
+async def record_unavailable(invoice: Invoice, message: str) -> ChargeOutcome:
+    """Stripe was not reached: nothing recorded but a later retry (with the same key)."""
+    log.warning("invoice.charge_unavailable", number=invoice.number, error=message)
+    await Invoice.filter(id=invoice.id).update(
+        charging_until=None, next_attempt_at=clock.now() + UNAVAILABLE_RETRY
+    )
+    return ChargeOutcome.UNAVAILABLE
+
+
+async def record_processing(invoice: Invoice, payment_intent_id: str | None) -> ChargeOutcome:
+    """A bank debit under way: stays OPEN; later passes ask Stripe how it ended."""
+    await Invoice.filter(id=invoice.id).update(
+        payment_intent_id=payment_intent_id,
+        charging_until=None,
+        next_attempt_at=clock.now() + PROCESSING_RECHECK,
+    )
+    return ChargeOutcome.PROCESSING
+
+
+async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
+    """PAID; lifts the team's suspension once no failed invoice is left."""
+    team_id = invoice.team_id
+    async with atomic() as tx:
+        conn = tx.conn
+        locked = await lock_account(team_id, conn)
+        await (
+            Invoice.filter(id=invoice.id)
+            .exclude(status=InvoiceStatus.PAID)
+            .using_db(conn)
+            .update(
+                status=InvoiceStatus.PAID,
+                paid_at=clock.now(),
+                payment_intent_id=payment_intent_id,
+                failure_message=None,
+                next_attempt_at=None,
+                charging_until=None,
+            )
+        )
+        unpaid = (
+            await Invoice.filter(team_id=team_id, status=InvoiceStatus.PAYMENT_FAILED)
+            .using_db(conn)
+            .exists()
+        )
+        resumed = locked.account.invoicing_suspended and not unpaid
+        if resumed:
+            locked.account.invoicing_suspended = False
+            await locked.flush()
+            tx.credits_changed(team_id)
+    log.info("invoice.paid", number=invoice.number, team_id=str(team_id))
+
+
+async def record_failure(invoice: Invoice, message: str, payment_intent_id: str | None) -> None:
+    """PAYMENT_FAILED, the team's invoiced billing suspended, and a PAYMENT_FAILED alert."""
+    team_id = invoice.team_id
+    attempts = invoice.charge_attempts + 1
+    now = clock.now()
+    async with atomic() as tx:
+        conn = tx.conn
+        locked = await lock_account(team_id, conn)
+        updated = await (
+            Invoice.filter(
+                id=invoice.id, status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED]
+            )
+            .using_db(conn)
+            .update(
+                status=InvoiceStatus.PAYMENT_FAILED,
+                failure_message=message[:500],
+                payment_intent_id=payment_intent_id,
+                charge_attempts=attempts,
+                next_attempt_at=now + retry_delay(attempts),
+                charging_until=None,
+            )
+        )
+        if not updated:  # paid meanwhile (e.g. a late success report): nothing failed
+            return
+        locked.account.invoicing_suspended = True
+        await locked.flush()
+        tx.credits_changed(team_id)
+        await alerts.raise_alert(
+            conn,
+            team_id,
+            AlertKind.PAYMENT_FAILED,
+            f"The payment of invoice {invoice.number} ({money_text(invoice.total_cents)}) "
+            f"failed: {message} Invoiced billing is suspended until it is paid.",
+            period=invoice.period or clock.period_of(now),
+            key=f"invoice:{invoice.number}",
+        )
+    log.warning("invoice.payment_failed", number=invoice.number, attempts=attempts, error=message)

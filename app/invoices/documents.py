@@ -1,0 +1,213 @@
+"""Invoices as the API and the PDF show them, and reading them.
+
+An issued invoice is a legal document: its number, lines, totals and frozen billing
+details never change; only its payment state moves (OPEN -> PAID, or OPEN ->
+PAYMENT_FAILED -> PAID). Money on invoices is in cents; usage is summed exactly in
+units and rounded half-up once per line, and totals are sums of rounded lines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
+from tortoise.functions import Sum
+
+from app.credits.models import InvoicedPeriod, UsageRecord
+from app.invoices.address import Address
+from app.invoices.models import BillingAddress, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from app.kit import clock
+from app.kit.errors import NotFound
+from app.kit.money import format_units, units_to_cents_half_up
+from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
+
+DEFAULT_USAGE_DESCRIPTION = "API usage"
+OTHER_USAGE_DESCRIPTION = "Other usage"
+# A metering gateway may send many distinct descriptions; past this many lines the
+# smallest are summed (exactly) into one "Other usage" line.
+MAX_LINES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    description: str
+    quantity: int
+    unit_amount_cents: int
+    amount_cents: int
+    exact_units: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDocument:
+    """An issued invoice, or (`draft`) the preview of this month's usage invoice."""
+
+    id: str
+    team_id: uuid.UUID
+    number: str
+    kind: InvoiceKind
+    status: InvoiceStatus
+    currency: str
+    period: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    subtotal_cents: int
+    tax_cents: int
+    total_cents: int
+    lines: list[LineView]
+    billing_address: Address | None
+    issued_at: datetime
+    paid_at: datetime | None
+    failure_message: str | None = None
+    draft: bool = False
+
+    @classmethod
+    def of(cls, invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceDocument:
+        team_id = invoice.team_id
+        snapshot = invoice.billing_address
+        return cls(
+            id=str(invoice.id),
+            team_id=team_id,
+            number=invoice.number,
+            kind=invoice.kind,
+            status=invoice.status,
+            currency=invoice.currency,
+            period=invoice.period,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            subtotal_cents=invoice.subtotal_cents,
+            tax_cents=invoice.tax_cents,
+            total_cents=invoice.total_cents,
+            lines=[
+                LineView(
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_amount_cents=line.unit_amount_cents,
+                    amount_cents=line.amount_cents,
+                    exact_units=line.exact_units,
+                )
+                for line in sorted(lines, key=lambda line: line.position)
+            ],
+            billing_address=Address.from_json(snapshot) if isinstance(snapshot, dict) else None,
+            issued_at=invoice.issued_at,
+            paid_at=invoice.paid_at,
+            failure_message=invoice.failure_message,
+        )
+
+
+def money_text(cents: int) -> str:
+    """Cents as dollars for messages: 1234 -> "$12.34"."""
+    return f"${format_units(cents * 1_000_000)}"
+
+
+async def usage_lines(
+    team_id: uuid.UUID, period: str, conn: BaseDBAsyncClient | None = None
+) -> list[LineView]:
+    """One line per usage description: the exact invoiced sum, rounded half-up once."""
+    query = (
+        UsageRecord.filter(team_id=team_id, period=period, invoiced__gt=0)
+        .annotate(total=Sum("invoiced"))
+        .group_by("description")
+    )
+    if conn is not None:
+        query = query.using_db(conn)
+    sums: dict[str, int] = {}
+    for row in await query.values("description", "total"):
+        description = (row["description"] or "").strip() or DEFAULT_USAGE_DESCRIPTION
+        # PostgreSQL sums BIGINT into NUMERIC (a Decimal): exact, and int() keeps it so.
+        sums[description] = sums.get(description, 0) + int(row["total"])
+    items = sorted(sums.items(), key=lambda item: (-item[1], item[0]))
+    if len(items) > MAX_LINES:
+        kept, rest = items[: MAX_LINES - 1], items[MAX_LINES - 1 :]
+        items = [*kept, (OTHER_USAGE_DESCRIPTION, sum(units for _, units in rest))]
+    lines = []
+    for description, units in sorted(items, key=lambda item: item[0].casefold()):
+        cents = units_to_cents_half_up(units)
+        lines.append(LineView(description, 1, cents, cents, units))
+    return lines
+
+
+async def invoice_document(invoice_id: uuid.UUID) -> InvoiceDocument | None:
+    invoice = await Invoice.get_or_none(id=invoice_id)
+    if invoice is None:
+        return None
+    lines = await InvoiceLine.filter(invoice_id=invoice.id)
+    return InvoiceDocument.of(invoice, lines)
+
+
+async def purchase_invoice(purchase_id: uuid.UUID) -> InvoiceDocument | None:
+    invoice = await Invoice.get_or_none(source_key=f"purchase:{purchase_id}")
+    if invoice is None:
+        return None
+    return InvoiceDocument.of(invoice, await InvoiceLine.filter(invoice_id=invoice.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[InvoiceDocument]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def document_cursor(document: InvoiceDocument) -> str:
+    """Opaque position of an invoice in the newest-first list."""
+    return encode_time_cursor(document.issued_at, uuid.UUID(document.id))
+
+
+async def list_invoices(team_id: uuid.UUID, first: int = 20, after: str | None = None) -> Page:
+    """The team's invoices, newest first; `after` is an `end_cursor` of a previous page."""
+    first = page_size(first)
+    query = Invoice.filter(team_id=team_id)
+    if after:
+        issued_at, ident = decode_time_cursor(after)
+        query = query.filter(Q(issued_at__lt=issued_at) | Q(issued_at=issued_at, id__lt=ident))
+    rows = await query.order_by("-issued_at", "-id").limit(first + 1).prefetch_related("lines")
+    items = [InvoiceDocument.of(row, list(row.lines)) for row in rows[:first]]
+    return Page(
+        items=items,
+        has_next_page=len(rows) > first,
+        end_cursor=document_cursor(items[-1]) if items else None,
+    )
+
+
+async def upcoming_invoice(team_id: uuid.UUID) -> InvoiceDocument | None:
+    """This month's invoiced usage so far, as its invoice would look; None when there is none."""
+    now = clock.now()
+    period = clock.period_of(now)
+    row = await InvoicedPeriod.get_or_none(team_id=team_id, period=period)
+    if row is None or row.amount <= 0:
+        return None
+    lines = await usage_lines(team_id, period)
+    address = await BillingAddress.get_or_none(team_id=team_id)
+    start, end = clock.period_bounds(period)
+    total = sum(line.amount_cents for line in lines)
+    return InvoiceDocument(
+        id=f"upcoming:{team_id}:{period}",
+        team_id=team_id,
+        number="UPCOMING",
+        kind=InvoiceKind.MONTHLY_USAGE,
+        status=InvoiceStatus.OPEN,
+        currency="usd",
+        period=period,
+        period_start=start,
+        period_end=end,
+        subtotal_cents=total,
+        tax_cents=0,
+        total_cents=total,
+        lines=lines,
+        billing_address=Address.of(address) if address else None,
+        issued_at=now,
+        paid_at=None,
+        draft=True,
+    )
+
+
+async def team_document(team_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceDocument:
+    """One of the team's invoices; NotFound when it is not the team's."""
+    document = await invoice_document(invoice_id)
+    if document is None or document.team_id != team_id:
+        raise NotFound()
+    return document
