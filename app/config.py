@@ -1,4 +1,4 @@
-"""Settings read from the environment (see API.md's configuration table)."""
+"""Settings read from the environment (the table in the README's "Configuration")."""
 
 from __future__ import annotations
 

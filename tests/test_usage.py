@@ -1,4 +1,4 @@
-"""The usage gate: DESIGN.md rule 3, exact to 1e-8, idempotent, all or nothing."""
+"""The usage gate: the drawing order, exact to 1e-8, idempotent, all or nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The credit ledger and the usage gate (DESIGN.md, billing rules 3 and 7).
+"""The credit ledger and the usage gate (docs/architecture.md, "Billing rules").
 
 Every money movement of a team runs in one transaction that first locks the
 team's `CreditAccount` row, so concurrent requests for one team apply one

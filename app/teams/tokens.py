@@ -1,4 +1,4 @@
-"""Bearer tokens: HS256 JWTs with the claims API.md lists."""
+"""Bearer tokens: HS256 JWTs with the claims docs/architecture.md lists under "Identity"."""
 
 from __future__ import annotations
 
