@@ -43,9 +43,6 @@ class Settings(BaseSettings):
     # Backstop for the membership-changed event: re-check every subscriber's access this often.
     subscription_access_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
 
-    # Compiled plans for the hot documents (app/graphql/fastpath.py); off: Strawberry runs all.
-    graphql_fast_path: bool = True
-
     purchase_min_cents: int = Field(default=500, ge=1)
     purchase_max_cents: int = Field(default=10_000_000, ge=1)
 

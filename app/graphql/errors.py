@@ -54,12 +54,11 @@ class ApiErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):
+            # The request's own fault (syntax, validation, variables that do not coerce).
             if error.extensions and "code" in error.extensions:
                 return error
-            return _with(error, error.message, {"code": "BAD_REQUEST"})
-        if isinstance(original, GraphQLError):
-            return error
+            return _with(error, error.message, {**(error.extensions or {}), "code": "BAD_REQUEST"})
         for kind, (code, message) in _TOP_LEVEL.items():
             if isinstance(original, kind):
                 return _with(error, message, {"code": code})

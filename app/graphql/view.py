@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from app import console
 from app.config import Environment, Settings
-from app.graphql import balances, fastpath
+from app.graphql import balances
 from app.graphql.context import Context
+from app.graphql.errors import ApiErrors
+from app.graphql.negotiation import GRAPHQL_RESPONSE_JSON, JSON, negotiate, status_for
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
 from app.kit.ratelimit import RateLimiter
+
+GET_OPERATIONS = frozenset({OperationType.QUERY})
+POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+# The code in a refusal's `extensions`, by status.
+REFUSAL_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+MASK = ApiErrors()
+
+
+def _has_code(error: GraphQLError) -> bool:
+    return bool(error.extensions and "code" in error.extensions)
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -48,6 +70,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class GraphQLView(GraphQL[Context, None]):
+    """GraphQL over HTTP (GET queries, POST queries and mutations) and websockets.
+
+    The response is `application/graphql-response+json` or `application/json`, as the
+    Accept header asks (neither: 406); every refusal, whatever its status, is a JSON
+    body with `errors[].extensions.code`, never plain text.
+    """
+
     graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, settings: Settings) -> None:
@@ -64,61 +93,122 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.rate_limiter = RateLimiter()
-        self.plans = fastpath.PlanCache(schema._schema) if settings.graphql_fast_path else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or self.plans is None:
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        media_type = negotiate(request.headers.get("accept"))
         try:
-            # The body read here stays cached on the request for Strawberry's fallback.
-            if await self._run_compiled(request, self.plans, send):
-                return
+            if media_type is None and not self.should_render_graphql_ide(
+                self.request_adapter_class(request)
+            ):
+                raise HTTPException(
+                    406, f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON} (or send no Accept header)."
+                )
             response = await self.run(request)
         except HTTPException as error:
-            response = PlainTextResponse(error.reason, status_code=error.status_code)
+            response = self._refusal(error, media_type or JSON)
         await response(scope, receive, send)
 
-    async def _run_compiled(self, request: Request, plans: fastpath.PlanCache, send: Send) -> bool:
-        """Answers from a compiled plan (app/graphql/fastpath.py); False, having sent
-        nothing, when Strawberry must answer: streaming, extensions, no plan."""
-        accept = request.headers.get("accept", "")
-        if "multipart" in accept or "event-stream" in accept:
-            return False
+    def _refusal(self, error: HTTPException, media_type: str) -> Response:
+        """A request refused before execution: its status, a GraphQL error body."""
+        code = REFUSAL_CODES.get(error.status_code, "BAD_REQUEST")
+        body = {"errors": [{"message": error.reason, "extensions": {"code": code}}]}
+        headers = {"Allow": "POST"} if error.status_code == 405 else None
+        return Response(
+            self.encode_json(body), error.status_code, headers=headers, media_type=media_type
+        )
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            body = await request.get_body()
+            # An object or array starts with { or [ (else the JSON is a scalar, or
+            # invalid): only then is it parsed here first, to refuse it with a reason.
+            if body.lstrip()[:1] not in (b"{", b"[") and not isinstance(
+                self.parse_json(body), dict | list
+            ):
+                raise HTTPException(
+                    400,
+                    'The request body must be a JSON object: {"query": ..., "variables": ...}.',
+                )
+        data = await super().parse_http_body(request)
+        for one in data if isinstance(data, list) else (data,):
+            if not isinstance(one.operation_name, str | None):
+                raise HTTPException(
+                    400,
+                    "The GraphQL operation's `operationName` must be a string or null.",
+                )
+        return data
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # Subscriptions run over the websocket only; GET never runs a mutation.
+        method = request_adapter.method
+        allowed = GET_OPERATIONS if method == "GET" else POST_OPERATIONS
         try:
-            data = json.loads(await request.body())
-        except ValueError:
-            return False
-        if not isinstance(data, dict) or data.get("extensions") is not None:
-            return False
-        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
-        if not isinstance(query, str) or not isinstance(variables, dict | None):
-            return False
-        if not isinstance(name, str | None):
-            return False
-        plan = plans.get(query, name)
-        if plan is None:
-            return False
-        sub_response = await self.get_sub_response(request)
-        context = await self.get_context(request, response=sub_response)
-        body = await fastpath.execute(plan, schema._schema, context, variables)
-        if body is None:
-            return False
-        if sub_response.status_code or sub_response.headers.raw or sub_response.background:
-            # A resolver set a status or headers: Strawberry's response merges them.
-            await self.create_response(body, sub_response)(request.scope, request.receive, send)
-            return True
-        # What create_response sends otherwise, without building a Response.
-        content = self.encode_json(body)
-        encoded = content.encode() if isinstance(content, str) else content
-        headers = [
-            (b"content-length", str(len(encoded)).encode()),
-            (b"content-type", b"application/json"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": encoded})
-        return True
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as error:
+            reason = error.as_http_error_reason(method)
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(
+                    400, f"{reason}: subscribe over a websocket (graphql-transport-ws) at /graphql"
+                ) from error
+            raise HTTPException(405, f"{reason}: send them with POST") from error
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason()) from error
+        except MissingQueryError as error:
+            raise HTTPException(400, "No GraphQL query found in the request.") from error
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors and not all(_has_code(e) for e in result.errors):
+            # Errors raised before execution (a syntax error, a failing extension) miss
+            # the masking extension: coded here, so none leaks a message or lacks a code.
+            result.errors = [e if _has_code(e) else MASK.anonymise_error(e) for e in result.errors]
+        return await super().process_result(request, result)
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # Read back by create_response, which is not given the request.
+        sub_response.media_type = negotiate(request.headers.get("accept")) or JSON
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.media_type or JSON
+        status = 200
+        if isinstance(response_data, dict):
+            status = status_for(response_data, media_type)
+        response = Response(self.encode_json(response_data), status, media_type=media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def encode_json(self, data: object) -> str | bytes:
         # Balance messages come assembled from parts their subscribers share.
