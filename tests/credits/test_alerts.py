@@ -5,43 +5,24 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from app.config import Settings
 from app.credits import alerts, programs
 from app.credits import service as credits_service
-from app.credits.models import AlertKind, BillingAlert, CreditAccount, CreditKind
-from app.events import bus
+from app.credits.models import AlertKind, BillingAlert, CreditAccount
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit import clock
-from app.kit.money import parse
-from tests.billing import set_limit
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import set_limit
+from tests.support.credits import give, units, use
+from tests.support.subscriptions import listening
 
 ALERTS = """query($t: ID!, $n: Int) { team(id: $t) { alerts(first: $n) { id kind message createdAt }
   } }"""
 SUBSCRIBE = "subscription($t: ID!) { billingAlerts(teamId: $t) { id kind message createdAt } }"
-
-
-def units(amount: str) -> int:
-    return parse(amount, allow_zero=True)
-
-
-async def use(team_id: uuid.UUID, amount: str, key: str | None = None) -> bool:
-    request = credits_service.UsageRequest(
-        team_id=team_id, amount=units(amount), idempotency_key=key or uuid.uuid4().hex
-    )
-    (result,) = await credits_service.record_usage([request])
-    return result.record is not None
-
-
-async def give(team_id: uuid.UUID, amount: str, expires_at: datetime | None = None) -> None:
-    await credits_service.grant_credits(
-        team_id, CreditKind.FREE, units(amount), expires_at=expires_at
-    )
 
 
 async def kinds(team_id: uuid.UUID) -> list[str]:
@@ -217,18 +198,6 @@ async def test_team_alerts_newest_first_and_visible_to_members(api: Api) -> None
     )
 
 
-async def _listening(channel: str) -> None:
-    """Waits until a subscriber listens on `channel` (the in-process broker)."""
-    # The broker's backend when it has one (memory or Redis), else the broker itself.
-    backend: Any = getattr(bus.broker, "backend", bus.broker)
-    for _ in range(500):
-        table = getattr(backend, "_listeners", None) or getattr(backend, "_subscribers", {})
-        if table.get(channel):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"nobody subscribed to {channel}")
-
-
 async def test_subscription_pushes_every_alert_even_in_a_burst(
     api: Api, database: Settings
 ) -> None:
@@ -239,7 +208,7 @@ async def test_subscription_pushes_every_alert_even_in_a_burst(
     )
     assert hasattr(stream, "__anext__"), stream
     first = asyncio.ensure_future(stream.__anext__())
-    await _listening(alerts.alerts_channel(team_id))
+    await listening(alerts.alerts_channel(team_id))
     # Three alerts published back to back: the broker keeps only the newest notice, the
     # stream still delivers all three, in order.
     raised = []

@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 from app.credits import alerts
 from app.credits.models import AlertKind, BillingAlert
 from app.kit import clock
-from tests.conftest import Api, sign_up
+from tests.support.api import Api, sign_up
 
 
 async def _raise(team_id: uuid.UUID, kind: AlertKind, **kwargs: str) -> BillingAlert | None:

@@ -22,8 +22,8 @@ from app.credits.models import (
     UsageRecord,
 )
 from app.kit import clock
-from tests.billing import grant, set_limit, use
-from tests.conftest import JWT_SECRET, Actor, Api, sign_up
+from tests.support.api import JWT_SECRET, Actor, Api, sign_up
+from tests.support.billing import grant, set_limit, use
 
 
 async def _traffic(api: Api, admin: Actor, operator: Actor) -> None:

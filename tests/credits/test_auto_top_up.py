@@ -30,36 +30,14 @@ from app.kit import clock
 from app.kit.money import format_units, parse
 from app.payments import service as payments
 from app.payments.models import PaymentMethodType, Purchase, PurchaseStatus
-from tests.conftest import Actor, Api, sign_up
-from tests.test_payments_support import add_card
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import CONFIGURE, configure
+from tests.support.credits import units, use
+from tests.support.payments import add_card
 
-CONFIGURE = """mutation($t: ID!, $e: Boolean!, $th: Decimal!, $a: Decimal!, $m: Decimal!) {
-  configureAutoTopUp(input: {teamId: $t, enabled: $e, threshold: $th, amount: $a,
-      monthlyLimit: $m}) {
-    autoTopUp { enabled threshold amount monthlyLimit pausedReason pending }
-    errors { code field message } } }"""
 AUTO_TOP_UP = """query($t: ID!) { team(id: $t) {
   autoTopUp { enabled threshold amount monthlyLimit pausedReason pending }
   credits { total prepaid } } }"""
-
-
-def units(amount: str) -> int:
-    return parse(amount, allow_zero=True)
-
-
-async def configure(
-    api: Api,
-    actor: Actor,
-    *,
-    enabled: bool = True,
-    threshold: str = "10.00",
-    amount: str = "25.00",
-    monthly: str = "100.00",
-) -> dict[str, Any]:
-    variables = {"t": actor.team_id, "e": enabled, "th": threshold, "a": amount, "m": monthly}
-    data = await api.ok(CONFIGURE, variables, actor.token)
-    payload: dict[str, Any] = data["configureAutoTopUp"]
-    return payload
 
 
 async def setup(
@@ -73,14 +51,6 @@ async def setup(
         amount=units("25.00"),
         monthly_limit=units(monthly),
     )
-
-
-async def use(team_id: uuid.UUID, amount: str) -> bool:
-    request = credits_service.UsageRequest(
-        team_id=team_id, amount=units(amount), idempotency_key=uuid.uuid4().hex
-    )
-    (result,) = await credits_service.record_usage([request])
-    return result.record is not None
 
 
 async def total(team_id: uuid.UUID) -> str:

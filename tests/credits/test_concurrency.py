@@ -10,8 +10,8 @@ import asyncio
 import uuid
 
 from app.credits.models import CreditAccount, CreditGrant, LedgerEntry, UsageRecord
-from tests.billing import credits, grant, use
-from tests.conftest import Actor, Api
+from tests.support.api import Actor, Api
+from tests.support.billing import credits, grant, use
 
 
 async def _ledger_matches_grants(team_id: str) -> None:

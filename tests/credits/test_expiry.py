@@ -15,31 +15,19 @@ from app.credits.models import (
     BillingAlert,
     CreditAccount,
     CreditGrant,
-    CreditKind,
     LedgerEntry,
     LedgerKind,
 )
 from app.events import bus
 from app.kit import clock
-from app.kit.money import parse
-from tests.conftest import Api, sign_up
+from tests.support.api import Api, sign_up
+from tests.support.credits import give, units
 
 START = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
 
 
-def units(amount: str) -> int:
-    return parse(amount, allow_zero=True)
-
-
 async def new_team(api: Api) -> uuid.UUID:
     return uuid.UUID((await sign_up(api)).team_id)
-
-
-async def grant(team_id: uuid.UUID, amount: str, expires_at: datetime | None = None) -> uuid.UUID:
-    made = await credits_service.grant_credits(
-        team_id, CreditKind.FREE, units(amount), expires_at=expires_at
-    )
-    return made.id
 
 
 async def assert_ledger_sums(team_id: uuid.UUID) -> None:
@@ -69,8 +57,8 @@ async def expiries(team_id: uuid.UUID) -> list[int]:
 async def test_the_sweeper_writes_the_expiry_and_the_ledger_still_sums(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
-    await grant(team_id, "10.00", expires_at=START + timedelta(hours=1))
-    await grant(team_id, "5.00")
+    await give(team_id, "10.00", expires_at=START + timedelta(hours=1))
+    await give(team_id, "5.00")
     request = credits_service.UsageRequest(team_id, units("2.00"), "k1")
     await credits_service.record_usage([request])  # from the expiring grant first
     clock.advance(timedelta(hours=1))
@@ -90,8 +78,8 @@ async def test_the_sweeper_writes_the_expiry_and_the_ledger_still_sums(api: Api)
 async def test_expiry_is_written_lazily_when_the_team_is_next_touched(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
-    await grant(team_id, "3.00", expires_at=START + timedelta(minutes=30))
-    await grant(team_id, "4.00")
+    await give(team_id, "3.00", expires_at=START + timedelta(minutes=30))
+    await give(team_id, "4.00")
     clock.advance(timedelta(minutes=31))
     request = credits_service.UsageRequest(team_id, units("1.00"), "after-expiry")
     (result,) = await credits_service.record_usage([request])
@@ -106,7 +94,7 @@ async def test_expiry_is_written_lazily_when_the_team_is_next_touched(api: Api) 
 async def test_expired_credits_cannot_pay(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
-    await grant(team_id, "3.00", expires_at=START + timedelta(minutes=30))
+    await give(team_id, "3.00", expires_at=START + timedelta(minutes=30))
     clock.advance(timedelta(minutes=30))  # expiry instant: no longer counts
     request = credits_service.UsageRequest(team_id, units("0.01"), "late")
     (result,) = await credits_service.record_usage([request])
@@ -124,7 +112,7 @@ async def test_expired_credits_cannot_pay(api: Api) -> None:
 async def test_subscribers_see_the_drop(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
-    await grant(team_id, "6.00", expires_at=START + timedelta(seconds=5))
+    await give(team_id, "6.00", expires_at=START + timedelta(seconds=5))
     async with bus.broker.subscribe(bus.credits_channel(team_id)) as queue:
         assert queue.empty()
         clock.advance(timedelta(seconds=5))
@@ -153,7 +141,7 @@ async def test_the_sweeper_wakes_at_the_next_expiry(api: Api) -> None:
     team_id = await new_team(api)
     clock.freeze(START)
     assert await programs.next_wake(clock.now()) == programs.SWEEP_INTERVAL.total_seconds()
-    await grant(team_id, "1.00", expires_at=START + timedelta(seconds=7))
+    await give(team_id, "1.00", expires_at=START + timedelta(seconds=7))
     wait = await programs.next_wake(clock.now())
     assert 7 <= wait < 8
     clock.advance(timedelta(seconds=10))
@@ -162,7 +150,7 @@ async def test_the_sweeper_wakes_at_the_next_expiry(api: Api) -> None:
 
 async def test_the_sweeper_runs_in_the_background_until_stopped(api: Api) -> None:
     team_id = await new_team(api)
-    await grant(team_id, "1.00", expires_at=clock.now() + timedelta(milliseconds=300))
+    await give(team_id, "1.00", expires_at=clock.now() + timedelta(milliseconds=300))
     task = programs.start_sweeper()
     try:
         for _ in range(300):

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from tortoise import connections
 
 from app.config import Settings
 from app.credits import service as credits
@@ -43,8 +42,8 @@ from app.payments import webhooks
 from app.payments.models import PaymentMethod, PaymentMethodType, Purchase, PurchaseStatus
 from app.payments.stripe import PaymentDeclined, PaymentIntentResult
 from app.teams.models import Team
-from tests.conftest import _tables
-from tests.test_payments_support import charge_event
+from tests.support.db import empty
+from tests.support.payments import charge_event
 
 T = TypeVar("T")
 # What the runs exercised (printed at the end: `pytest -s` shows it).
@@ -228,18 +227,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return asyncio.run_coroutine_threadsafe(wait(), self.loop).result(timeout=120)
 
     async def _setup(self) -> None:
-        conn = connections.get("default")
-        tables = _tables()
-        if self.database.is_sqlite:
-            await conn.execute_script(
-                "PRAGMA foreign_keys=OFF;"
-                + "".join(f'DELETE FROM "{t}";' for t in tables)
-                + "PRAGMA foreign_keys=ON;"
-            )
-        else:
-            await conn.execute_script(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE;"
-            )
+        await empty(self.database)
         for i in range(TEAMS):
             team = await Team.create(id=uuid.uuid4(), name=f"model {i}", created_at=START)
             await CreditAccount.create(team=team, updated_at=START)

@@ -15,8 +15,8 @@ from app.credits.models import CreditGrant, CreditKind, PromoCode, PromoFailure,
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
-from tests.billing import credits
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import credits
 
 CREATE = """mutation($c: String!, $a: Decimal!, $x: DateTime, $m: Int, $v: Int) {
   createPromoCode(input: {code: $c, amount: $a, expiresAt: $x, maxRedemptions: $m,

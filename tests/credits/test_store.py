@@ -7,8 +7,8 @@ import uuid
 from app.credits import store
 from app.credits.models import CreditAccount, CreditGrant
 from app.kit.ids import uuid_order
-from tests.billing import grant
-from tests.conftest import Actor, Api
+from tests.support.api import Actor, Api
+from tests.support.billing import grant
 
 
 async def test_rows_load_as_tortoise_loads_them(api: Api, admin: Actor, operator: Actor) -> None:

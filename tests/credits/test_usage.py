@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.kit import clock
-from tests.billing import LIMIT, USAGE, credits, grant, set_limit, use
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import LIMIT, USAGE, credits, grant, set_limit, use
 
 
 async def test_waterfall_across_all_kinds_and_the_invoiced_tier(

@@ -9,9 +9,9 @@ from typing import Any
 from app.credits import batching
 from app.credits import service as credits
 from app.kit.money import parse
-from tests.billing import credits as read_credits
-from tests.billing import grant
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import credits as read_credits
+from tests.support.billing import grant
 
 BATCH = """mutation($e: [RecordUsageInput!]!) { recordUsageBatch(input: {events: $e}) {
   results { usage { idempotencyKey amount fromFree invoiced } errors { code field } } errors { code field } } }"""

@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from app.config import Settings
 from app.credits import alerts
-from tests.billing import set_limit
-from tests.conftest import Actor, Api, sign_up
-from tests.test_subscriptions_support import LiveServer, Ws, http_api, opened
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import set_limit
+from tests.support.subscriptions import LiveServer, Ws, listening, opened
 
 ALERTS = """subscription($teamId: ID!) { billingAlerts(teamId: $teamId) { id kind message } }"""
 USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
   recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
-
-
-@pytest.fixture(scope="module")
-async def server(database: Settings) -> AsyncIterator[LiveServer]:
-    live_server = LiveServer(database)
-    await live_server.start()
-    yield live_server
-    await live_server.stop()
-
-
-@pytest.fixture
-async def http(server: LiveServer) -> AsyncIterator[Api]:
-    api = http_api(server.http_url)
-    yield api
-    await api.http.aclose()
-
-
-async def listening(team_id: str) -> None:
-    """Until the server's stream listens on the team's alerts channel (same process)."""
-    from app.events import bus
-
-    channel = alerts.alerts_channel(uuid.UUID(team_id))
-    backend: Any = getattr(bus.broker, "backend", bus.broker)
-    for _ in range(1000):
-        table = getattr(backend, "_listeners", None) or getattr(backend, "_subscribers", {})
-        if table.get(channel):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the subscription never listened")
 
 
 async def next_alert(ws: Ws) -> dict[str, Any]:
@@ -65,7 +33,7 @@ async def test_usage_crossing_the_limit_pushes_each_alert_once(
     await set_limit(owner.team_id, "10.00")
     async with opened(server.ws_url, owner.token) as ws:
         await ws.subscribe(owner.team_id, query=ALERTS)
-        await listening(owner.team_id)
+        await listening(alerts.alerts_channel(uuid.UUID(owner.team_id)))
         for index in range(12):  # 12 x 1.00 against 10.00: 80% and 100% are crossed once
             await http.ok(USAGE, {"t": owner.team_id, "a": "1.00", "k": f"u{index}"}, ops.token)
         first = await next_alert(ws)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,8 +12,8 @@ import redis.asyncio as redis
 
 from app.events import bus
 from app.events.broker import RESYNC, Broker, MemoryBackend, RedisBackend
+from tests.support.subscriptions import REDIS_URL
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 WAIT = 10.0
 
 

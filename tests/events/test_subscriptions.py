@@ -25,8 +25,8 @@ from app.events import bus, live
 from app.kit import clock
 from app.kit.money import UNITS_PER_DOLLAR
 from app.teams.models import Membership
-from tests.conftest import Actor, Api, make_token, sign_up
-from tests.test_subscriptions_support import LiveServer, Ws, http_api, opened
+from tests.support.api import Actor, Api, make_token, sign_up
+from tests.support.subscriptions import LiveServer, Ws, opened
 
 ALLOWED_ORIGIN = "http://console.example"
 
@@ -43,6 +43,7 @@ TOTAL = "query($t: ID!) { team(id: $t) { credits { total } } }"
 
 @pytest.fixture(scope="module")
 async def server(database: Settings) -> AsyncIterator[LiveServer]:
+    """The root conftest's server with a short init timeout and one allowed origin."""
     settings = database.model_copy(
         update={"ws_connection_init_timeout": 0.5, "cors_allow_origins": [ALLOWED_ORIGIN]}
     )
@@ -50,13 +51,6 @@ async def server(database: Settings) -> AsyncIterator[LiveServer]:
     await live_server.start()
     yield live_server
     await live_server.stop()
-
-
-@pytest.fixture
-async def http(server: LiveServer) -> AsyncIterator[Api]:
-    api = http_api(server.http_url)
-    yield api
-    await api.http.aclose()
 
 
 @pytest.fixture

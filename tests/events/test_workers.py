@@ -9,7 +9,6 @@ workers, each subscriber's worker found from /proc.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,10 +16,8 @@ import pytest
 import redis.asyncio as redis
 
 from app.config import Settings
-from tests.conftest import Actor, Api, sign_up
-from tests.test_subscriptions_support import ServerProcess, Ws, http_api, opened
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.support.api import Actor, Api, sign_up
+from tests.support.subscriptions import REDIS_URL, ServerProcess, Ws, http_api, opened
 
 GRANT = """mutation($t: ID!, $a: Decimal!) {
   grantCredits(input: {teamId: $t, amount: $a}) { errors { code } } }"""

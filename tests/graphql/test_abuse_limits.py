@@ -16,7 +16,6 @@ import httpx
 import pytest
 import strawberry
 from graphql import GraphQLObjectType, parse
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Environment, Settings
 from app.credits.models import UsageRecord
@@ -26,8 +25,9 @@ from app.graphql.schema import schema
 from app.kit.pagination import MAX_PAGE, decode_cursor, encode_cursor, page_size
 from app.main import create_app
 from app.teams.models import Team
-from tests.billing import grant
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import grant
+from tests.support.metrics import sample
 
 USAGE = """mutation($t: ID!, $key: String!, $d: String) {
   recordUsage(input: {teamId: $t, amount: "0.01", idempotencyKey: $key, description: $d}) {
@@ -434,15 +434,6 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
     assert len(bad.headers["x-request-id"]) == 32
 
 
-def _sample(text: str, name: str, labels: dict[str, str]) -> float:
-    # Parsed properly: label values may hold commas ("a,b" names two root fields).
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
 async def test_metrics_count_operations_and_usage_outcomes(
     client: httpx.AsyncClient, operator: Actor, admin: Actor
 ) -> None:
@@ -459,7 +450,7 @@ async def test_metrics_count_operations_and_usage_outcomes(
     after = response.text
 
     def delta(name: str, labels: dict[str, str]) -> float:
-        return _sample(after, name, labels) - _sample(before, name, labels)
+        return sample(after, name, labels) - sample(before, name, labels)
 
     usage = "creditline_usage_events_total"
     assert delta(usage, {"outcome": "accepted", "reason": ""}) == 2

@@ -11,7 +11,8 @@ import httpx
 import jwt
 
 from app.teams import tokens
-from tests.conftest import JWT_SECRET, Api, make_token, sign_up
+from tests.support import ROOT
+from tests.support.api import JWT_SECRET, Api, make_token, sign_up
 
 VIEWER = "{ viewer { id email name isOperator memberships { role team { id name } } } }"
 
@@ -88,10 +89,9 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 
 def test_token_command_prints_a_valid_token(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, "-m", "app", "token", "--email", "Cli@Example.com", "--operator"],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,

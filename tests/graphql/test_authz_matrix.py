@@ -12,9 +12,8 @@ socket with 4403; a refused subscription answers an `error` message with the cod
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,13 +22,12 @@ import pytest
 from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type
 from tortoise.transactions import in_transaction
 
-from app.config import Settings
 from app.credits import alerts
 from app.credits.models import AlertKind
 from app.graphql.schema import schema
 from app.teams import tokens
-from tests.conftest import JWT_SECRET, Api, make_token, sign_up
-from tests.test_subscriptions_support import LiveServer, Ws, http_api, opened
+from tests.support.api import JWT_SECRET, Api, make_token, sign_up
+from tests.support.subscriptions import LiveServer, Ws, http_api, opened, until_listeners
 
 ACTORS = ("none", "bad", "stranger", "member", "admin", "operator")
 OK, UNAUTH, NOT_FOUND, FORBIDDEN = "OK", "UNAUTHENTICATED", "NOT_FOUND", "FORBIDDEN"
@@ -299,30 +297,6 @@ async def test_expired_and_malformed_tokens_are_unauthenticated(api: Api) -> Non
 # --- subscriptions over a websocket ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-async def server(database: Settings) -> AsyncIterator[LiveServer]:
-    live_server = LiveServer(database)
-    await live_server.start()
-    yield live_server
-    await live_server.stop()
-
-
-def _listeners(channel: str) -> int:
-    from app.events import bus
-
-    backend: Any = getattr(bus.broker, "backend", bus.broker)
-    table = getattr(backend, "_listeners", None) or getattr(backend, "_subscribers", {})
-    return len(table.get(channel, ()))
-
-
-async def _until_listeners(channel: str, count: int) -> None:
-    for _ in range(2000):
-        if _listeners(channel) == count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{channel} never had {count} listeners")
-
-
 async def _raise_alert(team_id: str) -> None:
     async with in_transaction() as conn:
         alert = await alerts.raise_alert(
@@ -353,7 +327,7 @@ async def test_subscriptions(server: LiveServer, name: str) -> None:
             await ws.subscribe(cast.team_id, query=case.document)
             if channel is not None and case.expected[actor] == OK:
                 # billingAlerts says nothing until an alert: raise one once it listens.
-                await _until_listeners(channel, 1)
+                await until_listeners(channel, 1)
                 await _raise_alert(cast.team_id)
             message = await ws.recv()
             if message["type"] == "next" and not message["payload"].get("errors"):
@@ -363,5 +337,5 @@ async def test_subscriptions(server: LiveServer, name: str) -> None:
                 assert message["type"] == "error", message
                 got[actor] = message["payload"][0]["extensions"]["code"]
         if channel is not None:
-            await _until_listeners(channel, 0)
+            await until_listeners(channel, 0)
     assert got == case.expected

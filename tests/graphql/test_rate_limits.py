@@ -16,8 +16,8 @@ from app.credits.models import UsageRecord
 from app.kit.ratelimit import Rate, RateLimiter
 from app.main import create_app
 from app.teams.models import Membership, Role, Team
-from tests.billing import grant
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import grant
 
 CREATE = """mutation($n: String!) { createTeam(input: {name: $n}) { team { id } errors { code message } } }"""
 ADD = """mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) {

@@ -1,4 +1,4 @@
-from tests.conftest import Api, sign_up
+from tests.support.api import Api, sign_up
 
 
 async def test_viewer_and_personal_team(api: Api) -> None:

@@ -14,8 +14,9 @@ from app.invoices.models import BillingAddress
 from app.payments import service as payments
 from app.payments.models import StripeCustomer
 from app.payments.stripe import StripeGateway
-from tests.conftest import STRIPE_API_KEY, Actor, Api, sign_up
-from tests.test_invoices import ADDRESS_FIELDS, BERLIN, UPDATE_ADDRESS, save_address
+from tests.support.api import Actor, Api, sign_up
+from tests.support.invoices import ADDRESS_FIELDS, BERLIN, UPDATE_ADDRESS, save_address
+from tests.support.payments import STRIPE_API_KEY
 
 US = {
     "name": "Grace Hopper",

@@ -16,9 +16,9 @@ from app.invoices.models import Invoice, InvoiceLine, InvoiceStatus
 from app.kit import clock
 from app.kit.errors import ErrorCode
 from app.kit.money import parse
-from tests.billing import set_limit
-from tests.conftest import Actor, Api, sign_up
-from tests.test_invoices import NOV_1, OCT_20, add_card, count_charges, invoiced_usage
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import set_limit
+from tests.support.invoices import NOV_1, OCT_20, card_on_file, count_charges, invoiced_usage
 
 
 async def test_concurrent_closers_issue_one_invoice_per_team_with_gap_free_numbers(
@@ -28,7 +28,7 @@ async def test_concurrent_closers_issue_one_invoice_per_team_with_gap_free_numbe
     clock.freeze(OCT_20)
     teams = [await sign_up(api, f"team-{i}@example.com") for i in range(4)]
     for index, team in enumerate(teams):
-        await add_card(team, "pm_card_visa")
+        await card_on_file(team, "pm_card_visa")
         await set_limit(team.team_id, "50.00")
         await invoiced_usage(api, operator, team, [(f"{index + 1}.005", "calls")])
     clock.freeze(NOV_1)
@@ -51,7 +51,7 @@ async def test_late_usage_racing_the_close_is_either_invoiced_or_refused(
     api: Api, admin: Actor, operator: Actor
 ) -> None:
     clock.freeze(OCT_20)
-    await add_card(admin, "pm_card_visa")
+    await card_on_file(admin, "pm_card_visa")
     await set_limit(admin.team_id, "1000.00")
     await invoiced_usage(api, operator, admin, [("1.00", "early")])
     clock.freeze(datetime(2026, 11, 1, 0, 1, tzinfo=UTC))

@@ -4,9 +4,7 @@ purchase invoices, gap-free numbers, frozen billing details, reading and paginat
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from tortoise.transactions import in_transaction
@@ -18,132 +16,32 @@ from app.invoices.models import Invoice, InvoiceCounter, InvoiceStatus
 from app.kit import clock
 from app.kit.errors import DomainError
 from app.payments import service as payments
-from tests.billing import set_limit, use
-from tests.conftest import Actor, Api, sign_up
-
-OCT_20 = datetime(2026, 10, 20, 12, tzinfo=UTC)
-NOV_1 = datetime(2026, 11, 1, 0, 10, tzinfo=UTC)
-
-ADDRESS_FIELDS = (
-    "name organization email line1 line2 city state postalCode country taxId { type value }"
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import set_limit, use
+from tests.support.invoices import (
+    ADDRESS_FIELDS,
+    BERLIN,
+    INVOICE_FIELDS,
+    INVOICES,
+    NOV_1,
+    OCT_20,
+    OCTOBER_LINES,
+    UPCOMING,
+    FakePurchase,
+    card_on_file,
+    count_charges,
+    invoiced_usage,
+    list_invoices,
+    october_team,
+    only_invoice,
+    purchase_invoice_for,
+    save_address,
 )
-INVOICE_FIELDS = f"""id number kind status currency period periodStart periodEnd subtotal tax total
-  issuedAt paidAt failureReason pdfUrl
-  lines {{ description quantity unitAmount amount exactAmount }}
-  billingAddress {{ {ADDRESS_FIELDS} }}"""
-INVOICES = f"""query($t: ID!, $first: Int, $after: String) {{ team(id: $t) {{
-  invoices(first: $first, after: $after) {{
-    edges {{ cursor node {{ {INVOICE_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"""
-UPCOMING = f"""query($t: ID!) {{ team(id: $t) {{ upcomingInvoice {{ {INVOICE_FIELDS} }} }} }}"""
-UPDATE_ADDRESS = f"""mutation($input: UpdateBillingAddressInput!) {{
-  updateBillingAddress(input: $input) {{
-    billingAddress {{ {ADDRESS_FIELDS} }} errors {{ code field message }} }} }}"""
+
 PAY = f"""mutation($t: ID!, $i: ID!) {{ payInvoice(input: {{teamId: $t, invoiceId: $i}}) {{
   invoice {{ {INVOICE_FIELDS} }} errors {{ code field message }} }} }}"""
 CREDITS_STATE = """query($t: ID!) { team(id: $t) { credits {
   invoicedThisMonth invoicedRemaining invoicingSuspended status } } }"""
-
-BERLIN = {
-    "name": "Ada Lovelace",
-    "organization": "Analytical Engines GmbH",
-    "email": "billing@engines.example",
-    "line1": "Unter den Linden 1",
-    "city": "Berlin",
-    "postalCode": "10117",
-    "country": "DE",
-    "taxId": {"type": "eu_vat", "value": "DE 123 456 789"},
-}
-
-
-# --- helpers (also used by the other invoice test files) ---------------------------------------
-
-
-async def save_address(api: Api, actor: Actor, **fields: Any) -> dict[str, Any]:
-    data = await api.ok(UPDATE_ADDRESS, {"input": {"teamId": actor.team_id, **fields}}, actor.token)
-    payload: dict[str, Any] = data["updateBillingAddress"]
-    return payload
-
-
-async def list_invoices(
-    api: Api,
-    actor: Actor,
-    first: int | None = None,
-    after: str | None = None,
-    team_id: str | None = None,
-) -> dict[str, Any]:
-    variables = {"t": team_id or actor.team_id, "first": first, "after": after}
-    data = await api.ok(INVOICES, variables, actor.token)
-    connection: dict[str, Any] = data["team"]["invoices"]
-    return connection
-
-
-async def only_invoice(api: Api, actor: Actor) -> dict[str, Any]:
-    edges = (await list_invoices(api, actor))["edges"]
-    assert len(edges) == 1, edges
-    node: dict[str, Any] = edges[0]["node"]
-    return node
-
-
-async def add_card(actor: Actor, test_pm: str) -> None:
-    """Puts a localstripe test card on file as the team's default."""
-    await payments.add_payment_method(uuid.UUID(actor.team_id), test_pm, make_default=True)
-
-
-async def invoiced_usage(
-    api: Api, operator: Actor, actor: Actor, items: list[tuple[str, str | None]], prefix: str = "u"
-) -> None:
-    """Records usage that all lands on the invoiced tier (the team has no credits)."""
-    for index, (amount, description) in enumerate(items):
-        result = await use(
-            api, operator, actor.team_id, amount, f"{prefix}-{index}", description=description
-        )
-        assert result["errors"] == [], result
-        assert result["usage"]["invoiced"] == result["usage"]["amount"]
-
-
-# Exact sums per description and their roundings, chosen so that rounding the total once
-# (13.36457201 -> 13.36) differs from summing the rounded lines (3.23 + 10.13 + 0.01 = 13.37).
-OCTOBER_USAGE: list[tuple[str, str | None]] = [
-    ("1.234567", "GPU seconds"),
-    ("2.000005", "GPU seconds"),
-    ("0.004999", "storage"),
-    ("0.000001", "storage"),
-    ("10.125", None),
-    ("0.00000001", "API usage"),
-]
-OCTOBER_LINES = [
-    {
-        "description": "API usage",
-        "quantity": "1",
-        "unitAmount": "10.13",
-        "amount": "10.13",
-        "exactAmount": "10.12500001",
-    },
-    {
-        "description": "GPU seconds",
-        "quantity": "1",
-        "unitAmount": "3.23",
-        "amount": "3.23",
-        "exactAmount": "3.234572",
-    },
-    {
-        "description": "storage",
-        "quantity": "1",
-        "unitAmount": "0.01",
-        "amount": "0.01",
-        "exactAmount": "0.005",
-    },
-]
-
-
-async def october_team(api: Api, operator: Actor, actor: Actor, card: str | None) -> None:
-    """A team with invoiced billing, a card, an address, and October's usage."""
-    clock.freeze(OCT_20)
-    if card:
-        await add_card(actor, card)
-    await set_limit(actor.team_id, "100.00")
-    assert (await save_address(api, actor, **BERLIN))["errors"] == []
-    await invoiced_usage(api, operator, actor, OCTOBER_USAGE)
 
 
 # --- the close across a month end --------------------------------------------------------------
@@ -235,7 +133,7 @@ async def test_a_declined_charge_fails_the_invoice_alerts_and_suspends_until_pai
     assert await BillingAlert.filter(team_id=uuid.UUID(admin.team_id)).count() == 1
 
     # A working card, then "retry-payments": paid, and invoiced billing resumes.
-    await add_card(admin, "pm_card_visa")
+    await card_on_file(admin, "pm_card_visa")
     retried = await invoices.retry_payments(due_only=False)
     assert (retried.attempted, retried.paid) == (1, 1)
     invoice = await only_invoice(api, admin)
@@ -267,7 +165,7 @@ async def test_pay_invoice_mutation_after_a_decline(
         "FORBIDDEN"
     )
 
-    await add_card(admin, "pm_card_visa")
+    await card_on_file(admin, "pm_card_visa")
     paid = (await api.ok(PAY, {"t": admin.team_id, "i": invoice["id"]}, admin.token))["payInvoice"]
     assert paid["errors"] == []
     assert paid["invoice"]["status"] == "PAID"
@@ -307,19 +205,6 @@ async def test_close_run_twice_issues_and_charges_once(
     await purchase_invoice_for(admin, "25.00")
     numbers = sorted(await Invoice.all().values_list("number", flat=True))
     assert numbers == ["CL-2026-000001", "CL-2026-000002"]
-
-
-def count_charges(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records the idempotency key of every off-session charge."""
-    keys: list[str] = []
-    real = payments.charge_default_method_off_session
-
-    async def counting(team_id: uuid.UUID, amount_cents: int, **kwargs: Any) -> payments.Charge:
-        keys.append(kwargs["idempotency_key"])
-        return await real(team_id, amount_cents, **kwargs)
-
-    monkeypatch.setattr(payments, "charge_default_method_off_session", counting)
-    return keys
 
 
 async def test_close_refuses_a_bad_or_unfinished_period() -> None:
@@ -385,29 +270,8 @@ async def test_the_scheduler_closes_shortly_after_the_month_starts(
 # --- purchase invoices and numbering ---------------------------------------------------------
 
 
-@dataclass
-class FakePurchase:
-    """Stands in for payments' Purchase where only the invoice is under test."""
-
-    id: uuid.UUID
-    team_id: object
-    amount: int
-    payment_intent_id: str | None
-    settled_at: datetime | None
-
-
-async def purchase_invoice_for(actor: Actor, dollars: str) -> Invoice:
-    from app.kit.money import parse
-
-    purchase = FakePurchase(
-        uuid.uuid4(), uuid.UUID(actor.team_id), parse(dollars), "pi_test", clock.now()
-    )
-    async with in_transaction() as conn:
-        return await invoices.issue_purchase_invoice(conn, purchase)
-
-
 async def test_a_card_purchase_gets_a_paid_credit_purchase_invoice(api: Api, admin: Actor) -> None:
-    await add_card(admin, "pm_card_visa")
+    await card_on_file(admin, "pm_card_visa")
     await save_address(api, admin, **BERLIN)
     data = await api.ok(
         f"""mutation($t: ID!) {{ purchaseCredits(input: {{teamId: $t, amount: "25.00"}}) {{

@@ -12,8 +12,8 @@ from pypdf import PdfReader
 
 from app.invoices import service as invoices
 from app.kit import clock
-from tests.conftest import Actor, Api
-from tests.test_invoices import (
+from tests.support.api import Actor, Api
+from tests.support.invoices import (
     NOV_1,
     UPCOMING,
     october_team,
@@ -100,7 +100,7 @@ async def test_a_tampered_or_expired_link_is_forbidden(
 
 
 async def only_or_first(api: Api, admin: Actor, invoice_id: str) -> dict[str, str]:
-    from tests.test_invoices import list_invoices
+    from tests.support.invoices import list_invoices
 
     for edge in (await list_invoices(api, admin))["edges"]:
         if edge["node"]["id"] == invoice_id:
@@ -114,7 +114,7 @@ async def test_a_signed_link_to_a_missing_invoice_is_not_found(
 ) -> None:
     from app.config import Settings
     from app.invoices import links
-    from tests.conftest import JWT_SECRET
+    from tests.support.api import JWT_SECRET
 
     url = links.invoice_pdf_url(Settings(auth_jwt_secret=JWT_SECRET), uuid.uuid4())
     assert (await client.get(local(url))).status_code == 404

@@ -11,7 +11,7 @@ from app.config import Environment, Settings
 from app.console import BUILD_DIR, config
 from app.main import create_app
 from app.teams import tokens
-from tests.conftest import JWT_SECRET
+from tests.support.api import JWT_SECRET
 
 
 def _settings(**overrides: object) -> Settings:

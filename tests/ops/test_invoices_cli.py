@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from app.config import Settings
 from app.credits.models import ClosedPeriod
 from app.invoices.models import PeriodClose
-from tests.conftest import JWT_SECRET, STRIPE_API_KEY
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.api import JWT_SECRET
+from tests.support.payments import STRIPE_API_KEY
 
 
 def creditline(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

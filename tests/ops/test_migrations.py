@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 from app.config import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 # Applies each app's first migration only, so the later ones run over existing rows.
 _FIRST_ONLY = """

@@ -8,9 +8,9 @@ import uuid
 import httpx
 
 from app.events import live
-from tests.conftest import Actor
-from tests.test_abuse_limits import _sample
-from tests.test_payments_support import deliver, signed
+from tests.support.api import Actor
+from tests.support.metrics import sample
+from tests.support.payments import deliver, signed
 
 
 async def _metrics(client: httpx.AsyncClient) -> str:
@@ -36,7 +36,7 @@ async def test_webhook_deliveries_are_counted_by_outcome(client: httpx.AsyncClie
     assert (await client.post("/webhooks/stripe", content=body, headers=headers)).status_code == 400
     after = await _metrics(client)
     for outcome, count in (("ignored", 1), ("duplicate", 1), ("rejected", 2)):
-        delta = _sample(after, name, {"outcome": outcome}) - _sample(
+        delta = sample(after, name, {"outcome": outcome}) - sample(
             before, name, {"outcome": outcome}
         )
         assert delta == count, outcome

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from app import db
 from app.config import Settings
 from app.graphql.schema import schema
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 
 def test_schema_graphql_matches_code() -> None:

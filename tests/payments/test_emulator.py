@@ -18,8 +18,9 @@ from app.credits.models import CreditGrant
 from app.main import create_app
 from app.payments.emulator import StripeEmulator
 from app.payments.models import Purchase, StripeEvent
-from tests.conftest import STRIPE_WEBHOOK_SECRET, Actor, Api
-from tests.test_payments_support import (
+from tests.support.api import Actor, Api
+from tests.support.payments import (
+    STRIPE_WEBHOOK_SECRET,
     authenticate_3ds,
     buy,
     card_payment_method,

@@ -9,8 +9,9 @@ import httpx
 from app.payments import service as payments
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, StripeCustomer
-from tests.conftest import Actor, Api, sign_up
-from tests.test_payments_support import (
+from tests.support.api import Actor, Api, sign_up
+from tests.support.payments import (
+    ADD_MEMBER,
     ADD_PM,
     METHODS,
     REMOVE_PM,
@@ -24,8 +25,6 @@ from tests.test_payments_support import (
 
 LIMIT = """mutation($t: ID!, $l: Decimal!) { setInvoicedSpendingLimit(input: {teamId: $t, limit: $l}) {
   credits { invoicedSpendingLimit } errors { code field message } } }"""
-ADD_MEMBER = """mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) {
-  errors { code } } }"""
 
 
 async def test_first_card_becomes_default_and_customer_is_created_once(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
-from app.config import Settings
 from app.credits.models import CreditGrant
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
@@ -17,8 +15,9 @@ from app.kit.money import UNITS_PER_DOLLAR
 from app.payments import service as payments
 from app.payments.emulator import StripeEmulator
 from app.payments.models import Purchase, PurchaseStatus
-from tests.conftest import Actor, Api, sign_up
-from tests.test_payments_support import (
+from tests.support.api import Actor, Api, sign_up
+from tests.support.payments import (
+    ADD_MEMBER,
     PURCHASE,
     PURCHASES,
     RECORDED_BANK_PAYMENT_METHOD,
@@ -29,18 +28,7 @@ from tests.test_payments_support import (
     credits_of,
     methods,
     purchases_of,
-    recorded_ach,
 )
-
-ADD_MEMBER = """mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) {
-  errors { code } } }"""
-
-
-@pytest.fixture
-async def ach(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RecordedAch]:
-    """The process's gateway answers payment-method and payment-intent calls from recordings."""
-    async with recorded_ach(settings, monkeypatch) as recorded:
-        yield recorded
 
 
 async def test_buy_with_the_default_card(api: Api, admin: Actor) -> None:

@@ -8,7 +8,6 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,10 +22,11 @@ from app.payments import service as payments
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
 from app.payments.stripe import StripeGateway
-from tests.conftest import STRIPE_API_KEY, Actor, Api
-from tests.test_payments_support import (
+from tests.support.api import Actor, Api
+from tests.support.payments import (
     ADD_PM,
     RECORDED_BANK_PAYMENT_METHOD,
+    STRIPE_API_KEY,
     RecordedAch,
     add_card,
     buy,
@@ -36,18 +36,11 @@ from tests.test_payments_support import (
     emulator_client,
     intent_event,
     methods,
-    recorded_ach,
     signed,
 )
 
 USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
   recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
-
-
-@pytest.fixture
-async def ach(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RecordedAch]:
-    async with recorded_ach(settings, monkeypatch) as recorded:
-        yield recorded
 
 
 async def bank_purchase(api: Api, admin: Actor, amount: str = "50.00") -> dict[str, Any]:

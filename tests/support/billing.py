@@ -1,10 +1,10 @@
-"""GraphQL operations the credits and usage tests share."""
+"""GraphQL operations of credits, usage and auto top-up that tests of several domains share."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Actor, Api
+from tests.support.api import Actor, Api
 
 GRANT = """mutation($t: ID!, $a: Decimal!, $k: CreditKind!, $d: String, $x: DateTime) {
   grantCredits(input: {teamId: $t, amount: $a, kind: $k, description: $d, expiresAt: $x}) {
@@ -19,6 +19,11 @@ CREDITS = """query($t: ID!) { team(id: $t) { credits {
   grants { id kind amount remaining expiresAt description } } } }"""
 LIMIT = """mutation($t: ID!, $l: Decimal!) { setInvoicedSpendingLimit(input: {teamId: $t, limit: $l}) {
   credits { invoicedSpendingLimit invoicedRemaining status } errors { code field message } } }"""
+CONFIGURE = """mutation($t: ID!, $e: Boolean!, $th: Decimal!, $a: Decimal!, $m: Decimal!) {
+  configureAutoTopUp(input: {teamId: $t, enabled: $e, threshold: $th, amount: $a,
+      monthlyLimit: $m}) {
+    autoTopUp { enabled threshold amount monthlyLimit pausedReason pending }
+    errors { code field message } } }"""
 
 
 async def grant(
@@ -62,6 +67,22 @@ async def use(
 async def credits(api: Api, actor: Actor, team_id: str | None = None) -> dict[str, Any]:
     data = await api.ok(CREDITS, {"t": team_id or actor.team_id}, actor.token)
     return data["team"]["credits"]  # type: ignore[no-any-return]
+
+
+async def configure(
+    api: Api,
+    actor: Actor,
+    *,
+    enabled: bool = True,
+    threshold: str = "10.00",
+    amount: str = "25.00",
+    monthly: str = "100.00",
+) -> dict[str, Any]:
+    """configureAutoTopUp as the team's admin; the payload."""
+    variables = {"t": actor.team_id, "e": enabled, "th": threshold, "a": amount, "m": monthly}
+    data = await api.ok(CONFIGURE, variables, actor.token)
+    payload: dict[str, Any] = data["configureAutoTopUp"]
+    return payload
 
 
 async def set_limit(team_id: str, limit: str) -> None:

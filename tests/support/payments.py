@@ -1,4 +1,4 @@
-"""Shared by the payments tests: GraphQL operations, signed webhooks, localstripe helpers and
+"""Shared by the payments tests (and the others that pay): GraphQL operations, signed webhooks, localstripe helpers and
 recorded Stripe responses for what the emulator does not model (ACH debits)."""
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import stripe
 from app.config import Settings
 from app.payments import service as payments
 from app.payments.stripe import StripeGateway
-from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, Actor, Api
+from tests.support.api import Actor, Api
+
+STRIPE_API_KEY = "sk_test_creditline"
+STRIPE_WEBHOOK_SECRET = "whsec_test_creditline_0123456789"
 
 PM_FIELDS = "id type brand last4 expMonth expYear isDefault createdAt"
 PURCHASE_FIELDS = f"""id amount method status clientSecret paymentIntentId failureReason
@@ -50,6 +53,8 @@ PURCHASES = f"""query($t: ID!, $first: Int, $after: String) {{ team(id: $t) {{
     edges {{ cursor node {{ {PURCHASE_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"""
 CREDITS = """query($t: ID!) { team(id: $t) { credits { total prepaid grants { kind amount remaining } }
   } }"""
+ADD_MEMBER = """mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) {
+  errors { code } } }"""
 
 
 async def add_card(

@@ -1,7 +1,8 @@
 """Helpers for the websocket subscription tests: real servers and a graphql-transport-ws client.
 
-No tests here; `test_subscriptions.py` (one in-process server, memory broker) and
-`test_subscriptions_workers.py` (server processes sharing Redis and the database) use it.
+`tests/events/test_subscriptions.py` (one in-process server, memory broker),
+`tests/events/test_workers.py` (server processes sharing Redis and the database) and the
+other websocket tests use it.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from app.config import Settings
+from app.events import bus
 from app.main import create_app
-from tests.conftest import JWT_SECRET, Api
+from tests.support import ROOT
+from tests.support.api import JWT_SECRET, Api
 
 PROTOCOL = "graphql-transport-ws"
 WAIT = 20.0  # generous upper bound on any single wait; never a timing assertion
-ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SERVE = [sys.executable, "-m", "app", "serve"]
 
 CREDITS = """
@@ -338,3 +341,32 @@ async def opened(url: str, token: str | None, **kwargs: Any) -> AsyncIterator[Ws
         yield ws
     finally:
         await ws.close()
+
+
+# --- the in-process broker -----------------------------------------------------------------------
+
+
+def listeners(channel: str) -> int:
+    """How many subscribers this process's broker has on `channel`."""
+    # The broker's backend when it has one (memory or Redis), else the broker itself.
+    backend: Any = getattr(bus.broker, "backend", bus.broker)
+    table = getattr(backend, "_listeners", None) or getattr(backend, "_subscribers", {})
+    return len(table.get(channel, ()))
+
+
+async def until_listeners(channel: str, count: int) -> None:
+    """Waits until exactly `count` subscribers listen on `channel` (this process's broker)."""
+    for _ in range(2000):
+        if listeners(channel) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{channel} never had {count} listeners")
+
+
+async def listening(channel: str) -> None:
+    """Waits until somebody listens on `channel` (this process's broker)."""
+    for _ in range(2000):
+        if listeners(channel):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nobody subscribed to {channel}")

@@ -9,8 +9,8 @@ from typing import Any
 from app.audit.models import AuditEvent
 from app.credits import service as credits
 from app.kit import clock
-from tests.billing import LIMIT, set_limit
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import LIMIT, set_limit
 
 LOG = """query($t: ID!, $n: Int, $after: String) { team(id: $t) { auditLog(first: $n, after: $after) {
   edges { cursor node { id action actor oldValue newValue createdAt } }
@@ -118,9 +118,9 @@ async def test_a_refused_change_records_nothing(api: Api, admin: Actor) -> None:
 async def test_payment_methods_auto_top_up_and_billing_address_are_recorded(
     api: Api, admin: Actor
 ) -> None:
-    from tests.test_auto_top_up import configure
-    from tests.test_invoices import BERLIN, save_address
-    from tests.test_payments_support import REMOVE_PM, SET_DEFAULT, add_card
+    from tests.support.billing import configure
+    from tests.support.invoices import BERLIN, save_address
+    from tests.support.payments import REMOVE_PM, SET_DEFAULT, add_card
 
     visa = await add_card(api, admin)
     master = await add_card(api, admin)

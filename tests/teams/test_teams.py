@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
 
 TEAM = "query($t: ID!) { team(id: $t) { id name viewerRole members { email role pending } } }"
 ADD = """mutation($t: ID!, $e: String!, $r: Role!) {
