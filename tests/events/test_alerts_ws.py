@@ -9,12 +9,10 @@ import pytest
 
 from app.credits import alerts
 from tests.support.api import Actor, Api, sign_up
-from tests.support.billing import set_limit
+from tests.support.billing import RECORD_USAGE, set_limit
 from tests.support.subscriptions import LiveServer, Ws, listening, opened
 
 ALERTS = """subscription($teamId: ID!) { billingAlerts(teamId: $teamId) { id kind message } }"""
-USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
-  recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
 
 
 async def next_alert(ws: Ws) -> dict[str, Any]:
@@ -35,12 +33,14 @@ async def test_usage_crossing_the_limit_pushes_each_alert_once(
         await ws.subscribe(owner.team_id, query=ALERTS)
         await listening(alerts.alerts_channel(uuid.UUID(owner.team_id)))
         for index in range(12):  # 12 x 1.00 against 10.00: 80% and 100% are crossed once
-            await http.ok(USAGE, {"t": owner.team_id, "a": "1.00", "k": f"u{index}"}, ops.token)
+            await http.ok(
+                RECORD_USAGE, {"t": owner.team_id, "a": "1.00", "k": f"u{index}"}, ops.token
+            )
         first = await next_alert(ws)
         second = await next_alert(ws)
         assert [first["kind"], second["kind"]] == ["INVOICED_LIMIT_80", "INVOICED_LIMIT_100"]
         # Nothing else follows: another refused event raises nothing.
-        await http.ok(USAGE, {"t": owner.team_id, "a": "1.00", "k": "u-last"}, ops.token)
+        await http.ok(RECORD_USAGE, {"t": owner.team_id, "a": "1.00", "k": "u-last"}, ops.token)
         with pytest.raises(TimeoutError):
             await ws.recv(wait=0.5)
 

@@ -26,18 +26,13 @@ from app.kit import clock
 from app.kit.money import UNITS_PER_DOLLAR
 from app.teams.models import Membership
 from tests.support.api import Actor, Api, make_token, sign_up
-from tests.support.subscriptions import LiveServer, Ws, opened
+from tests.support.billing import RECORD_USAGE
+from tests.support.subscriptions import ADD_MEMBER, REMOVE_MEMBER, LiveServer, Ws, opened
 
 ALLOWED_ORIGIN = "http://console.example"
 
 GRANT = """mutation($t: ID!, $a: Decimal!, $d: String) {
   grantCredits(input: {teamId: $t, amount: $a, description: $d}) { errors { code } } }"""
-USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
-  recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
-ADD = """mutation($t: ID!, $e: String!) {
-  addTeamMember(input: {teamId: $t, email: $e, role: MEMBER}) { errors { code } } }"""
-REMOVE = """mutation($t: ID!, $e: String!) {
-  removeTeamMember(input: {teamId: $t, email: $e}) { errors { code } } }"""
 TOTAL = "query($t: ID!) { team(id: $t) { credits { total } } }"
 
 
@@ -70,7 +65,7 @@ async def grant(http: Api, ops: Actor, team_id: str, amount: str, note: str | No
 
 async def use(http: Api, ops: Actor, team_id: str, amount: str) -> None:
     key = uuid.uuid4().hex
-    data = await http.ok(USAGE, {"t": team_id, "a": amount, "k": key}, ops.token)
+    data = await http.ok(RECORD_USAGE, {"t": team_id, "a": amount, "k": key}, ops.token)
     assert data["recordUsage"]["errors"] == []
 
 
@@ -295,7 +290,7 @@ async def test_a_removed_member_stops_receiving(
     server: LiveServer, http: Api, ops: Actor, owner: Actor
 ) -> None:
     member = await sign_up(http, "member@example.com")
-    data = await http.ok(ADD, {"t": owner.team_id, "e": member.email}, owner.token)
+    data = await http.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
     assert data["addTeamMember"]["errors"] == []
     async with opened(server.ws_url, member.token) as ws:
         # One at a time: two subscriptions' first balances may arrive in either order.
@@ -306,7 +301,7 @@ async def test_a_removed_member_stops_receiving(
         await grant(http, ops, owner.team_id, "2.00")
         await ws.until_total("2.00", "team")
 
-        data = await http.ok(REMOVE, {"t": owner.team_id, "e": member.email}, owner.token)
+        data = await http.ok(REMOVE_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
         assert data["removeTeamMember"]["errors"] == []
         ended = await ws.recv()
         assert ended["id"] == "team", ended
@@ -325,7 +320,7 @@ async def test_the_periodic_sweep_ends_access_lost_without_an_event(
     server: LiveServer, http: Api, owner: Actor
 ) -> None:
     member = await sign_up(http, "quiet@example.com")
-    await http.ok(ADD, {"t": owner.team_id, "e": member.email}, owner.token)
+    await http.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
     async with opened(server.ws_url, member.token) as ws:
         await ws.subscribe(owner.team_id)
         await ws.next_credits()

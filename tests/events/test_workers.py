@@ -17,16 +17,19 @@ import redis.asyncio as redis
 
 from app.config import Settings
 from tests.support.api import Actor, Api, sign_up
-from tests.support.subscriptions import REDIS_URL, ServerProcess, Ws, http_api, opened
+from tests.support.billing import RECORD_USAGE
+from tests.support.subscriptions import (
+    ADD_MEMBER,
+    REDIS_URL,
+    REMOVE_MEMBER,
+    ServerProcess,
+    Ws,
+    http_api,
+    opened,
+)
 
 GRANT = """mutation($t: ID!, $a: Decimal!) {
   grantCredits(input: {teamId: $t, amount: $a}) { errors { code } } }"""
-USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
-  recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
-ADD = """mutation($t: ID!, $e: String!) {
-  addTeamMember(input: {teamId: $t, email: $e, role: MEMBER}) { errors { code } } }"""
-REMOVE = """mutation($t: ID!, $e: String!) {
-  removeTeamMember(input: {teamId: $t, email: $e}) { errors { code } } }"""
 
 
 async def _started(*servers: ServerProcess) -> None:
@@ -116,7 +119,7 @@ async def test_a_change_on_one_process_reaches_subscribers_on_the_other(
         assert (await on_second.next_credits())[0]["total"] == "5.00"
 
         # And the other way round.
-        await change(api_first, ops, owner.team_id, USAGE, "1.25")
+        await change(api_first, ops, owner.team_id, RECORD_USAGE, "1.25")
         assert (await on_second.next_credits())[0]["total"] == "3.75"
         assert (await on_first.next_credits())[0]["total"] == "3.75"
 
@@ -128,12 +131,14 @@ async def test_a_member_removed_on_one_process_stops_receiving_on_the_other(
     api_first, api_second = apis
     _ops, owner = await actors(api_first)
     member = await sign_up(api_first, f"member-{uuid.uuid4().hex[:8]}@example.com")
-    data = await api_first.ok(ADD, {"t": owner.team_id, "e": member.email}, owner.token)
+    data = await api_first.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
     assert data["addTeamMember"]["errors"] == []
     async with opened(first.ws_url, member.token) as ws:
         await ws.subscribe(owner.team_id)
         await ws.next_credits()
-        data = await api_second.ok(REMOVE, {"t": owner.team_id, "e": member.email}, owner.token)
+        data = await api_second.ok(
+            REMOVE_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token
+        )
         assert data["removeTeamMember"]["errors"] == []
         ended = await ws.recv()
         assert ended["type"] == "next", ended

@@ -23,6 +23,7 @@ from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
 from app.payments.stripe import StripeGateway
 from tests.support.api import Actor, Api
+from tests.support.billing import RECORD_USAGE
 from tests.support.payments import (
     ADD_PM,
     RECORDED_BANK_PAYMENT_METHOD,
@@ -38,9 +39,6 @@ from tests.support.payments import (
     methods,
     signed,
 )
-
-USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
-  recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
 
 
 async def bank_purchase(api: Api, admin: Actor, amount: str = "50.00") -> dict[str, Any]:
@@ -270,7 +268,9 @@ async def test_refund_withdraws_unspent_credits_never_below_zero(
 ) -> None:
     purchase = await _paid(api, client, admin)
     intent = purchase["paymentIntentId"]
-    spent = await api.ok(USAGE, {"t": admin.team_id, "a": "70.00", "k": "u1"}, operator.token)
+    spent = await api.ok(
+        RECORD_USAGE, {"t": admin.team_id, "a": "70.00", "k": "u1"}, operator.token
+    )
     assert spent["recordUsage"]["errors"] == []
     partial = charge_event(
         "charge.refunded", intent_id=intent, amount_cents=10000, refunded_cents=2000

@@ -14,6 +14,9 @@ USAGE = """mutation($t: ID!, $a: Decimal!, $key: String!, $d: String, $at: DateT
     usage { id idempotencyKey amount accepted fromFree fromPromotional fromPrepaid invoiced description occurredAt }
     credits { total }
     errors { code field message } } }"""
+# recordUsage when only its error codes matter (the change is what the test watches).
+RECORD_USAGE = """mutation($t: ID!, $a: Decimal!, $k: String!) {
+  recordUsage(input: {teamId: $t, amount: $a, idempotencyKey: $k}) { errors { code } } }"""
 CREDITS = """query($t: ID!) { team(id: $t) { credits {
   total free promotional prepaid invoicedSpendingLimit invoicedThisMonth invoicedRemaining status updatedAt
   grants { id kind amount remaining expiresAt description } } } }"""

@@ -11,7 +11,7 @@ from app.kit.money import parse
 
 
 def units(amount: str) -> int:
-    """"12.50" in the ledger's units (zero allowed)."""
+    """An amount such as "12.50" in the ledger's units (zero allowed)."""
     return parse(amount, allow_zero=True)
 
 

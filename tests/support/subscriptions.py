@@ -46,6 +46,12 @@ subscription($teamId: ID!) {
 }
 """
 
+# Membership changes the websocket tests make (a member's subscription follows them).
+ADD_MEMBER = """mutation($t: ID!, $e: String!) {
+  addTeamMember(input: {teamId: $t, email: $e, role: MEMBER}) { errors { code } } }"""
+REMOVE_MEMBER = """mutation($t: ID!, $e: String!) {
+  removeTeamMember(input: {teamId: $t, email: $e}) { errors { code } } }"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
