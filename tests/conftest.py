@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
-from tortoise import Tortoise, connections
 
 from app import db
 from app.config import Environment, Settings
@@ -20,11 +17,10 @@ from app.main import create_app
 from app.payments import gateway as payment_gateway
 from app.payments.emulator import StripeEmulator
 from app.payments.stripe import StripeGateway
-from app.teams import tokens
-
-JWT_SECRET = "test-secret-not-for-production-use-0123456789"
-STRIPE_API_KEY = "sk_test_creditline"
-STRIPE_WEBHOOK_SECRET = "whsec_test_creditline_0123456789"
+from tests.support.api import JWT_SECRET, Actor, Api, sign_up
+from tests.support.db import empty
+from tests.support.payments import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.support.subscriptions import LiveServer
 
 
 def _database_url() -> str:
@@ -73,29 +69,10 @@ async def database(settings: Settings) -> AsyncIterator[Settings]:
     await db.close_db()
 
 
-def _tables() -> list[str]:
-    names = []
-    for app_models in Tortoise.apps.values():
-        for model in app_models.values():
-            names.append(model._meta.db_table)
-    return names
-
-
 @pytest.fixture(autouse=True)
 async def clean_database(database: Settings) -> AsyncIterator[None]:
     """Every test starts from empty tables and real time."""
-    conn = connections.get("default")
-    tables = _tables()
-    if database.is_sqlite:
-        await conn.execute_script(
-            "PRAGMA foreign_keys=OFF;"
-            + "".join(f'DELETE FROM "{t}";' for t in tables)
-            + "PRAGMA foreign_keys=ON;"
-        )
-    else:
-        await conn.execute_script(
-            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE;"
-        )
+    await empty(database)
     clock.reset()
     forget_viewers()
     yield
@@ -110,67 +87,9 @@ async def client(database: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def make_token(email: str, *, operator: bool = False, name: str | None = None) -> str:
-    return tokens.mint(
-        JWT_SECRET, subject=f"sub:{email}", email=email, name=name, operator=operator
-    )
-
-
-class Api:
-    """A GraphQL client as the console or the metering gateway would use it."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def raw(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def ok(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
-    ) -> dict[str, Any]:
-        """The data of a request that must not fail at the top level."""
-        body = await self.raw(query, variables, token)
-        assert not body.get("errors"), body
-        data: dict[str, Any] = body["data"]
-        return data
-
-    async def error_code(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
-    ) -> str:
-        body = await self.raw(query, variables, token)
-        assert body.get("errors"), body
-        code: str = body["errors"][0]["extensions"]["code"]
-        return code
-
-
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
-
-
-class Actor:
-    """A signed-in user with their personal team."""
-
-    def __init__(self, email: str, token: str, team_id: str) -> None:
-        self.email = email
-        self.token = token
-        self.team_id = team_id
-
-
-async def sign_up(api: Api, email: str | None = None, *, operator: bool = False) -> Actor:
-    email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
-    token = make_token(email, operator=operator)
-    data = await api.ok("{ viewer { memberships { team { id } role } } }", token=token)
-    team_id = data["viewer"]["memberships"][0]["team"]["id"]
-    return Actor(email, token, team_id)
 
 
 @pytest.fixture
@@ -187,3 +106,12 @@ async def operator(api: Api) -> Actor:
 def frozen_clock() -> Iterator[None]:
     yield
     clock.reset()
+
+
+@pytest.fixture(scope="module")
+async def server(database: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by uvicorn in this event loop, for websocket tests (one per module)."""
+    live_server = LiveServer(database)
+    await live_server.start()
+    yield live_server
+    await live_server.stop()

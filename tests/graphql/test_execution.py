@@ -16,8 +16,8 @@ import pytest
 
 from app.credits import service as credits
 from app.graphql.context import Context
-from tests.billing import CREDITS, USAGE, grant
-from tests.conftest import Actor, Api, sign_up
+from tests.support.api import Actor, Api, sign_up
+from tests.support.billing import CREDITS, USAGE, grant
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 BATCH = """mutation Ingest($e: [RecordUsageInput!]!) { recordUsageBatch(input: {events: $e}) {

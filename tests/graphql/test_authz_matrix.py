@@ -1,0 +1,341 @@
+"""The authorization matrix: every Query field (and every Team field), Mutation and
+Subscription of the live schema against {no token, bad token, member of another team,
+member, admin, operator}.
+
+The operations under test are read from the schema: a field without an entry in EXPECTED
+fails `test_every_operation_has_an_entry`, and an entry for a field that is gone fails it
+too. Each cell is the outcome the caller gets: OK (data, maybe with a UserError in the
+payload: authorization let it through), or the top-level code (UNAUTHENTICATED, NOT_FOUND,
+FORBIDDEN). Subscriptions run over a real websocket: a missing or bad token closes the
+socket with 4403; a refused subscription answers an `error` message with the code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type
+from tortoise.transactions import in_transaction
+
+from app.credits import alerts
+from app.credits.models import AlertKind
+from app.graphql.schema import schema
+from app.teams import tokens
+from tests.support.api import JWT_SECRET, Api, make_token, sign_up
+from tests.support.subscriptions import LiveServer, Ws, http_api, opened, until_listeners
+
+ACTORS = ("none", "bad", "stranger", "member", "admin", "operator")
+OK, UNAUTH, NOT_FOUND, FORBIDDEN = "OK", "UNAUTHENTICATED", "NOT_FOUND", "FORBIDDEN"
+
+
+def row(stranger: str, member: str, admin: str, operator: str) -> dict[str, str]:
+    return {
+        "none": UNAUTH,
+        "bad": UNAUTH,
+        "stranger": stranger,
+        "member": member,
+        "admin": admin,
+        "operator": operator,
+    }
+
+
+ANYONE = row(OK, OK, OK, OK)  # any signed-in user, about themselves
+TEAM_READ = row(NOT_FOUND, OK, OK, OK)  # the team's members read; operators read any team
+TEAM_ADMIN = row(NOT_FOUND, FORBIDDEN, OK, FORBIDDEN)  # the team's admins change it
+ADMIN_READ = row(NOT_FOUND, FORBIDDEN, OK, OK)  # admins and operators read
+OPERATOR = row(FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)  # platform staff only
+
+
+@dataclass(frozen=True)
+class Case:
+    expected: dict[str, str]
+    # The document and its variables for team `t` (the target team's id).
+    document: str
+    variables: Callable[[str], dict[str, Any]] = lambda _t: {}
+
+
+def mutation(
+    name: str, input_type: str, build: Callable[[str], dict[str, Any]]
+) -> Callable[[dict[str, str]], Case]:
+    document = f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ __typename }} }}"
+    return lambda expected: Case(expected, document, lambda t: {"input": build(t)})
+
+
+def _u() -> str:
+    return str(uuid.uuid4())
+
+
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "1 Main St",
+    "city": "Springfield",
+    "country": "US",
+}
+
+EXPECTED: dict[str, Case] = {
+    "Query.viewer": Case(ANYONE, "{ viewer { id email memberships { role } } }"),
+    "Query.team": Case(TEAM_READ, "query($t: ID!) { team(id: $t) { id } }", lambda t: {"t": t}),
+    "Mutation.createTeam": mutation("createTeam", "CreateTeamInput", lambda t: {"name": "new"})(
+        ANYONE
+    ),
+    "Mutation.addTeamMember": mutation(
+        "addTeamMember", "AddTeamMemberInput", lambda t: {"teamId": t, "email": f"{_u()}@x.io"}
+    )(TEAM_ADMIN),
+    "Mutation.removeTeamMember": mutation(
+        "removeTeamMember",
+        "RemoveTeamMemberInput",
+        lambda t: {"teamId": t, "email": "nobody@example.com"},
+    )(TEAM_ADMIN),
+    "Mutation.setTeamMemberRole": mutation(
+        "setTeamMemberRole",
+        "SetTeamMemberRoleInput",
+        lambda t: {"teamId": t, "email": "member@example.com", "role": "MEMBER"},
+    )(TEAM_ADMIN),
+    "Mutation.setInvoicedSpendingLimit": mutation(
+        "setInvoicedSpendingLimit",
+        "SetInvoicedSpendingLimitInput",
+        lambda t: {"teamId": t, "limit": "0"},
+    )(TEAM_ADMIN),
+    "Mutation.recordUsage": mutation(
+        "recordUsage",
+        "RecordUsageInput",
+        lambda t: {"teamId": t, "amount": "0.01", "idempotencyKey": _u()},
+    )(OPERATOR),
+    "Mutation.recordUsageBatch": mutation(
+        "recordUsageBatch",
+        "RecordUsageBatchInput",
+        lambda t: {"events": [{"teamId": t, "amount": "0.01", "idempotencyKey": _u()}]},
+    )(OPERATOR),
+    "Mutation.grantCredits": mutation(
+        "grantCredits", "GrantCreditsInput", lambda t: {"teamId": t, "amount": "1.00"}
+    )(OPERATOR),
+    "Mutation.createSetupIntent": mutation(
+        "createSetupIntent", "CreateSetupIntentInput", lambda t: {"teamId": t}
+    )(TEAM_ADMIN),
+    "Mutation.addPaymentMethod": mutation(
+        "addPaymentMethod",
+        "AddPaymentMethodInput",
+        lambda t: {"teamId": t, "stripePaymentMethodId": "pm_card_visa"},
+    )(TEAM_ADMIN),
+    "Mutation.setDefaultPaymentMethod": mutation(
+        "setDefaultPaymentMethod",
+        "SetDefaultPaymentMethodInput",
+        lambda t: {"teamId": t, "paymentMethodId": _u()},
+    )(TEAM_ADMIN),
+    "Mutation.removePaymentMethod": mutation(
+        "removePaymentMethod",
+        "RemovePaymentMethodInput",
+        lambda t: {"teamId": t, "paymentMethodId": _u()},
+    )(TEAM_ADMIN),
+    "Mutation.purchaseCredits": mutation(
+        "purchaseCredits", "PurchaseCreditsInput", lambda t: {"teamId": t, "amount": "10.00"}
+    )(TEAM_ADMIN),
+    "Mutation.updateBillingAddress": mutation(
+        "updateBillingAddress", "UpdateBillingAddressInput", lambda t: {"teamId": t, **ADDRESS}
+    )(TEAM_ADMIN),
+    "Mutation.payInvoice": mutation(
+        "payInvoice", "PayInvoiceInput", lambda t: {"teamId": t, "invoiceId": _u()}
+    )(TEAM_ADMIN),
+    "Mutation.createPromoCode": mutation(
+        "createPromoCode",
+        "CreatePromoCodeInput",
+        lambda t: {"code": f"P{uuid.uuid4().hex[:10].upper()}", "amount": "5.00"},
+    )(OPERATOR),
+    "Mutation.redeemPromoCode": mutation(
+        "redeemPromoCode", "RedeemPromoCodeInput", lambda t: {"teamId": t, "code": "NO-SUCH"}
+    )(TEAM_ADMIN),
+    "Mutation.configureAutoTopUp": mutation(
+        "configureAutoTopUp",
+        "ConfigureAutoTopUpInput",
+        lambda t: {
+            "teamId": t,
+            "enabled": False,
+            "threshold": "5.00",
+            "amount": "25.00",
+            "monthlyLimit": "100.00",
+        },
+    )(TEAM_ADMIN),
+    "Subscription.creditsUpdated": Case(
+        TEAM_READ, "subscription($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }"
+    ),
+    "Subscription.billingAlerts": Case(
+        TEAM_READ, "subscription($teamId: ID!) { billingAlerts(teamId: $teamId) { id kind } }"
+    ),
+}
+
+# Team's own fields: reading a team is TEAM_READ; these differ.
+TEAM_FIELDS: dict[str, dict[str, str]] = {
+    "auditLog": ADMIN_READ,
+}
+
+
+def _selection(field_type: GraphQLNamedType) -> str:
+    return " { __typename }" if isinstance(field_type, GraphQLObjectType) else ""
+
+
+def _team_cases() -> dict[str, Case]:
+    team = schema._schema.get_type("Team")
+    assert isinstance(team, GraphQLObjectType)
+    cases = {}
+    for name, field in team.fields.items():
+        required = [
+            a for a, arg in field.args.items() if arg.type.__class__.__name__ == "GraphQLNonNull"
+        ]
+        assert not required, f"Team.{name} has required arguments: give it a case of its own"
+        document = (
+            "query($t: ID!) { team(id: $t) { "
+            + name
+            + _selection(get_named_type(field.type))
+            + " } }"
+        )
+        cases[f"Team.{name}"] = Case(TEAM_FIELDS.get(name, TEAM_READ), document, lambda t: {"t": t})
+    return cases
+
+
+def schema_operations() -> list[str]:
+    names = []
+    for root in ("Query", "Mutation", "Subscription"):
+        root_type = schema._schema.get_type(root)
+        assert isinstance(root_type, GraphQLObjectType)
+        names += [f"{root}.{name}" for name in root_type.fields]
+    return sorted(names)
+
+
+def test_every_operation_has_an_entry() -> None:
+    """A new query field, mutation or subscription needs its row in EXPECTED."""
+    live = set(schema_operations())
+    missing = sorted(live - EXPECTED.keys())
+    stale = sorted(EXPECTED.keys() - live)
+    assert not missing, f"no authorization entry for {missing}: add them to EXPECTED"
+    assert not stale, f"entries for fields that are gone: {stale}"
+    for case in EXPECTED.values():
+        assert set(case.expected) == set(ACTORS)
+    # Team fields are generated: every one is covered, with TEAM_READ unless listed.
+    assert set(TEAM_FIELDS) <= {k.split(".", 1)[1] for k in _team_cases()}
+
+
+# --- the actors ------------------------------------------------------------------------------
+
+
+@dataclass
+class Cast:
+    team_id: str
+    tokens: dict[str, str | None]
+
+
+async def _cast(api: Api) -> Cast:
+    admin = await sign_up(api, "admin@example.com")
+    member = await sign_up(api, "member@example.com")
+    stranger = await sign_up(api, "stranger@example.com")
+    operator = await sign_up(api, "ops@platform.example", operator=True)
+    added = await api.ok(
+        """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) {
+          member { role pending } } }""",
+        {"t": admin.team_id},
+        admin.token,
+    )
+    assert added["addTeamMember"]["member"] == {"role": "MEMBER", "pending": False}
+    bad = tokens.mint(
+        "another-secret-" + "y" * 40, subject="sub:admin@example.com", email="admin@example.com"
+    )
+    return Cast(
+        admin.team_id,
+        {
+            "none": None,
+            "bad": bad,
+            "stranger": stranger.token,
+            "member": member.token,
+            "admin": admin.token,
+            "operator": operator.token,
+        },
+    )
+
+
+async def _outcome(api: Api, case: Case, team_id: str, token: str | None) -> str:
+    body = await api.raw(case.document, case.variables(team_id), token)
+    errors = body.get("errors")
+    if not errors:
+        assert body["data"] is not None, body
+        return OK
+    codes = {e.get("extensions", {}).get("code") for e in errors}
+    assert len(codes) == 1, body
+    (code,) = codes
+    assert code in (UNAUTH, NOT_FOUND, FORBIDDEN), body
+    return str(code)
+
+
+HTTP_CASES = {
+    name: case for name, case in EXPECTED.items() if not name.startswith("Subscription.")
+} | _team_cases()
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_CASES))
+async def test_queries_and_mutations(api: Api, name: str) -> None:
+    case = HTTP_CASES[name]
+    cast = await _cast(api)
+    # The admin goes last: its mutations change the team the others are tried on.
+    got = {}
+    for actor in ("none", "bad", "stranger", "member", "operator", "admin"):
+        got[actor] = await _outcome(api, case, cast.team_id, cast.tokens[actor])
+    assert got == case.expected
+
+
+async def test_expired_and_malformed_tokens_are_unauthenticated(api: Api) -> None:
+    expired = tokens.mint(
+        JWT_SECRET, subject="sub:late@example.com", email="late@example.com",
+        ttl=timedelta(seconds=-60),
+    )  # fmt: skip
+    for token in (expired, "not-a-jwt", make_token("x@example.com")[:-4] + "AAAA"):
+        assert await api.error_code("{ viewer { id } }", token=token) == UNAUTH
+
+
+# --- subscriptions over a websocket ----------------------------------------------------------------
+
+
+async def _raise_alert(team_id: str) -> None:
+    async with in_transaction() as conn:
+        alert = await alerts.raise_alert(
+            conn, uuid.UUID(team_id), AlertKind.CREDITS_LOW, "matrix", key=uuid.uuid4().hex
+        )
+    await alerts.publish_alerts([alert])
+
+
+@pytest.mark.parametrize("name", ["Subscription.billingAlerts", "Subscription.creditsUpdated"])
+async def test_subscriptions(server: LiveServer, name: str) -> None:
+    case = EXPECTED[name]
+    http = http_api(server.http_url)
+    try:
+        cast = await _cast(http)
+    finally:
+        await http.http.aclose()
+    field = name.split(".", 1)[1]
+    channel = alerts.alerts_channel(uuid.UUID(cast.team_id)) if field == "billingAlerts" else None
+    got = {}
+    for actor in ACTORS:
+        token = cast.tokens[actor]
+        if actor in ("none", "bad"):
+            ws = await Ws.connect(server.ws_url)
+            await ws.init(token)
+            got[actor] = UNAUTH if await ws.closed_with() == 4403 else "OPEN"
+            continue
+        async with opened(server.ws_url, token) as ws:
+            await ws.subscribe(cast.team_id, query=case.document)
+            if channel is not None and case.expected[actor] == OK:
+                # billingAlerts says nothing until an alert: raise one once it listens.
+                await until_listeners(channel, 1)
+                await _raise_alert(cast.team_id)
+            message = await ws.recv()
+            if message["type"] == "next" and not message["payload"].get("errors"):
+                assert message["payload"]["data"][field] is not None
+                got[actor] = OK
+            else:
+                assert message["type"] == "error", message
+                got[actor] = message["payload"][0]["extensions"]["code"]
+        if channel is not None:
+            await until_listeners(channel, 0)
+    assert got == case.expected

@@ -1,0 +1,95 @@
+"""Migrations upgrade a database that already holds data, not just an empty one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from app.config import Settings
+from tests.support import ROOT
+
+# Applies each app's first migration only, so the later ones run over existing rows.
+_FIRST_ONLY = """
+import asyncio, sys
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+from app import db
+from app.config import Settings
+
+async def main() -> None:
+    config = db.tortoise_config(Settings(database_url=sys.argv[1]))
+    for label in db.APPS:
+        await migrate(config=config, target=f"{label}.0001_initial")
+    await Tortoise.close_connections()
+
+asyncio.run(main())
+"""
+
+_SEED = [
+    "INSERT INTO teams (id, name, created_at) VALUES ('{team}', 'old team', '2026-01-01T00:00:00+00:00')",
+    "INSERT INTO credit_accounts (team_id, free, promotional, prepaid, invoiced_limit, "
+    "invoicing_suspended, updated_at) VALUES ('{team}', 0, 0, 100, 0, false, '2026-01-01T00:00:00+00:00')",
+]
+
+
+def _run(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url, "AUTH_JWT_SECRET": "x" * 40}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _sqlite(url: str, statements: list[str]) -> None:
+    import sqlite3
+
+    with sqlite3.connect(url.removeprefix("sqlite://")) as db:
+        for statement in statements:
+            db.execute(statement.replace("false", "0"))
+
+
+def _psql(url: str, sql: str) -> None:
+    url = url.replace("postgres://", "postgresql://")
+    done = subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_latest_migrations_apply_over_rows_of_the_first(settings: Settings, tmp_path: Path) -> None:
+    database = settings
+    team = uuid.uuid4()
+    seed = [s.format(team=team) for s in _SEED]
+    if database.is_sqlite:
+        url = f"sqlite://{tmp_path / 'upgrade.sqlite3'}"
+    else:
+        name = f"upgrade_{uuid.uuid4().hex[:12]}"
+        server = database.database_url.rsplit("/", 1)[0]
+        _psql(f"{server}/postgres", f'CREATE DATABASE "{name}"')
+        url = f"{server}/{name}"
+    try:
+        first = _run(["-c", _FIRST_ONLY, url], url)
+        assert first.returncode == 0, first.stderr[-3000:]
+        if database.is_sqlite:
+            _sqlite(url, seed)
+        else:
+            check = subprocess.run(
+                [
+                    "psql",
+                    url.replace("postgres://", "postgresql://"),
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    ";".join(seed),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode == 0, check.stderr
+        latest = _run(["-m", "app", "migrate"], url)
+        assert latest.returncode == 0, latest.stderr[-3000:]
+    finally:
+        if not database.is_sqlite:
+            _psql(f"{server}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
