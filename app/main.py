@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 
 from app import console, db, devauth, http, metrics
+from app.billing import address_sync
 from app.config import Settings, get_settings
 from app.credits import programs
 from app.events import live
@@ -39,8 +40,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     configure_logging(settings)
 
-    # Closes each month and retries failed payments; one per worker, safe side by side.
-    scheduler = InvoiceScheduler()
+    # Closes each month, retries failed payments, catches up on Stripe address syncs; one per
+    # worker, safe side by side.
+    scheduler = InvoiceScheduler(also=[address_sync.resync_pending])
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import structlog
 
-from app.invoices import address, service
+from app.invoices import service
 from app.kit import clock
 
 log = structlog.get_logger(__name__)
@@ -22,9 +23,12 @@ log = structlog.get_logger(__name__)
 CLOSE_DELAY = timedelta(minutes=5)
 INTERVAL_SECONDS = 60.0
 
+# Further work each pass runs, handed in by a higher layer (the Stripe address sync).
+Job = Callable[[], Awaitable[object]]
 
-async def run_once() -> None:
-    """One pass: close what is due, retry due payments, catch up on Stripe address syncs."""
+
+async def run_once(also: Sequence[Job] = ()) -> None:
+    """One pass: close what is due, retry due payments, then each of `also`."""
     now = clock.now()
     if now >= clock.month_start(now) + CLOSE_DELAY:
         for period in await service.periods_to_close(now):
@@ -33,14 +37,16 @@ async def run_once() -> None:
     retried = await service.retry_payments(due_only=True)
     if retried.attempted:
         log.info("scheduler.retried", summary=retried.summary())
-    await address.resync_pending()
+    for job in also:
+        await job()
 
 
 class InvoiceScheduler:
     """A background task calling `run_once` every `interval` seconds (with jitter)."""
 
-    def __init__(self, interval: float = INTERVAL_SECONDS) -> None:
+    def __init__(self, interval: float = INTERVAL_SECONDS, also: Sequence[Job] = ()) -> None:
         self.interval = interval
+        self.also = tuple(also)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -59,7 +65,7 @@ class InvoiceScheduler:
         await asyncio.sleep(random.uniform(1.0, 5.0))
         while True:
             try:
-                await run_once()
+                await run_once(self.also)
             except Exception:
                 log.exception("scheduler.pass_failed")
             await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
