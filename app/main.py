@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     configure_logging(settings)
 
-    # Closes each month and retries failed payments; one per worker, safe side by side.
+    # Closes each month, retries failed payments, catches up on Stripe address syncs; one per
+    # worker, safe side by side.
     scheduler = InvoiceScheduler()
 
     @asynccontextmanager

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import structlog
 
-from app.billing import collection
-from app.invoices import address, close
+from app.billing import address_sync, collection
+from app.invoices import close
 from app.kit import clock
 
 log = structlog.get_logger(__name__)
@@ -34,7 +34,7 @@ async def run_once() -> None:
     retried = await collection.retry_payments(due_only=True)
     if retried.attempted:
         log.info("scheduler.retried", summary=retried.summary())
-    await address.resync_pending()
+    await address_sync.resync_pending()
 
 
 class InvoiceScheduler:

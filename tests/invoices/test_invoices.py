@@ -76,7 +76,7 @@ async def test_month_end_close_issues_and_charges_the_sum_of_rounded_lines(
     assert invoice["periodStart"] == "2026-10-01T00:00:00+00:00"
     assert invoice["periodEnd"] == "2026-11-01T00:00:00+00:00"
     assert invoice["paidAt"] is not None
-    assert invoice["billingAddress"]["taxId"] == {"type": "eu_vat", "value": "DE123456789"}
+    assert invoice["billingAddress"]["taxId"] == {"type": "eu_vat", "value": "DE136695976"}
 
     # The charge really happened at Stripe, for the invoice's total in cents.
     row = await Invoice.get(id=uuid.UUID(invoice["id"]))

@@ -59,7 +59,7 @@ async def test_the_pdf_shows_number_address_tax_id_lines_and_total(
         "Ada Lovelace",
         "Unter den Linden 1",
         "10117 Berlin",
-        "Tax ID (eu_vat): DE123456789",
+        "Tax ID (eu_vat): DE136695976",
         "GPU seconds",
         "$3.23",
         "$10.13",
@@ -133,7 +133,7 @@ async def test_unicode_billing_details_and_the_preview_pdf(
         city="Łódź",
         postalCode="90-001",
         country="PL",
-        taxId={"type": "eu_vat", "value": "PL1234567890"},
+        taxId={"type": "eu_vat", "value": "PL8567346215"},
     )
     assert saved["errors"] == []
     upcoming = (await api.ok(UPCOMING, {"t": admin.team_id}, admin.token))["team"][
@@ -146,7 +146,7 @@ async def test_unicode_billing_details_and_the_preview_pdf(
         "Invoice preview (not issued) UPCOMING",
         "Żółć Sp. z o.o.",
         "90-001 Łódź",
-        "PL1234567890",
+        "PL8567346215",
         "$13.37",
     ):
         assert expected in text, (expected, text)

@@ -43,7 +43,7 @@ BERLIN = {
     "city": "Berlin",
     "postalCode": "10117",
     "country": "DE",
-    "taxId": {"type": "eu_vat", "value": "DE 123 456 789"},
+    "taxId": {"type": "eu_vat", "value": "DE 136 695 976"},
 }
 
 
