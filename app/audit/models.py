@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +40,7 @@ class AuditEvent(Model):
     new: fields.JSONField[Any] = fields.JSONField(null=True)
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "audit_events"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from tortoise import fields
@@ -56,7 +57,7 @@ class CreditAccount(Model):
     # it names a low-credit crossing in alert keys (one alert per crossing).
     funding_seq = fields.BigIntField(default=0, db_default=0)
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "credit_accounts"
@@ -75,7 +76,7 @@ class CreditGrant(Model):
     granted_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "credit_grants"
@@ -103,7 +104,7 @@ class UsageRecord(Model):
     period = fields.CharField(max_length=7)
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "usage_records"
@@ -136,8 +137,9 @@ class LedgerEntry(Model):
     )
     created_at = fields.DatetimeField()
 
-    team_id: object
-    grant_id: object
+    team_id: uuid.UUID
+    grant_id: uuid.UUID
+    usage_id: uuid.UUID | None
 
     class Meta:
         table = "ledger_entries"
@@ -154,7 +156,7 @@ class InvoicedPeriod(Model):
     period = fields.CharField(max_length=7)
     amount = fields.BigIntField(default=0)
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "invoiced_periods"
@@ -205,9 +207,9 @@ class PromoRedemption(Model):
     )
     created_at = fields.DatetimeField()
 
-    team_id: object
-    promo_code_id: object
-    grant_id: object
+    team_id: uuid.UUID
+    promo_code_id: uuid.UUID
+    grant_id: uuid.UUID
 
     class Meta:
         table = "promo_redemptions"
@@ -223,7 +225,7 @@ class PromoFailure(Model):
     )
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "promo_failures"
@@ -252,7 +254,7 @@ class BillingAlert(Model):
     dedupe_key = fields.CharField(max_length=120)
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "billing_alerts"
@@ -283,7 +285,7 @@ class AutoTopUpAttempt(Model):
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "auto_top_up_attempts"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any
 
@@ -49,7 +50,7 @@ class BillingAddress(Model):
     synced_version = fields.IntField(default=0)
     sync_error = fields.CharField(max_length=500, null=True)
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "billing_addresses"
@@ -89,7 +90,7 @@ class Invoice(Model):
     # A lease: the worker charging this invoice until then; others leave it alone.
     charging_until = fields.DatetimeField(null=True)
 
-    team_id: object
+    team_id: uuid.UUID
     lines: fields.ReverseRelation[InvoiceLine]
 
     class Meta:
@@ -113,7 +114,7 @@ class InvoiceLine(Model):
     # Usage lines: the exact sum in units before the one rounding to cents.
     exact_units = fields.BigIntField(null=True)
 
-    invoice_id: object
+    invoice_id: uuid.UUID
 
     class Meta:
         table = "invoice_lines"

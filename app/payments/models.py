@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any
 
@@ -41,7 +42,7 @@ class StripeCustomer(Model):
     stripe_id = fields.CharField(max_length=255, unique=True)
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "stripe_customers"
@@ -65,7 +66,7 @@ class PaymentMethod(Model):
     created_at = fields.DatetimeField()
     removed_at = fields.DatetimeField(null=True)
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "payment_methods"
@@ -112,9 +113,9 @@ class Purchase(Model):
     updated_at = fields.DatetimeField()
     settled_at = fields.DatetimeField(null=True)
 
-    team_id: object
-    payment_method_id: object
-    grant_id: object
+    team_id: uuid.UUID
+    payment_method_id: uuid.UUID | None
+    grant_id: uuid.UUID | None
 
     class Meta:
         table = "purchases"

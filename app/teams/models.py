@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from tortoise import fields
@@ -45,8 +46,8 @@ class Membership(Model):
     role = fields.CharEnumField(Role, max_length=16)
     created_at = fields.DatetimeField()
 
-    team_id: object
-    user_id: object
+    team_id: uuid.UUID
+    user_id: uuid.UUID
 
     class Meta:
         table = "memberships"
@@ -64,7 +65,7 @@ class Invitation(Model):
     role = fields.CharEnumField(Role, max_length=16)
     created_at = fields.DatetimeField()
 
-    team_id: object
+    team_id: uuid.UUID
 
     class Meta:
         table = "invitations"
