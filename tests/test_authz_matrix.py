@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type
-from tortoise.transactions import in_transaction
 
 from app.config import Settings
 from app.credits import alerts
 from app.credits.models import AlertKind
+from app.events.commit import atomic
 from app.graphql.schema import schema
 from app.teams import tokens
 from tests.conftest import JWT_SECRET, Api, make_token, sign_up
@@ -324,11 +324,10 @@ async def _until_listeners(channel: str, count: int) -> None:
 
 
 async def _raise_alert(team_id: str) -> None:
-    async with in_transaction() as conn:
-        alert = await alerts.raise_alert(
-            conn, uuid.UUID(team_id), AlertKind.CREDITS_LOW, "matrix", key=uuid.uuid4().hex
+    async with atomic() as tx:  # published after the commit
+        await alerts.raise_alert(
+            tx.conn, uuid.UUID(team_id), AlertKind.CREDITS_LOW, "matrix", key=uuid.uuid4().hex
         )
-    await alerts.publish_alerts([alert])
 
 
 @pytest.mark.parametrize("name", ["Subscription.billingAlerts", "Subscription.creditsUpdated"])

@@ -33,12 +33,13 @@ from app.credits import alerts, programs
 from app.credits.models import (
     AlertKind,
     AutoTopUpAttempt,
-    BillingAlert,
     CreditAccount,
     TopUpStatus,
 )
 from app.credits.service import lock_account
+from app.credits.store import AccountRow
 from app.events import bus
+from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.money import UNITS_PER_DOLLAR, format_units
@@ -74,7 +75,7 @@ class AutoTopUpView:
     pending: bool
 
     @classmethod
-    def of(cls, account: CreditAccount) -> AutoTopUpView:
+    def of(cls, account: CreditAccount | AccountRow) -> AutoTopUpView:
         return cls(
             enabled=account.auto_top_up_enabled,
             threshold=account.auto_top_up_threshold or 0,
@@ -166,7 +167,7 @@ async def configure(
     return AutoTopUpView.of(account)
 
 
-def _audited(account: CreditAccount) -> dict[str, object]:
+def _audited(account: AccountRow) -> dict[str, object]:
     return {
         "enabled": account.auto_top_up_enabled,
         "threshold": format_units(account.auto_top_up_threshold or 0),
@@ -320,9 +321,9 @@ async def _finish(
     purchase_id: str | None,
 ) -> AutoTopUpAttempt | None:
     """Step 3, under the lock: records the charge's outcome once."""
-    alert: BillingAlert | None = None
     again = False
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         found = await AutoTopUpAttempt.filter(id=attempt_id).using_db(conn).first()
         if found is None:
             return None
@@ -351,7 +352,7 @@ async def _finish(
             attempt.failure_reason = reason
             account.auto_top_up_pending = False
             account.auto_top_up_paused_reason = reason
-            alert = await alerts.raise_alert(
+            await alerts.raise_alert(
                 conn,
                 team_id,
                 AlertKind.AUTO_TOP_UP_FAILED,
@@ -360,7 +361,6 @@ async def _finish(
             )
         await attempt.save(using_db=conn)
         await account.save(using_db=conn, update_fields=_ACCOUNT_FIELDS)
-    await alerts.publish_alerts([alert])
     if again:
         schedule(team_id)
     return attempt

@@ -4,16 +4,16 @@ The usage transaction calls `after_usage` with the teams' rows still locked: it
 compares each team's credits and invoiced total before and after, from values
 already in memory, and only on a threshold crossing does it write (an alert row,
 the auto top-up intent on the account row). What must wait for the commit
-(pushing alerts, charging the card) is returned as a `FollowUp`.
+(pushing alerts, charging the card) is registered on the transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,9 @@ import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.credits import alerts
-from app.credits.models import AlertKind, BillingAlert, CreditAccount, InvoicedPeriod
+from app.credits.models import AlertKind, CreditAccount, InvoicedPeriod
+from app.credits.store import AccountRow
+from app.events.commit import Transaction
 from app.kit import clock
 from app.kit.money import format_units
 
@@ -33,64 +35,43 @@ log = structlog.get_logger(__name__)
 SWEEP_INTERVAL = timedelta(seconds=30)
 
 
-@dataclass
-class FollowUp:
-    """What a money movement leaves to do once its transaction has committed."""
+async def _start_top_up(team_id: uuid.UUID) -> None:
+    """Starts the team's pending top-up (registered to run after the commit)."""
+    from app.credits import auto_top_up  # it imports the service, which imports us
 
-    alerts: list[BillingAlert] = field(default_factory=list)
-    top_ups: list[uuid.UUID] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.alerts or self.top_ups)
-
-    async def after_commit(self) -> None:
-        """Pushes the alerts and starts the top-ups (never call inside the transaction)."""
-        if self.alerts:
-            await alerts.publish_alerts(self.alerts)
-        if self.top_ups:
-            from app.credits import auto_top_up  # it imports the service, which imports us
-
-            for team_id in self.top_ups:
-                auto_top_up.schedule(team_id)
+    auto_top_up.schedule(team_id)
 
 
-def cached_total(account: CreditAccount) -> int:
+def cached_total(account: CreditAccount | AccountRow) -> int:
     """Credits as of the row's last write (before this transaction's draws and expiries)."""
     return int(account.free + account.promotional + account.prepaid)
 
 
 async def after_usage(
-    conn: BaseDBAsyncClient,
+    tx: Transaction,
     locked: Mapping[uuid.UUID, LockedAccount],
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod],
     invoiced_before: Mapping[tuple[uuid.UUID, str], int],
-) -> FollowUp:
+) -> None:
     """Crossings caused by one usage transaction; call before its accounts are flushed.
 
     O(1) per changed team from values in memory; queries only on a crossing.
     """
-    follow_up = FollowUp()
     for account in locked.values():
         if account.changed:
             before = cached_total(account.account)
-            await credits_moved(
-                conn, account.account, before, account.available, follow_up, periods=periods
-            )
+            await credits_moved(tx, account.account, before, account.available, periods=periods)
     for (team_id, period), row in periods.items():
         start = invoiced_before.get((team_id, period))
         if start is not None and row.amount > start:
-            await _invoiced_moved(
-                conn, locked[team_id].account, period, start, row.amount, follow_up
-            )
-    return follow_up
+            await _invoiced_moved(tx.conn, locked[team_id].account, period, start, row.amount)
 
 
 async def credits_moved(
-    conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    tx: Transaction,
+    account: AccountRow,
     before: int,
     after: int,
-    follow_up: FollowUp,
     *,
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod] | None = None,
 ) -> None:
@@ -101,36 +82,32 @@ async def credits_moved(
     """
     if after >= before:
         return
+    conn = tx.conn
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     threshold = account.auto_top_up_threshold
     if threshold is not None and before >= threshold > after:
         # funding_seq changes whenever credits are added: it names this crossing.
-        alert = await alerts.raise_alert(
+        await alerts.raise_alert(
             conn,
             team_id,
             AlertKind.CREDITS_LOW,
             f"Credits fell below {format_units(threshold)} (now {format_units(after)}).",
             key=f"low:{account.funding_seq}",
         )
-        if alert is not None:
-            follow_up.alerts.append(alert)
         if wants_top_up(account):
             account.auto_top_up_pending = True
-            follow_up.top_ups.append(team_id)
+            tx.after(functools.partial(_start_top_up, team_id))
     if after == 0 and not await _has_headroom(conn, account, periods):
-        alert = await alerts.raise_alert(
+        await alerts.raise_alert(
             conn,
             team_id,
             AlertKind.CREDITS_EXHAUSTED,
             "Credits are used up and there is no invoiced headroom: usage is refused.",
             key=f"out:{account.funding_seq}",
         )
-        if alert is not None:
-            follow_up.alerts.append(alert)
 
 
-def wants_top_up(account: CreditAccount) -> bool:
+def wants_top_up(account: CreditAccount | AccountRow) -> bool:
     """Enabled, not paused, and none in flight (the row is locked by the caller)."""
     return (
         account.auto_top_up_enabled
@@ -141,13 +118,12 @@ def wants_top_up(account: CreditAccount) -> bool:
 
 async def _has_headroom(
     conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    account: AccountRow,
     periods: Mapping[tuple[uuid.UUID, str], InvoicedPeriod] | None,
 ) -> bool:
     if account.invoiced_limit == 0 or account.invoicing_suspended:
         return False
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     period = clock.period_of(clock.now())
     row = (periods or {}).get((team_id, period))
     if row is None:
@@ -158,22 +134,20 @@ async def _has_headroom(
 
 async def _invoiced_moved(
     conn: BaseDBAsyncClient,
-    account: CreditAccount,
+    account: AccountRow,
     period: str,
     before: int,
     after: int,
-    follow_up: FollowUp,
 ) -> None:
     """80% and 100% of the invoiced limit: once each per month (the period is the key)."""
-    limit = int(account.invoiced_limit)
+    limit = account.invoiced_limit
     if limit <= 0:
         return
     team_id = account.team_id
-    assert isinstance(team_id, uuid.UUID)
     for kind, percent in ((AlertKind.INVOICED_LIMIT_80, 80), (AlertKind.INVOICED_LIMIT_100, 100)):
         # Integer comparison: before < limit * percent / 100 <= after.
         if before * 100 < limit * percent <= after * 100:
-            alert = await alerts.raise_alert(
+            await alerts.raise_alert(
                 conn,
                 team_id,
                 kind,
@@ -181,8 +155,6 @@ async def _invoiced_moved(
                 f"{format_units(limit)} spending limit ({format_units(after)}).",
                 period=period,
             )
-            if alert is not None:
-                follow_up.alerts.append(alert)
 
 
 # --- the sweeper ----------------------------------------------------------------------------

@@ -10,9 +10,8 @@ import strawberry
 from strawberry.types.nodes import SelectedField
 
 from app.credits import service as credits
-from app.credits.models import CreditGrant as CreditGrantModel
 from app.credits.models import CreditKind as DomainCreditKind
-from app.credits.store import UsageRow
+from app.credits.store import GrantRow, UsageRow
 from app.graphql.context import Info
 from app.graphql.scalars import Decimal
 from app.kit.money import format_units
@@ -55,7 +54,7 @@ class CreditGrant:
     expires_at: datetime | None
 
     @classmethod
-    def of(cls, grant: CreditGrantModel) -> CreditGrant:
+    def of(cls, grant: GrantRow) -> CreditGrant:
         return cls(
             id=strawberry.ID(str(grant.id)),
             kind=grant.kind,

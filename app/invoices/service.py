@@ -28,6 +28,7 @@ from app.credits import alerts
 from app.credits.models import AlertKind, ClosedPeriod, CreditAccount, InvoicedPeriod, UsageRecord
 from app.credits.service import lock_account
 from app.events import bus
+from app.events.commit import atomic
 from app.invoices import numbering
 from app.invoices.address import Address
 from app.invoices.models import (
@@ -67,7 +68,7 @@ class PurchaseLike(Protocol):
     """What a purchase invoice needs of `app.payments.models.Purchase`."""
 
     id: uuid.UUID
-    team_id: object
+    team_id: uuid.UUID
     amount: int
     payment_intent_id: str | None
     settled_at: datetime | None
@@ -590,7 +591,8 @@ async def _record_failure(invoice: Invoice, message: str, payment_intent_id: str
     assert isinstance(team_id, uuid.UUID)
     attempts = invoice.charge_attempts + 1
     now = clock.now()
-    async with in_transaction() as conn:
+    async with atomic() as tx:  # raise_alert publishes on its commit
+        conn = tx.conn
         locked = await lock_account(team_id, conn)
         updated = await (
             Invoice.filter(
@@ -610,7 +612,7 @@ async def _record_failure(invoice: Invoice, message: str, payment_intent_id: str
             return
         locked.account.invoicing_suspended = True
         await locked.flush()
-        alert = await alerts.raise_alert(
+        await alerts.raise_alert(
             conn,
             team_id,
             AlertKind.PAYMENT_FAILED,
@@ -620,7 +622,6 @@ async def _record_failure(invoice: Invoice, message: str, payment_intent_id: str
             key=f"invoice:{invoice.number}",
         )
     log.warning("invoice.payment_failed", number=invoice.number, attempts=attempts, error=message)
-    await alerts.publish_alerts([alert])
     await bus.credits_changed(team_id)
 
 
