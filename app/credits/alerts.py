@@ -1,13 +1,14 @@
 """Billing alerts: raised once per crossing per month, stored, pushed after commit.
 
-`raise_alert` runs inside the caller's transaction; a unique key on
+`raise_alert` runs inside the caller's `atomic()` transaction; a unique key on
 (team, kind, dedupe_key) decides whether the alert is new, so concurrent or
-repeated crossings never raise it twice. Publish what it returned with
-`publish_alerts` once that transaction has committed.
+repeated crossings never raise it twice. A new alert is pushed to subscribers by
+the transaction's after-commit work, never before (nor at all on a rollback).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -16,7 +17,7 @@ import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.credits.models import AlertKind, BillingAlert
-from app.events import bus
+from app.events import bus, commit
 from app.kit import clock
 
 log = structlog.get_logger(__name__)
@@ -45,9 +46,11 @@ async def raise_alert(
     """Stores the alert unless this crossing already raised it; None when it had.
 
     `period` ("YYYY-MM", default: this month) and the optional `key` (naming one
-    crossing within the month) form the unique key. Call inside the transaction
-    that made the change, then `publish_alerts` after it commits.
+    crossing within the month) form the unique key. Call inside the `atomic()`
+    transaction that made the change (`conn` is its `tx.conn`): a new alert is
+    published once it commits.
     """
+    transaction = commit.current()  # before writing: outside atomic() nothing would publish
     now = clock.now()
     period = period or clock.period_of(now)
     if not _PERIOD.match(period):
@@ -67,15 +70,16 @@ async def raise_alert(
     await BillingAlert.bulk_create([alert], ignore_conflicts=True, using_db=conn)
     if not await BillingAlert.filter(id=alert.id).using_db(conn).exists():
         return None
+    transaction.after(functools.partial(publish_alerts, [alert]))
     return alert
 
 
 async def publish_alerts(alerts: Iterable[BillingAlert | None]) -> None:
-    """Pushes new alerts to `billingAlerts` subscribers; call after the commit."""
+    """Pushes new alerts to `billingAlerts` subscribers (`raise_alert` has it done after
+    the commit)."""
     for alert in alerts:
         if alert is not None:
             team_id = alert.team_id
-            assert isinstance(team_id, uuid.UUID)
             try:
                 await bus.broker.publish(alerts_channel(team_id), str(alert.id))
             except Exception:  # stored and committed: a lost push must not fail the caller

@@ -15,7 +15,6 @@ takes it through three steps (`app.billing.auto_top_up`):
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from app.credits import alerts, programs
 from app.credits.models import AlertKind, AutoTopUpAttempt, CreditAccount, TopUpStatus
 from app.credits.programs import TopUpDue
 from app.credits.service import lock_account
+from app.credits.store import AccountRow
 from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
@@ -64,7 +64,7 @@ class AutoTopUpView:
     pending: bool
 
     @classmethod
-    def of(cls, account: CreditAccount) -> AutoTopUpView:
+    def of(cls, account: CreditAccount | AccountRow) -> AutoTopUpView:
         return cls(
             enabled=account.auto_top_up_enabled,
             threshold=account.auto_top_up_threshold or 0,
@@ -149,7 +149,7 @@ async def configure(
     return AutoTopUpView.of(account)
 
 
-def _audited(account: CreditAccount) -> dict[str, object]:
+def _audited(account: AccountRow) -> dict[str, object]:
     return {
         "enabled": account.auto_top_up_enabled,
         "threshold": format_units(account.auto_top_up_threshold or 0),
@@ -278,15 +278,13 @@ async def finish(
             attempt.failure_reason = reason
             account.auto_top_up_pending = False
             account.auto_top_up_paused_reason = reason
-            alert = await alerts.raise_alert(
+            await alerts.raise_alert(
                 conn,
                 team_id,
                 AlertKind.AUTO_TOP_UP_FAILED,
                 f"Auto top-up of {format_units(attempt.amount)} failed and is paused: {reason}",
                 key=f"top-up:{attempt.id}",
             )
-            if alert is not None:
-                tx.after(functools.partial(alerts.publish_alerts, [alert]))
         await attempt.save(using_db=conn)
         await account.save(using_db=conn, update_fields=_ACCOUNT_FIELDS)
     return attempt

@@ -139,6 +139,7 @@ class LedgerEntry(Model):
 
     team_id: uuid.UUID
     grant_id: uuid.UUID
+    usage_id: uuid.UUID | None
 
     class Meta:
         table = "ledger_entries"

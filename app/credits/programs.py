@@ -4,19 +4,19 @@ The usage transaction calls `after_usage` with the teams' rows still locked: it
 compares each team's credits and invoiced total before and after, from values
 already in memory, and only on a threshold crossing does it write (an alert row,
 the auto top-up intent on the account row). What must wait for the commit is left
-on the transaction: pushing alerts, and a `TopUpDue` announcement that billing acts on.
+on the transaction: alerts push themselves after it, and a `TopUpDue` announcement is
+what billing acts on.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from app.credits import alerts, rules
-from app.credits.models import AlertKind, BillingAlert, InvoicedPeriod
+from app.credits.models import AlertKind, InvoicedPeriod
 from app.events.commit import Transaction
 from app.kit import clock
 from app.kit.money import format_units
@@ -56,11 +56,6 @@ class Locked(Protocol):
 
     @property
     def changed(self) -> bool: ...
-
-
-def _publish(tx: Transaction, alert: BillingAlert | None) -> None:
-    if alert is not None:
-        tx.after(functools.partial(alerts.publish_alerts, [alert]))
 
 
 def cached_total(account: Account) -> int:
@@ -108,26 +103,24 @@ async def credits_moved(
     threshold = account.auto_top_up_threshold
     if threshold is not None and before >= threshold > after:
         # funding_seq changes whenever credits are added: it names this crossing.
-        alert = await alerts.raise_alert(
+        await alerts.raise_alert(
             conn,
             team_id,
             AlertKind.CREDITS_LOW,
             f"Credits fell below {format_units(threshold)} (now {format_units(after)}).",
             key=f"low:{account.funding_seq}",
         )
-        _publish(tx, alert)
         if wants_top_up(account):
             account.auto_top_up_pending = True
             tx.announce(TopUpDue(team_id))
     if after == 0 and not await _has_headroom(tx, account, periods):
-        alert = await alerts.raise_alert(
+        await alerts.raise_alert(
             conn,
             team_id,
             AlertKind.CREDITS_EXHAUSTED,
             "Credits are used up and there is no invoiced headroom: usage is refused.",
             key=f"out:{account.funding_seq}",
         )
-        _publish(tx, alert)
 
 
 def wants_top_up(account: Account) -> bool:
@@ -172,7 +165,7 @@ async def _invoiced_moved(
     for kind, percent in ((AlertKind.INVOICED_LIMIT_80, 80), (AlertKind.INVOICED_LIMIT_100, 100)):
         # Integer comparison: before < limit * percent / 100 <= after.
         if before * 100 < limit * percent <= after * 100:
-            alert = await alerts.raise_alert(
+            await alerts.raise_alert(
                 tx.conn,
                 team_id,
                 kind,
@@ -180,4 +173,3 @@ async def _invoiced_moved(
                 f"{format_units(limit)} spending limit ({format_units(after)}).",
                 period=period,
             )
-            _publish(tx, alert)

@@ -17,17 +17,16 @@ from datetime import datetime, timedelta
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
 from app.credits.models import (
-    CreditGrant,
     CreditKind,
     PromoCode,
     PromoFailure,
     PromoRedemption,
 )
 from app.credits.service import LockedAccount, lock_account
-from app.events import bus
+from app.credits.store import GrantRow
+from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
@@ -96,7 +95,7 @@ async def create_promo_code(
 @dataclass(frozen=True, slots=True)
 class Redemption:
     promo_code: PromoCode
-    grant: CreditGrant
+    grant: GrantRow
 
 
 async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
@@ -109,7 +108,8 @@ async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
     normalized = normalize_code(code)
     failure: DomainError | None = None
     try:
-        async with in_transaction() as conn:
+        async with atomic() as tx:
+            conn = tx.conn
             locked = await lock_account(team_id, conn)
             since = locked.now - FAILURE_WINDOW
             failures = (
@@ -125,6 +125,7 @@ async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
                 )
             try:
                 redemption = await _redeem_locked(locked, normalized)
+                tx.credits_changed(team_id)
             except DomainError as error:
                 # Committed with the transaction: the failure counts even though nothing
                 # else is written (any expiry drawn by the lock is written later).
@@ -135,7 +136,6 @@ async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
         raise _already_redeemed() from None
     if failure is not None:
         raise failure
-    await bus.credits_changed(team_id)
     return redemption
 
 

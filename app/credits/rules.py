@@ -1,4 +1,10 @@
-"""The billing rules as pure functions: one place for each (docs/architecture.md)."""
+"""The billing rules of the usage gate, one pure function each (no database).
+
+Credits (free, promotional, prepaid) are drawn first; past them a team may run up
+invoiced usage to its monthly limit, unless invoicing is suspended. These functions
+decide with amounts the caller already has (units of 1e-8 USD); see
+docs/architecture.md, "Billing rules".
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,23 @@ from app.kit.errors import DomainError, ErrorCode
 
 
 class BillingStatus(StrEnum):
+    """Whether a team's next usage can be drawn, and if not, why."""
+
     ACTIVE = "ACTIVE"
     CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
     INVOICED_LIMIT_REACHED = "INVOICED_LIMIT_REACHED"
 
 
 def invoiced_headroom(limit: int, used: int, suspended: bool) -> int:
-    """What the month may still invoice: none while suspended, never below zero."""
+    """Invoiced usage still allowed this month: none while suspended, never negative
+    (a lowered limit can sit below what was already used)."""
     if suspended:
         return 0
     return max(limit - used, 0)
 
 
 def refusal(limit: int) -> DomainError:
-    """Why usage that fits in neither credits nor headroom is refused."""
+    """The error for usage that credits and invoiced headroom cannot cover."""
     if limit == 0:
         return DomainError(
             ErrorCode.CREDITS_EXHAUSTED, "Not enough credits for this usage.", "amount"
@@ -34,7 +43,10 @@ def refusal(limit: int) -> DomainError:
 
 
 def billing_status(total: int, limit: int, headroom: int) -> BillingStatus:
-    """ACTIVE while credits or headroom remain; otherwise the reason usage is refused."""
+    """ACTIVE while credits or invoiced headroom remain; otherwise why usage is refused.
+
+    `total` is the credits left, `headroom` what `invoiced_headroom` gives.
+    """
     if total > 0:
         return BillingStatus.ACTIVE
     if limit == 0:

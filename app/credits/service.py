@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
-from app.credits import programs, store
+from app.credits import programs, rules, store
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
-    CreditGrant,
     CreditKind,
     InvoicedPeriod,
     LedgerKind,
 )
-from app.credits.store import EntryRow, UsageRow
-from app.events import bus
+from app.credits.rules import BillingStatus
+from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
 from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
@@ -41,12 +39,6 @@ MAX_INVOICED_LIMIT = 1_000_000 * UNITS_PER_DOLLAR
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
-class BillingStatus:
-    ACTIVE = "ACTIVE"
-    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
-    INVOICED_LIMIT_REACHED = "INVOICED_LIMIT_REACHED"
-
-
 @dataclass(frozen=True, slots=True)
 class CreditsView:
     """A team's credits as of `as_of`; expired grants already left out."""
@@ -57,7 +49,7 @@ class CreditsView:
     invoiced_limit: int
     invoiced_this_month: int
     invoicing_suspended: bool
-    grants: list[CreditGrant]
+    grants: list[GrantRow]
     updated_at: datetime
 
     @property
@@ -66,19 +58,13 @@ class CreditsView:
 
     @property
     def invoiced_remaining(self) -> int:
-        if self.invoicing_suspended:
-            return 0
-        return max(self.invoiced_limit - self.invoiced_this_month, 0)
+        return rules.invoiced_headroom(
+            self.invoiced_limit, self.invoiced_this_month, self.invoicing_suspended
+        )
 
     @property
-    def status(self) -> str:
-        if self.total > 0:
-            return BillingStatus.ACTIVE
-        if self.invoiced_limit == 0:
-            return BillingStatus.CREDITS_EXHAUSTED
-        if self.invoiced_remaining > 0:
-            return BillingStatus.ACTIVE
-        return BillingStatus.INVOICED_LIMIT_REACHED
+    def status(self) -> BillingStatus:
+        return rules.billing_status(self.total, self.invoiced_limit, self.invoiced_remaining)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +86,11 @@ class UsageResult:
 # --- consumption order -----------------------------------------------------------------
 
 
-def _is_live(grant: CreditGrant, now: datetime) -> bool:
+def _is_live(grant: GrantRow, now: datetime) -> bool:
     return grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > now)
 
 
-def consumption_key(grant: CreditGrant) -> tuple[int, float, float, str]:
+def consumption_key(grant: GrantRow) -> tuple[int, float, float, str]:
     """Free and promotional first (earliest expiry, then no expiry, older first), then prepaid."""
     if grant.kind is CreditKind.PREPAID:
         return (1, 0.0, grant.granted_at.timestamp(), str(grant.id))
@@ -114,13 +100,13 @@ def consumption_key(grant: CreditGrant) -> tuple[int, float, float, str]:
 
 async def _live_grants(
     team_id: uuid.UUID, now: datetime, conn: BaseDBAsyncClient
-) -> list[CreditGrant]:
+) -> list[GrantRow]:
     grants = [g for g in await store.live_grants(conn, [team_id]) if _is_live(g, now)]
     grants.sort(key=consumption_key)
     return grants
 
 
-def _sums(grants: list[CreditGrant]) -> dict[CreditKind, int]:
+def _sums(grants: list[GrantRow]) -> dict[CreditKind, int]:
     sums = dict.fromkeys(CreditKind, 0)
     for grant in grants:
         sums[grant.kind] += grant.remaining
@@ -177,23 +163,21 @@ class LockedAccount:
     Collects every change and writes it in a few statements on `flush()`.
     """
 
-    account: CreditAccount
+    account: AccountRow
     conn: BaseDBAsyncClient
     now: datetime
-    grants: list[CreditGrant]
-    _dirty_grants: dict[uuid.UUID, CreditGrant] = field(default_factory=dict)
-    _new_grants: list[CreditGrant] = field(default_factory=list)
+    grants: list[GrantRow]
+    _dirty_grants: dict[uuid.UUID, GrantRow] = field(default_factory=dict)
+    _new_grants: list[GrantRow] = field(default_factory=list)
     _new_grant_ids: set[uuid.UUID] = field(default_factory=set)
     _entries: list[EntryRow] = field(default_factory=list)
     team_id: uuid.UUID = field(init=False)  # read for every ledger entry: kept, not looked up
 
     def __post_init__(self) -> None:
-        team_id = self.account.team_id
-        assert isinstance(team_id, uuid.UUID)
-        self.team_id = team_id
+        self.team_id = self.account.team_id
 
     def add_entry(
-        self, grant: CreditGrant, kind: LedgerKind, amount: int, usage: UsageRow | None = None
+        self, grant: GrantRow, kind: LedgerKind, amount: int, usage: UsageRow | None = None
     ) -> None:
         # A plain tuple, not a LedgerEntry model: entries are only ever inserted.
         self._entries.append(
@@ -207,9 +191,7 @@ class LockedAccount:
             )
         )
 
-    def draw(
-        self, grant: CreditGrant, amount: int, kind: LedgerKind, usage: UsageRow | None
-    ) -> None:
+    def draw(self, grant: GrantRow, amount: int, kind: LedgerKind, usage: UsageRow | None) -> None:
         grant.remaining -= amount
         self.add_entry(grant, kind, -amount, usage)
         # A grant created in this transaction is inserted with its final remaining amount.
@@ -223,8 +205,8 @@ class LockedAccount:
         *,
         description: str | None = None,
         expires_at: datetime | None = None,
-    ) -> CreditGrant:
-        grant = CreditGrant(
+    ) -> GrantRow:
+        grant = GrantRow(
             id=uuid.uuid4(),
             team_id=self.team_id,
             kind=kind,
@@ -257,16 +239,12 @@ class LockedAccount:
         self.grants = [g for g in self.grants if _is_live(g, self.now)]
         sums = _sums(self.grants)
         expiries = [g.expires_at for g in self.grants if g.expires_at is not None]
-        # Plain columns, set in the instance's dict: Tortoise's __setattr__ only guards
-        # relations and async defaults, and cost 1.2 µs for these five, once per changed
-        # team of every usage transaction.
-        self.account.__dict__.update(
-            free=sums[CreditKind.FREE],
-            promotional=sums[CreditKind.PROMOTIONAL],
-            prepaid=sums[CreditKind.PREPAID],
-            next_expiry_at=min(expiries) if expiries else None,
-            updated_at=self.now,
-        )
+        account = self.account
+        account.free = sums[CreditKind.FREE]
+        account.promotional = sums[CreditKind.PROMOTIONAL]
+        account.prepaid = sums[CreditKind.PREPAID]
+        account.next_expiry_at = min(expiries) if expiries else None
+        account.updated_at = self.now
 
     @property
     def available(self) -> int:
@@ -294,7 +272,7 @@ async def flush_accounts(
     entries = [e for a in accounts for e in a._entries]
     if new_grants:
         # First: ledger entries refer to them.
-        await CreditGrant.bulk_create(new_grants, using_db=conn)
+        await store.insert_grants(conn, new_grants)
     for locked in accounts:
         if locked._new_grants:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
@@ -312,16 +290,14 @@ async def lock_accounts(
 ) -> dict[uuid.UUID, LockedAccount]:
     """Locks several teams' account rows in team-id order (so concurrent callers never
     deadlock), loads their live grants and writes any due expiry. Unknown teams are
-    simply absent from the result. Call inside `in_transaction()`.
+    simply absent from the result. Call inside `atomic()`, with its `tx.conn`.
     """
     ids = sorted(set(team_ids), key=uuid_order)
     accounts = await store.lock_accounts(conn, ids)
     now = clock.now()
     locked: dict[uuid.UUID, LockedAccount] = {}
     for account in accounts:
-        team_id = account.team_id
-        assert isinstance(team_id, uuid.UUID)
-        locked[team_id] = LockedAccount(account=account, conn=conn, now=now, grants=[])
+        locked[account.team_id] = LockedAccount(account=account, conn=conn, now=now, grants=[])
     if not locked:
         return locked
     for grant in await store.live_grants(conn, list(locked)):
@@ -338,7 +314,7 @@ async def lock_accounts(
 async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAccount:
     """Locks the team's account row (first, always) and writes any due expiry.
 
-    Call inside `in_transaction()`; raises NotFound for an unknown team.
+    Call inside `atomic()`, with its `tx.conn`; raises NotFound for an unknown team.
     """
     locked = await lock_accounts([team_id], conn)
     if team_id not in locked:
@@ -365,7 +341,7 @@ async def expire_all_due() -> int:
     team_ids = await CreditAccount.filter(next_expiry_at__lte=now).values_list("team_id", flat=True)
     touched = 0
     for team_id in team_ids:
-        assert isinstance(team_id, uuid.UUID)
+        assert isinstance(team_id, uuid.UUID)  # values_list is untyped
         if await expire_due(team_id):
             touched += 1
     return touched
@@ -387,7 +363,7 @@ async def grant_credits(
     *,
     description: str | None = None,
     expires_at: datetime | None = None,
-) -> CreditGrant:
+) -> GrantRow:
     """An operator's grant (FREE, PROMOTIONAL, or PREPAID for a payment taken offline)."""
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise DomainError(
@@ -395,18 +371,19 @@ async def grant_credits(
         )
     if expires_at is not None and expires_at <= clock.now():
         raise DomainError(ErrorCode.INVALID_INPUT, "Expiry must be in the future.", "expiresAt")
-    async with in_transaction() as conn:
-        locked = await lock_account(team_id, conn)
+    async with atomic() as tx:
+        locked = await lock_account(team_id, tx.conn)
         grant = locked.add_grant(kind, amount, description=description, expires_at=expires_at)
         await locked.flush()
-    await bus.credits_changed(team_id)
+        tx.credits_changed(team_id)
     return grant
 
 
 async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = audit.SYSTEM) -> None:
     if limit > MAX_INVOICED_LIMIT:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "The limit is at most 1000000.00.", "limit")
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         locked = await lock_account(team_id, conn)
         if limit > locked.account.invoiced_limit:
             locked.account.funding_seq += 1  # headroom added: a later exhaustion alerts again
@@ -422,7 +399,7 @@ async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = aud
                 {"limit": format_units(old)},
                 {"limit": format_units(limit)},
             )
-    await bus.credits_changed(team_id)
+        tx.credits_changed(team_id)
 
 
 # --- usage -------------------------------------------------------------------------------
@@ -581,7 +558,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             # The usage records go with the accounts' writes (every record's team changed).
             await flush_accounts(changed, conn, records)
             for account in changed:
-                tx.credits_changed(account.team_id)
+                tx.credits_changed(account.team_id)  # published together after the commit
     return results
 
 
@@ -596,22 +573,12 @@ def _draw(
 
     `invoiced` is the month's invoiced row, needed only when credits do not cover the event.
     """
-    account = locked.account
     if invoiced is not None:
-        suspended = account.invoicing_suspended
-        headroom = 0 if suspended else max(account.invoiced_limit - invoiced.amount, 0)
+        account = locked.account
+        limit = account.invoiced_limit
+        headroom = rules.invoiced_headroom(limit, invoiced.amount, account.invoicing_suspended)
         if request.amount > locked.available + headroom:
-            if account.invoiced_limit == 0:
-                error = DomainError(
-                    ErrorCode.CREDITS_EXHAUSTED, "Not enough credits for this usage.", "amount"
-                )
-            else:
-                error = DomainError(
-                    ErrorCode.INVOICED_LIMIT_REACHED,
-                    "Not enough credits and the invoiced spending limit is reached.",
-                    "amount",
-                )
-            return UsageResult(error=error)
+            return UsageResult(error=rules.refusal(limit))
     record = UsageRow(
         id=time_ordered_id(),
         team_id=locked.team_id,

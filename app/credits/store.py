@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from operator import attrgetter, itemgetter
@@ -21,10 +21,8 @@ from typing import Any, TypeVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
-from app.credits.models import CreditAccount, CreditGrant, UsageRecord
+from app.credits.models import CreditAccount, CreditGrant, CreditKind, UsageRecord
 from app.kit.sql import fetch_one
-
-M = TypeVar("M", bound=Model)
 
 # (team_id, grant_id, kind, amount, usage_id, created_at): one ledger row to insert.
 EntryRow = tuple[uuid.UUID, uuid.UUID, str, int, uuid.UUID | None, datetime]
@@ -86,16 +84,74 @@ def _any(
     return f'"{column}" IN ({", ".join("?" * len(values))})', [_text(v) for v in values]
 
 
-@cache
-def _columns(model: type[Model]) -> str:
-    meta = model._meta
-    return ", ".join(f'"{meta.fields_db_projection[name]}"' for name in _field_names(model))
+@dataclass(slots=True)
+class AccountRow:
+    """A team's `credit_accounts` row as the locked section reads and writes it (no ORM
+    instance): every column, under the model's field names, all written back on flush."""
+
+    id: int
+    team_id: uuid.UUID
+    free: int
+    promotional: int
+    prepaid: int
+    invoiced_limit: int
+    invoicing_suspended: bool
+    next_expiry_at: datetime | None
+    updated_at: datetime
+    auto_top_up_enabled: bool
+    auto_top_up_threshold: int | None
+    auto_top_up_amount: int
+    auto_top_up_monthly_limit: int
+    auto_top_up_paused_reason: str | None
+    auto_top_up_pending: bool
+    funding_seq: int
+
+
+@dataclass(slots=True)
+class GrantRow:
+    """A `credit_grants` row (no ORM instance), under the model's field names."""
+
+    id: uuid.UUID
+    team_id: uuid.UUID
+    kind: CreditKind
+    amount: int
+    remaining: int
+    description: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+
+
+Row = TypeVar("Row", AccountRow, GrantRow)
+_ROW_MODELS: dict[type[Any], type[Model]] = {AccountRow: CreditAccount, GrantRow: CreditGrant}
 
 
 @cache
 def _field_names(model: type[Model]) -> tuple[str, ...]:
     meta = model._meta
     return tuple(name for name in meta.fields_map if name in meta.fields_db_projection)
+
+
+def _row_fields(row_type: type[Any]) -> tuple[str, ...]:
+    """The row type's fields, in its order: checked to be exactly the model's columns,
+    since the row is written back whole (a column it lacked would be lost)."""
+    names = tuple(f.name for f in fields(row_type))
+    model_names = _field_names(_ROW_MODELS[row_type])
+    if set(names) != set(model_names):
+        raise RuntimeError(f"{row_type.__name__} fields {names} are not the columns {model_names}")
+    return names
+
+
+_select_lists: dict[type[Any], str] = {}
+
+
+def _columns(row_type: type[Any]) -> str:
+    """The SELECT list of a row type: its columns in its field order (built once)."""
+    columns = _select_lists.get(row_type)
+    if columns is None:
+        projection = _ROW_MODELS[row_type]._meta.fields_db_projection
+        names = _row_fields(row_type)
+        columns = _select_lists[row_type] = ", ".join(f'"{projection[n]}"' for n in names)
+    return columns
 
 
 async def _select(conn: BaseDBAsyncClient, sql: str, params: list[object]) -> Sequence[Any]:
@@ -110,22 +166,20 @@ def _or_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _RowLoader = Callable[[Sequence[Any]], Any]
-_loaders: dict[tuple[type[Model], str], _RowLoader] = {}
+_loaders: dict[tuple[type[Any], str], _RowLoader] = {}
 
 
-def _loader(model: type[M], dialect: str) -> Callable[[Sequence[Any]], M]:
-    """Turns a row of `_columns(model)`, by position, into a model the way Tortoise's
-    `_init_from_db` does (each column converted as its dialect needs: nothing for what the
-    driver already decoded, the field's type or its `to_python_value` otherwise), with the
-    conversions and positions worked out once instead of per row and column. It is the
-    accounts and grants of every usage transaction: `_init_from_db(**row)` was a sixth of
-    a 1,000-team batch's CPU."""
-    meta = model._meta
-    # The categories depend on the dialect (what its driver decodes natively).
-    key = (model, dialect)
+def _loader(row_type: type[Row], dialect: str) -> Callable[[Sequence[Any]], Row]:
+    """Turns a row of `_columns(row_type)` into a `row_type`, each column converted as
+    Tortoise's `_init_from_db` would for its dialect (nothing for what the driver already
+    decoded, the field's type or its `to_python_value` otherwise). Which positions need a
+    conversion is worked out once per dialect, not per row: these are the accounts and
+    grants of every usage transaction."""
+    key = (row_type, dialect)
     loader = _loaders.get(key)
     if loader is not None:
         return loader
+    meta = _ROW_MODELS[row_type]._meta
     convert: dict[str, Callable[[Any], Any] | None] = {}
     for column, _, _ in meta.db_native_fields:
         convert[column] = None
@@ -133,42 +187,31 @@ def _loader(model: type[M], dialect: str) -> Callable[[Sequence[Any]], M]:
         convert[column] = _or_none(field.field_type)
     for column, _, field in meta.db_complex_fields:
         convert[column] = field.to_python_value
-    plan = tuple(
-        (index, name, convert[meta.fields_db_projection[name]])
-        for index, name in enumerate(_field_names(model))
+    conversions = tuple(
+        (index, conv)
+        for index, name in enumerate(_row_fields(row_type))
+        if (conv := convert[meta.fields_db_projection[name]]) is not None
     )
-    state = {
-        "_partial": False,
-        "_saved_in_db": True,
-        "_custom_generated_pk": meta.db_pk_column not in meta.generated_db_fields,
-    }
-    new = object.__new__
 
-    def load(row: Sequence[Any]) -> M:
-        instance = new(model)
-        values = {
-            name: row[index] if conv is None else conv(row[index]) for index, name, conv in plan
-        }
-        values.update(state)
-        values["_await_when_save"] = {}
-        instance.__dict__ = values
-        return instance
+    def load(row: Sequence[Any]) -> Row:
+        values = list(row)
+        for index, conv in conversions:
+            values[index] = conv(values[index])
+        return row_type(*values)
 
     _loaders[key] = load
     return load
 
 
-def _models(conn: BaseDBAsyncClient, model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
-    load = _loader(model, conn.capabilities.dialect)
+def _rows(conn: BaseDBAsyncClient, row_type: type[Row], rows: Iterable[Sequence[Any]]) -> list[Row]:
+    load = _loader(row_type, conn.capabilities.dialect)
     return [load(row) for row in rows]
 
 
 # --- reads ------------------------------------------------------------------------------
 
 
-async def lock_accounts(
-    conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]
-) -> list[CreditAccount]:
+async def lock_accounts(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) -> list[AccountRow]:
     """The teams' account rows, locked in team-id order (`team_ids` sorted by the caller).
 
     SQLite has no FOR UPDATE (Tortoise's `select_for_update` is a no-op there): its
@@ -177,17 +220,17 @@ async def lock_accounts(
     where, params = _any(conn, "team_id", "uuid", 1, team_ids)
     order = ' ORDER BY "team_id"' if len(team_ids) > 1 else ""
     lock = " FOR UPDATE" if _postgres(conn) else ""
-    sql = f'SELECT {_columns(CreditAccount)} FROM "credit_accounts" WHERE {where}{order}{lock}'
+    sql = f'SELECT {_columns(AccountRow)} FROM "credit_accounts" WHERE {where}{order}{lock}'
     rows = await _select(conn, sql, params)
-    return _models(conn, CreditAccount, rows)
+    return _rows(conn, AccountRow, rows)
 
 
-async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) -> list[CreditGrant]:
+async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) -> list[GrantRow]:
     """Grants with something left (expired ones included: the caller expires them)."""
     where, params = _any(conn, "team_id", "uuid", 1, team_ids)
-    sql = f'SELECT {_columns(CreditGrant)} FROM "credit_grants" WHERE {where} AND "remaining" > 0'
+    sql = f'SELECT {_columns(GrantRow)} FROM "credit_grants" WHERE {where} AND "remaining" > 0'
     rows = await _select(conn, sql, params)
-    return _models(conn, CreditGrant, rows)
+    return _rows(conn, GrantRow, rows)
 
 
 def _usage_row(row: Mapping[str, Any]) -> UsageRow:
@@ -314,9 +357,9 @@ def _sqlite_insert(table: str, columns: Sequence[str]) -> str:
 async def _write_sqlite(
     conn: BaseDBAsyncClient,
     usage: Sequence[UsageRow],
-    grants: Sequence[CreditGrant],
+    grants: Sequence[GrantRow],
     entries: Sequence[EntryRow],
-    accounts: Sequence[CreditAccount],
+    accounts: Sequence[AccountRow],
 ) -> None:
     """The PostgreSQL statement's writes, one executemany each: SQLite runs in-process,
     there are no round trips to save."""
@@ -351,8 +394,10 @@ class _RowTypes:
 
     usage: Callable[[UsageRow], tuple[Any, ...]]
     entry: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (None, *EntryRow): None is the id
-    account: Callable[[CreditAccount], tuple[Any, ...]]
+    account: Callable[[AccountRow], tuple[Any, ...]]
+    grant: Callable[[GrantRow], tuple[Any, ...]]
     statement: str
+    grant_statement: str
 
 
 _row_types: _RowTypes | None = None  # a process uses one database
@@ -371,11 +416,14 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
     usage = await _catalog_columns(conn, "usage_records")
     entries = await _catalog_columns(conn, "ledger_entries")
     accounts = await _catalog_columns(conn, "credit_accounts")
-    fields = CreditAccount._meta.fields_db_projection_reverse
+    grants = await _catalog_columns(conn, "credit_grants")
+    account_fields = CreditAccount._meta.fields_db_projection_reverse
+    grant_fields = CreditGrant._meta.fields_db_projection_reverse
     unknown = (
         [c for c in usage if c not in USAGE_COLUMNS]
         + [c for c in entries if c != "id" and c not in _ENTRY_COLUMNS]
-        + [c for c in accounts if c not in fields]
+        + [c for c in accounts if c not in account_fields]
+        + [c for c in grants if c not in grant_fields]
     )
     if unknown:
         raise RuntimeError(f"columns the usage path does not write: {unknown}")
@@ -394,20 +442,48 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         f'UPDATE "credit_accounts" AS a SET {assignments} '
         'FROM unnest($5::"credit_accounts"[]) AS v WHERE a."id" = v."id"'
     )
+    grant_statement = (
+        f'INSERT INTO "credit_grants" ({names(grants)}) '
+        f'SELECT {names(grants, "v.")} FROM unnest($1::"credit_grants"[]) AS v'
+    )
     return _RowTypes(
         usage=attrgetter(*usage),
         entry=itemgetter(*(0 if c == "id" else _ENTRY_COLUMNS.index(c) + 1 for c in entries)),
-        account=attrgetter(*(fields[c] for c in accounts)),
+        account=attrgetter(*(account_fields[c] for c in accounts)),
+        grant=attrgetter(*(grant_fields[c] for c in grants)),
         statement=statement,
+        grant_statement=grant_statement,
     )
+
+
+async def _row_types_of(conn: BaseDBAsyncClient) -> _RowTypes:
+    global _row_types
+    if _row_types is None:
+        _row_types = await _load_row_types(conn)
+    return _row_types
+
+
+async def insert_grants(conn: BaseDBAsyncClient, grants: Sequence[GrantRow]) -> None:
+    """Inserts new grants (before the ledger entries that refer to them): one statement."""
+    if not grants:
+        return
+    if not _postgres(conn):
+        names = _row_fields(GrantRow)
+        projection = CreditGrant._meta.fields_db_projection
+        sql = _sqlite_insert("credit_grants", [projection[name] for name in names])
+        rows = [[_text(getattr(g, name)) for name in names] for g in grants]
+        await conn.execute_many(sql, rows)
+        return
+    types = await _row_types_of(conn)
+    await conn.execute_query(types.grant_statement, [[types.grant(g) for g in grants]])
 
 
 async def write_changes(
     conn: BaseDBAsyncClient,
     usage: Sequence[UsageRow],
-    grants: Sequence[CreditGrant],
+    grants: Sequence[GrantRow],
     entries: Sequence[EntryRow],
-    accounts: Sequence[CreditAccount],
+    accounts: Sequence[AccountRow],
 ) -> None:
     """Inserts usage records and ledger entries (in order), writes grants' remaining
     amounts and every column of the account rows: one statement on PostgreSQL, so the
@@ -416,10 +492,7 @@ async def write_changes(
     if not _postgres(conn):
         await _write_sqlite(conn, usage, grants, entries, accounts)
         return
-    global _row_types
-    if _row_types is None:
-        _row_types = await _load_row_types(conn)
-    types = _row_types
+    types = _row_types if _row_types is not None else await _row_types_of(conn)
     params: list[object] = [
         [types.usage(r) for r in usage],
         [g.id for g in grants],

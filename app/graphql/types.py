@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
 from app.credits import service as credits
-from app.credits.models import CreditGrant as CreditGrantModel
 from app.credits.models import CreditKind as DomainCreditKind
-from app.credits.store import UsageRow
+from app.credits.rules import BillingStatus as DomainBillingStatus
+from app.credits.store import GrantRow, UsageRow
 from app.graphql.scalars import Decimal
 from app.kit.money import format_units
 from app.teams import service as teams
@@ -23,11 +22,8 @@ Role = DomainRole
 CreditKind = DomainCreditKind
 
 
-@strawberry.enum
-class BillingStatus(Enum):
-    ACTIVE = "ACTIVE"
-    CREDITS_EXHAUSTED = "CREDITS_EXHAUSTED"
-    INVOICED_LIMIT_REACHED = "INVOICED_LIMIT_REACHED"
+strawberry.enum(DomainBillingStatus, name="BillingStatus")
+BillingStatus = DomainBillingStatus
 
 
 def money(units: int) -> Decimal:
@@ -45,7 +41,7 @@ class CreditGrant:
     expires_at: datetime | None
 
     @classmethod
-    def of(cls, grant: CreditGrantModel) -> CreditGrant:
+    def of(cls, grant: GrantRow) -> CreditGrant:
         return cls(
             id=strawberry.ID(str(grant.id)),
             kind=grant.kind,

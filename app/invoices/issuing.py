@@ -13,10 +13,10 @@ from typing import Protocol
 import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from app.credits.models import InvoicedPeriod
 from app.credits.service import lock_account
+from app.events.commit import atomic
 from app.invoices import numbering
 from app.invoices.address import Address
 from app.invoices.documents import LineView, usage_lines
@@ -140,7 +140,8 @@ async def issue_monthly_invoice(team_id: uuid.UUID, period: str) -> tuple[Invoic
     """
     key = monthly_key(team_id, period)
     try:
-        async with in_transaction() as conn:
+        async with atomic() as tx:
+            conn = tx.conn
             await lock_account(team_id, conn)
             row = await InvoicedPeriod.filter(team_id=team_id, period=period).using_db(conn).first()
             if row is None or row.amount <= 0:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from app.events.commit import atomic
 from app.kit import clock
@@ -75,7 +74,7 @@ async def sign_in(claims: Claims, *, open_team: TeamOpener) -> Viewer:
 async def _first_sign_in(claims: Claims, open_team: TeamOpener) -> User:
     now = clock.now()
     try:
-        async with in_transaction():
+        async with atomic():
             user = await User.create(
                 id=uuid.uuid4(),
                 subject=claims.subject,
@@ -97,7 +96,7 @@ async def _accept_invitations(user: User) -> None:
     """Turn the invitations addressed to the user's email into memberships."""
     invitations = await Invitation.filter(email=user.email)
     for invitation in invitations:
-        async with in_transaction():
+        async with atomic():
             exists = await Membership.exists(team_id=invitation.team_id, user_id=user.id)
             if not exists:
                 await Membership.create(
@@ -138,7 +137,7 @@ async def create_team(viewer: Viewer, name: str, *, open_team: TeamOpener) -> Te
     cleaned = _clean_team_name(name)
     if await Membership.filter(user_id=viewer.user.id).count() >= MAX_TEAMS_PER_USER:
         raise DomainError(ErrorCode.INVALID_INPUT, "Too many teams.", "name")
-    async with in_transaction():
+    async with atomic():
         return await _create_team(viewer.user, cleaned, open_team)
 
 
@@ -203,7 +202,8 @@ async def add_member(
 ) -> MemberView:
     """Adds a member now, or invites the email until its owner first signs in."""
     cleaned = _clean_email(email)
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         await _lock(team)
         user = await User.filter(email=cleaned).order_by("created_at").first()
         if user is not None:
@@ -268,7 +268,8 @@ async def remove_member(team: Team, email: str, *, actor: str = audit.SYSTEM) ->
 async def set_member_role(
     team: Team, email: str, role: Role, *, actor: str = audit.SYSTEM
 ) -> MemberView:
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         await _lock(team)
         found = await _find_member(team, email)
         if found.role is not role:

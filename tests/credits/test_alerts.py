@@ -6,13 +6,12 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from tortoise.transactions import in_transaction
-
-from app.billing import sweeper
+from app.billing import auto_top_up, sweeper
 from app.config import Settings
 from app.credits import alerts
 from app.credits import service as credits_service
 from app.credits.models import AlertKind, BillingAlert, CreditAccount
+from app.events.commit import atomic
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit import clock
@@ -34,8 +33,6 @@ async def kinds(team_id: uuid.UUID) -> list[str]:
 
 async def set_threshold(team_id: uuid.UUID, threshold: str) -> None:
     """A threshold without auto top-up (no card needed): the CREDITS_LOW alert alone."""
-    from app.billing import auto_top_up
-
     await auto_top_up.configure(
         team_id,
         enabled=False,
@@ -175,8 +172,8 @@ async def test_team_alerts_newest_first_and_visible_to_members(api: Api) -> None
     clock.freeze(datetime(2026, 3, 3, tzinfo=UTC))
     for kind in (AlertKind.CREDITS_LOW, AlertKind.PAYMENT_FAILED, AlertKind.AUTO_TOP_UP_FAILED):
         clock.advance(timedelta(minutes=1))
-        async with in_transaction() as conn:
-            await alerts.raise_alert(conn, team_id, kind, f"{kind} happened")
+        async with atomic() as tx:
+            await alerts.raise_alert(tx.conn, team_id, kind, f"{kind} happened")
     data = await api.ok(ALERTS, {"t": str(team_id), "n": 2}, admin.token)
     listed = data["team"]["alerts"]
     assert [a["kind"] for a in listed] == ["AUTO_TOP_UP_FAILED", "PAYMENT_FAILED"]
@@ -210,14 +207,13 @@ async def test_subscription_pushes_every_alert_even_in_a_burst(
     assert hasattr(stream, "__anext__"), stream
     first = asyncio.ensure_future(stream.__anext__())
     await listening(alerts.alerts_channel(team_id))
-    # Three alerts published back to back: the broker keeps only the newest notice, the
-    # stream still delivers all three, in order.
+    # Three alerts published back to back (by one transaction's after-commit work): the
+    # broker keeps only the newest notice, the stream still delivers all three, in order.
     raised = []
-    for kind in (AlertKind.CREDITS_LOW, AlertKind.CREDITS_EXHAUSTED, AlertKind.PAYMENT_FAILED):
-        clock.advance(timedelta(seconds=1))
-        async with in_transaction() as conn:
-            raised.append(await alerts.raise_alert(conn, team_id, kind, str(kind)))
-    await alerts.publish_alerts(raised)
+    async with atomic() as tx:
+        for kind in (AlertKind.CREDITS_LOW, AlertKind.CREDITS_EXHAUSTED, AlertKind.PAYMENT_FAILED):
+            clock.advance(timedelta(seconds=1))
+            raised.append(await alerts.raise_alert(tx.conn, team_id, kind, str(kind)))
     results = [await asyncio.wait_for(first, 10)]
     for _ in range(2):
         results.append(await asyncio.wait_for(stream.__anext__(), 10))

@@ -7,18 +7,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tortoise.transactions import in_transaction
 
 from app.credits import alerts
 from app.credits.models import AlertKind, BillingAlert
+from app.events.commit import atomic
 from app.kit import clock
 from tests.support.api import Api, sign_up
 
 
 async def _raise(team_id: uuid.UUID, kind: AlertKind, **kwargs: str) -> BillingAlert | None:
-    async with in_transaction() as conn:
-        alert = await alerts.raise_alert(conn, team_id, kind, "message", **kwargs)
-    await alerts.publish_alerts([alert])
+    async with atomic() as tx:  # a new alert is published after the commit
+        alert = await alerts.raise_alert(tx.conn, team_id, kind, "message", **kwargs)
     return alert
 
 
@@ -47,7 +46,8 @@ async def test_a_key_names_one_crossing_within_the_month(api: Api) -> None:
 async def test_a_duplicate_does_not_abort_the_callers_transaction(api: Api) -> None:
     team_id = uuid.UUID((await sign_up(api)).team_id)
     await _raise(team_id, AlertKind.PAYMENT_FAILED, period="2026-01")
-    async with in_transaction() as conn:
+    async with atomic() as tx:
+        conn = tx.conn
         assert (
             await alerts.raise_alert(conn, team_id, AlertKind.PAYMENT_FAILED, "x", period="2026-01")
             is None
@@ -69,6 +69,8 @@ async def test_concurrent_raises_store_one(api: Api) -> None:
 
 async def test_bad_period_is_refused(api: Api) -> None:
     team_id = uuid.UUID((await sign_up(api)).team_id)
-    async with in_transaction() as conn:
+    async with atomic() as tx:
         with pytest.raises(ValueError, match="YYYY-MM"):
-            await alerts.raise_alert(conn, team_id, AlertKind.PAYMENT_FAILED, "x", period="2026-13")
+            await alerts.raise_alert(
+                tx.conn, team_id, AlertKind.PAYMENT_FAILED, "x", period="2026-13"
+            )

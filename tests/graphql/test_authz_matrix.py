@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type
-from tortoise.transactions import in_transaction
 
 from app.credits import alerts
 from app.credits.models import AlertKind
+from app.events.commit import atomic
 from app.graphql.schema import schema
 from app.teams import tokens
 from tests.support.api import JWT_SECRET, Api, make_token, sign_up
@@ -298,11 +298,10 @@ async def test_expired_and_malformed_tokens_are_unauthenticated(api: Api) -> Non
 
 
 async def _raise_alert(team_id: str) -> None:
-    async with in_transaction() as conn:
-        alert = await alerts.raise_alert(
-            conn, uuid.UUID(team_id), AlertKind.CREDITS_LOW, "matrix", key=uuid.uuid4().hex
+    async with atomic() as tx:  # published after the commit
+        await alerts.raise_alert(
+            tx.conn, uuid.UUID(team_id), AlertKind.CREDITS_LOW, "matrix", key=uuid.uuid4().hex
         )
-    await alerts.publish_alerts([alert])
 
 
 @pytest.mark.parametrize("name", ["Subscription.billingAlerts", "Subscription.creditsUpdated"])
