@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app import db
+from app.billing.callers import forget_viewers
 from app.config import Environment, Settings
-from app.graphql.context import forget_viewers
 from app.kit import clock
 from app.main import create_app
 from app.payments import gateway as payment_gateway
