@@ -21,7 +21,6 @@ from app.credits.models import InvoicedPeriod, UsageRecord
 from app.invoices.address import Address
 from app.invoices.models import BillingAddress, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from app.kit import clock
-from app.kit.errors import NotFound
 from app.kit.money import format_units, units_to_cents_half_up
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
 
@@ -203,11 +202,3 @@ async def upcoming_invoice(team_id: uuid.UUID) -> InvoiceDocument | None:
         paid_at=None,
         draft=True,
     )
-
-
-async def team_document(team_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceDocument:
-    """One of the team's invoices; NotFound when it is not the team's."""
-    document = await invoice_document(invoice_id)
-    if document is None or document.team_id != team_id:
-        raise NotFound()
-    return document

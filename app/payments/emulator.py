@@ -195,11 +195,6 @@ class StripeEmulator:
         """Base URL, e.g. ``http://127.0.0.1:8420``: the SDK's api_base."""
         return f"http://{HOST}:{self.port}"
 
-    @property
-    def js_url(self) -> str:
-        """URL of the fake Stripe.js (``Stripe(pk)``, elements, confirmCard*)."""
-        return f"{self.url}/js.stripe.com/v3/"
-
     # -- configuration -------------------------------------------------------------
 
     def register_webhook(

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from tortoise.expressions import Q
 
-from app.kit.ids import parse_uuid
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
 from app.payments.models import Purchase
 
@@ -35,8 +34,3 @@ async def purchase_page(team_id: uuid.UUID, first: int, after: str | None) -> Pu
     rows = await query.order_by("-created_at", "-id").limit(first + 1)
     page = rows[:first]
     return PurchasePage(page, len(rows) > first, [purchase_cursor(p) for p in page])
-
-
-async def purchase_of(team_id: uuid.UUID, purchase_id: object) -> Purchase | None:
-    parsed = parse_uuid(purchase_id)
-    return await Purchase.get_or_none(id=parsed, team_id=team_id) if parsed else None
