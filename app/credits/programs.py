@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.credits import alerts, rules
-from app.credits.models import AlertKind, InvoicedPeriod
+from app.credits.models import AlertKind, CreditAccount, InvoicedPeriod
+from app.credits.store import AccountRow
 from app.events.commit import Transaction
 from app.kit import clock
 from app.kit.money import format_units
@@ -29,20 +30,8 @@ class TopUpDue:
     team_id: uuid.UUID
 
 
-class Account(Protocol):
-    """The account columns the programs read and write (a locked account's row)."""
-
-    team_id: uuid.UUID
-    free: int
-    promotional: int
-    prepaid: int
-    invoiced_limit: int
-    invoicing_suspended: bool
-    funding_seq: int
-    auto_top_up_enabled: bool
-    auto_top_up_threshold: int | None
-    auto_top_up_paused_reason: str | None
-    auto_top_up_pending: bool
+# The locked account row (the usage path's dataclass) or the model (auto top-up's steps).
+Account = AccountRow | CreditAccount
 
 
 class Locked(Protocol):
