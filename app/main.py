@@ -53,8 +53,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         try:
             await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
             # What start-up built (modules, the schema, pools) lives as long as the process:
-            # out of the collector's reach. A full collection scanned those ~120,000
-            # objects in ~85 ms, a pause every request in flight would have waited out.
+            # out of the collector's reach, so a full collection does not scan them while
+            # every request in flight waits.
             gc.freeze()
             yield
         finally:

@@ -8,8 +8,8 @@ arrival order. A team is in at most one batch at a time (its events would only q
 on its row lock), while batches of other teams run alongside, up to `max_active`.
 
 Two at a time, not more: every transaction costs a fixed six round trips, so the
-fewer and larger the batches, the less CPU per event (1,000 teams at 64 clients:
-3,500/s with four, 4,100-4,200/s with two). Two rather than one, so a transaction
+fewer and larger the batches, the less CPU per event (scripts/bench measured two
+ahead of four). Two rather than one, so a transaction
 waiting on a row lock held elsewhere (a settlement, a month's close) does not stall
 every other team of the worker.
 """

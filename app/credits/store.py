@@ -1,6 +1,6 @@
 """Raw SQL of the credit hot paths (usage, balance reads).
 
-Tortoise renders every query with pypika (0.3-0.5 ms each) and builds a model per row;
+Tortoise renders every query with pypika and builds a model per row;
 the usage transaction runs a fixed handful of statements, so they are written here
 once, per dialect. Values are written exactly as Tortoise writes them (UUIDs, aware
 datetimes, enum values, booleans), so the same rows read back through the models:

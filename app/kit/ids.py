@@ -16,7 +16,7 @@ def time_ordered_id() -> uuid.UUID:
 
 
 # Sorts UUIDs in their own order, which is PostgreSQL's too, comparing them as ints in C:
-# UUID.__lt__ is a Python call per comparison. 1,000 ids sort in 140 µs instead of 490.
+# UUID.__lt__ is a Python call per comparison.
 uuid_order = attrgetter("int")
 
 
