@@ -153,6 +153,21 @@ async def test_finds_ledger_links_the_database_does_not_check(
             await LedgerEntry.filter(id=second.id).update(usage_id=dangling)
 
 
+async def run_audit_command(env: dict[str, str]) -> tuple[int | None, str]:
+    """`python -m app audit` in a subprocess: its exit code and everything it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "audit",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode, stdout.decode() + stderr.decode()
+
+
 async def test_the_command_exits_non_zero_listing_the_discrepancy(
     database: Settings, admin: Actor
 ) -> None:
@@ -163,18 +178,8 @@ async def test_the_command_exits_non_zero_listing_the_discrepancy(
         "AUTH_JWT_SECRET": JWT_SECRET,
         "ENVIRONMENT": "test",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app",
-        "audit",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    out = stdout.decode()
-    assert process.returncode == 1, out + stderr.decode()
+    returncode, out = await run_audit_command(env)
+    assert returncode == 1, out
     assert "1 discrepancies:" in out
     assert f"[account-balance] team {admin.team_id} cached prepaid balance" in out
     assert "expected 0.00, found 0.00000042" in out
@@ -182,15 +187,6 @@ async def test_the_command_exits_non_zero_listing_the_discrepancy(
 
 async def test_the_command_exits_zero_when_clean(database: Settings, admin: Actor) -> None:
     env = {**os.environ, "DATABASE_URL": database.database_url, "ENVIRONMENT": "test"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app",
-        "audit",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 0, stdout.decode() + stderr.decode()
-    assert "audit clean" in stdout.decode()
+    returncode, out = await run_audit_command(env)
+    assert returncode == 0, out
+    assert "audit clean" in out

@@ -60,7 +60,21 @@ def free_port() -> int:
         return port
 
 
-class LiveServer:
+class LoopbackAddresses:
+    """The URLs of a server listening on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+
+class LiveServer(LoopbackAddresses):
     """The app served by uvicorn in this process and event loop (memory broker)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -78,14 +92,6 @@ class LiveServer:
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
 
     def shrink_send_buffer(self, client_port: int) -> None:
         """A small kernel send buffer for one connection: a slow network, simulated."""
@@ -111,7 +117,7 @@ class LiveServer:
         self.sock.close()
 
 
-class ServerProcess:
+class ServerProcess(LoopbackAddresses):
     """`python -m app serve` in a subprocess (one or more uvicorn workers)."""
 
     def __init__(self, database_url: str, broker_url: str, workers: int = 1) -> None:
@@ -132,14 +138,6 @@ class ServerProcess:
             env=env,
             start_new_session=True,
         )
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
 
     async def wait_ready(self) -> None:
         deadline = time.monotonic() + 90
