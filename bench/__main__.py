@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from bench import harness, usage
+from bench import harness, ingest, sustained, usage
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -97,24 +97,109 @@ def _print_usage(figures: dict[str, Any]) -> None:
     )
 
 
+def _print_ingest(figures: dict[str, Any]) -> None:
+    rows: list[tuple[str, ...]] = [
+        ("HTTP ingestion", "clients", "events/s", "first s", "last s", "p50 ms", "p99 ms", "vs PG")
+    ]
+    update, batch = figures["pgbench_update"], figures["pgbench_batch"]
+    for key, label, clients, ceiling in (
+        ("v1_hot", "/v1/usage, 1 hot team", ingest.CLIENTS, update),
+        ("v1_many", "/v1/usage, 1,000 teams", ingest.CLIENTS, None),
+        ("v1_batch", "/v1/usage/batch (events)", usage.BATCH_CLIENTS, batch),
+        ("holds", "hold + capture (pairs)", ingest.CLIENTS, None),
+        ("graphql_hot", "GraphQL recordUsage, 1 hot team", ingest.CLIENTS, update),
+    ):
+        run = figures[key]
+        rows.append(
+            (
+                label,
+                str(clients),
+                f"{run['events_per_s']:.0f}",
+                f"{run['first_s']:.0f}",
+                f"{run['last_s']:.0f}",
+                f"{run['p50_ms']:.1f}",
+                f"{run['p99_ms']:.1f}",
+                f"{run['events_per_s'] / ceiling:.2f}x" if ceiling else "",
+            )
+        )
+    print(_table(rows))
+    print(
+        f"PostgreSQL's own ceilings on the same database: one-row UPDATE {update:.0f}/s at "
+        f"{ingest.CLIENTS} clients; the batch transaction's writes {batch:.0f} events/s at "
+        f"{usage.BATCH_CLIENTS} clients"
+    )
+
+
+def _print_sustained(figures: dict[str, Any]) -> None:
+    rows: list[tuple[str, ...]] = [
+        (
+            "/v1/usage, 64 clients",
+            "events/s",
+            "first 10 s",
+            "last 10 s",
+            "first s",
+            "last s",
+            "p99 ms",
+            "seq scans (usage, ledger)",
+        )
+    ]
+    for key, label in (
+        ("preloaded", f"team with {figures['records']:,} records"),
+        ("fresh", "fresh team"),
+    ):
+        run = figures[key]
+        scans = run["seq_scans"]
+        rows.append(
+            (
+                label,
+                f"{run['requests'] / run['duration_s']:.0f}",
+                f"{run['first_10s']:.0f}",
+                f"{run['last_10s']:.0f}",
+                f"{run['first_s']:.0f}",
+                f"{run['last_s']:.0f}",
+                f"{run['p99_ms']:.1f}",
+                f"{scans['usage_records']}, {scans['ledger_entries']}",
+            )
+        )
+    print(_table(rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench")
-    parser.add_argument("suites", nargs="*", help="usage, subscriptions (default: all)")
+    parser.add_argument(
+        "suites", nargs="*", help="ingest, usage, sustained, subscriptions (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--seconds", type=float, help="length of each run (default 30, quick 3)")
     args, rest = parser.parse_known_args(argv)
-    suites = args.suites or ["usage", "subscriptions"]
+    suites = args.suites or ["ingest", "usage", "sustained", "subscriptions"]
     harness.require_tools()
-    seconds = 3.0 if args.quick else 10.0
+    # Sustained figures: short runs overstate the hot path (caches warm, no vacuum yet).
+    seconds = args.seconds or (3.0 if args.quick else 30.0)
     figures: dict[str, Any] = {"quick": args.quick, "workers": args.workers}
     database = harness.Database.create()
     failed = False
     try:
         harness.migrate(database)
-        if "usage" in suites:
+        if "ingest" in suites or "usage" in suites:
             hot = harness.create_teams(database, 1)
             many = harness.create_teams(database, 1000)
+        if "ingest" in suites:
+            server = harness.Server(
+                harness.server_env(database, BROKER_URL=harness.REDIS_URL), workers=args.workers
+            )
+            try:
+                figures["ingest"] = ingest.run(
+                    database, server, seconds=seconds, hot_team=hot[0], many_teams=many
+                )
+            finally:
+                server.stop()
+            print(f"{args.workers} server workers, redis broker, {seconds:.0f} s runs")
+            _print_ingest(figures["ingest"])
+            print()
+        if "usage" in suites:
             figures["noop"] = usage.noop_ceiling(seconds)
             # Workers announce balance changes through Redis, as a deployment of several
             # must (a memory:// broker reaches only its own process's subscribers).
@@ -130,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             _print_usage(figures)
+        if "sustained" in suites:
+            figures["sustained"] = sustained.run(
+                database,
+                seconds=20.0 if args.quick else 60.0,
+                workers=args.workers,
+                records=100_000 if args.quick else sustained.PRELOAD,
+            )
+            print()
+            _print_sustained(figures["sustained"])
         if "subscriptions" in suites:
             try:
                 subscriptions = importlib.import_module("bench.subscriptions")

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -325,3 +326,57 @@ def require_tools() -> None:
     missing = [tool for tool in ("wrk", "pgbench", "psql") if shutil.which(tool) is None]
     if missing:
         raise SystemExit(f"bench needs {', '.join(missing)} (scripts/bench installs them)")
+
+
+class EventRate:
+    """Usage events committed per second while a run goes on, read from the ledger's id
+    sequence once a second (each event on a team with one prepaid grant writes one
+    ledger entry; reading a sequence scans nothing)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _value(self) -> int:
+        return int(psql("SELECT last_value FROM ledger_entries_id_seq", self.database.name))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self._value()))
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> EventRate:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def per_second(self) -> list[float]:
+        """Events per second between consecutive samples."""
+        pairs = zip(self.samples, self.samples[1:], strict=False)
+        return [(b[1] - a[1]) / (b[0] - a[0]) for a, b in pairs if b[0] > a[0]]
+
+    def first(self, seconds: int) -> float:
+        """Mean events/s over the run's first `seconds`."""
+        rates = self.per_second()[:seconds]
+        return sum(rates) / len(rates) if rates else 0.0
+
+    def last(self, seconds: int) -> float:
+        """Mean events/s over the run's last `seconds`."""
+        rates = self.per_second()[-seconds:]
+        return sum(rates) / len(rates) if rates else 0.0
+
+
+def seq_scans(database: Database, tables: tuple[str, ...]) -> dict[str, int]:
+    """Sequential scans PostgreSQL has counted on each table (pg_stat_user_tables)."""
+    names = ",".join(f"'{t}'" for t in tables)
+    rows = psql(
+        f"SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ({names})",
+        database.name,
+    )
+    found = dict(line.split("|") for line in rows.splitlines() if line)
+    return {t: int(found.get(t, 0)) for t in tables}

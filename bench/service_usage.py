@@ -47,10 +47,10 @@ async def _timed(
 
 async def _run(url: str, rounds: int, teams: int) -> None:
     from app import db
-    from app.config import Settings
-    from app.credits import service as credits
     from app.billing.ledger_audit import audit
     from app.billing.live import GC_THRESHOLDS
+    from app.config import Settings
+    from app.credits import service as credits
 
     # The server's collector settings (app.billing.live.start), so allocation-heavy code
     # costs here what it costs there.

@@ -25,7 +25,7 @@ def _teams_file(team_ids: list[str]) -> str:
     return path
 
 
-def _events_per_transaction() -> int:
+def events_per_transaction() -> int:
     """How many events the service puts in one transaction of a large batch."""
     from app.credits.service import EVENTS_PER_TRANSACTION
 
@@ -86,7 +86,7 @@ def run(
         )
         harness.settle(database.name)
         results["batch_ceiling"] = harness.pgbench_batch(
-            database, BATCH_CLIENTS, max(2, int(seconds)), _events_per_transaction()
+            database, BATCH_CLIENTS, max(2, int(seconds)), events_per_transaction()
         )
         body = CREDITS_QUERY % hot_team
         harness.settle(database.name)
