@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -36,6 +37,9 @@ async def post(
     elif body is None:
         response = await client.post(path, headers=headers)
     else:
-        response = await client.post(path, json=body, headers=headers)
+        # Escaped as JSON allows (httpx's own encoder cannot send a lone surrogate).
+        content = json.dumps(body, ensure_ascii=True).encode()
+        headers["Content-Type"] = "application/json"
+        response = await client.post(path, content=content, headers=headers)
     answer: dict[str, Any] = response.json()
     return response.status_code, answer
