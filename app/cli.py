@@ -118,7 +118,7 @@ async def _retry_payments(_settings: Settings) -> int:
 
 async def _expire_credits(_settings: Settings) -> int:
     teams = await sweeper.sweep_once()
-    print(f"expired credits of {teams} team(s)")
+    print(f"expired credits or holds of {teams} team(s)")
     return 0
 
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_run(_retry_payments))
 
     sub.add_parser(
-        "expire-credits", help="write due expiries now and resume stalled auto top-ups"
+        "expire-credits", help="expire due credits and holds now, resume stalled auto top-ups"
     ).set_defaults(handler=_run(_expire_credits))
 
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(

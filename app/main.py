@@ -17,7 +17,7 @@ from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
-from app.http import invoice_pdfs, middleware
+from app.http import holds, invoice_pdfs, middleware
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
 from app.payments import gateway
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
         *invoice_pdfs.ROUTES,
+        *holds.ROUTES,
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]

@@ -11,7 +11,9 @@ The invariants (docs/architecture.md, "Money"):
 - each usage record's parts add up to its amount, and its ledger draws equal its free,
   promotional and prepaid parts;
 - each team-period's `InvoicedPeriod.amount` equals the sum of its records' invoiced part;
-- each `MONTHLY_USAGE` invoice bills exactly the invoiced usage of its team-period.
+- each `MONTHLY_USAGE` invoice bills exactly the invoiced usage of its team-period;
+- each account's `held` equals the sum of its team's HELD holds, and each captured hold
+  has its one usage record (key `hold:<id>`, amount the captured amount).
 
 Everything is read with a few aggregate queries (plain SQL that SQLite and PostgreSQL
 both speak), so it runs on a large database in seconds. It takes no lock: run it on a
@@ -34,6 +36,8 @@ from app.credits.models import (
     CreditAccount,
     CreditGrant,
     CreditKind,
+    Hold,
+    HoldStatus,
     InvoicedPeriod,
     LedgerEntry,
     LedgerKind,
@@ -68,6 +72,7 @@ class AuditSummary:
     usage_records: int
     invoiced_periods: int
     monthly_invoices: int
+    holds: int = 0
 
 
 def _table(model: type[Model]) -> str:
@@ -426,6 +431,75 @@ async def _check_monthly_invoices(
     return len(invoices)
 
 
+async def _check_holds(found: list[Discrepancy]) -> int:
+    """Each account's `held` against its HELD holds, and each capture against its usage
+    record; returns the hold count. Expired holds not yet swept are still HELD in both."""
+    holds_table, usage_table = _table(Hold), _table(UsageRecord)
+    held = HoldStatus.HELD.value
+    sums = {
+        _id(row["team_id"]): _int(row["total"])
+        for row in await _rows(
+            f'SELECT team_id, SUM(amount) AS total FROM "{holds_table}" '
+            f"WHERE status = '{held}' GROUP BY team_id"
+        )
+    }
+    for account in await _rows(f'SELECT team_id, held FROM "{_table(CreditAccount)}"'):
+        team = _id(account["team_id"])
+        expected, cached = sums.pop(team, 0), _int(account["held"])
+        if cached != expected:
+            found.append(
+                Discrepancy(
+                    "account-held",
+                    "cached held amount",
+                    f"{_money(expected)} (sum of HELD holds)",
+                    _money(cached),
+                    team,
+                )
+            )
+    for team, total in sums.items():
+        found.append(Discrepancy("account-held", "credit account", _money(total), "none", team))
+    holds = await _rows(
+        "SELECT h.id, h.team_id, h.amount, h.captured, h.status, "
+        "u.id AS usage_id, u.team_id AS usage_team, u.amount AS usage_amount, "
+        f'u.idempotency_key FROM "{holds_table}" h '
+        f'LEFT JOIN "{usage_table}" u ON u.id = h.usage_id'
+    )
+    for hold in holds:
+        team, subject = _id(hold["team_id"]), f"hold {_id(hold['id'])}"
+        amount, captured = _int(hold["amount"]), _int(hold["captured"])
+        if amount <= 0 or not 0 <= captured <= amount:
+            found.append(
+                Discrepancy(
+                    "hold-amounts",
+                    subject,
+                    "0 < amount, 0 <= captured <= amount",
+                    f"amount {_money(amount)}, captured {_money(captured)}",
+                    team,
+                )
+            )
+        if hold["status"] != HoldStatus.CAPTURED.value:
+            if captured or hold["usage_id"] is not None:
+                found.append(Discrepancy("hold-capture", subject, "no capture", "a capture", team))
+            continue
+        usage = (
+            None
+            if hold["usage_id"] is None
+            else (_id(hold["usage_team"]), _int(hold["usage_amount"]), hold["idempotency_key"])
+        )
+        expected_usage = (team, captured, f"hold:{_id(hold['id'])}")
+        if usage != expected_usage:
+            found.append(
+                Discrepancy(
+                    "hold-capture",
+                    subject,
+                    f"a usage record of {_money(captured)} keyed hold:<id>",
+                    "none" if usage is None else f"{_money(usage[1])} keyed {usage[2]}",
+                    team,
+                )
+            )
+    return len(holds)
+
+
 async def audit_with_summary() -> tuple[list[Discrepancy], AuditSummary]:
     """Every discrepancy found, and what was looked at."""
     found: list[Discrepancy] = []
@@ -435,6 +509,7 @@ async def audit_with_summary() -> tuple[list[Discrepancy], AuditSummary]:
     usage = await _invoiced_usage()
     periods = await _check_invoiced_periods(usage, found)
     invoices = await _check_monthly_invoices(usage, found)
+    holds = await _check_holds(found)
     (entries,) = await _rows(f'SELECT COUNT(*) AS n FROM "{_table(LedgerEntry)}"')
     summary = AuditSummary(
         teams=teams,
@@ -443,6 +518,7 @@ async def audit_with_summary() -> tuple[list[Discrepancy], AuditSummary]:
         usage_records=records,
         invoiced_periods=periods,
         monthly_invoices=invoices,
+        holds=holds,
     )
     return found, summary
 
@@ -459,7 +535,8 @@ def report(found: Iterable[Discrepancy], summary: AuditSummary) -> str:
     head = (
         f"audited {summary.teams} teams, {summary.grants} grants, "
         f"{summary.ledger_entries} ledger entries, {summary.usage_records} usage records, "
-        f"{summary.invoiced_periods} invoiced periods, {summary.monthly_invoices} monthly invoices"
+        f"{summary.invoiced_periods} invoiced periods, "
+        f"{summary.monthly_invoices} monthly invoices, {summary.holds} holds"
     )
     if not found:
         return f"{head}\naudit clean: no discrepancy"

@@ -1,4 +1,5 @@
-"""The periodic sweeper: credits expire on time, stalled top-ups resume, throttles prune."""
+"""The periodic sweeper: credits and holds expire on time, stalled top-ups resume, throttles
+prune."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from app.billing import auto_top_up
-from app.credits import promo, service
+from app.credits import holds, promo, service
 from app.credits.models import CreditAccount
 from app.kit import clock
 
@@ -19,30 +20,38 @@ SWEEP_INTERVAL = timedelta(seconds=30)
 
 
 async def sweep_once() -> int:
-    """Expires due grants of every team, resumes stalled top-ups and prunes the throttle.
+    """Expires due grants and holds of every team, resumes stalled top-ups and prunes the
+    throttle.
 
-    Returns the number of teams whose credits expired.
+    Returns the number of teams whose credits expired, plus those whose holds did.
     """
     expired = await service.expire_all_due()
+    # A team whose grants expired above had its due holds expired in the same write.
+    expired += await holds.expire_due_holds()
     await auto_top_up.resume_stalled()
     await promo.prune_failures()
     return expired
 
 
 async def next_wake(now: datetime) -> float:
-    """Seconds until the next grant expires, at most the sweep interval."""
+    """Seconds until the next grant or hold expires, at most the sweep interval."""
     upcoming = (
         await CreditAccount.filter(next_expiry_at__isnull=False).order_by("next_expiry_at").first()
     )
+    expiries = [await holds.next_expiry()]
+    if upcoming is not None:
+        expiries.append(upcoming.next_expiry_at)
     wait = SWEEP_INTERVAL.total_seconds()
-    if upcoming is not None and upcoming.next_expiry_at is not None:
-        until = (upcoming.next_expiry_at - now).total_seconds()
-        wait = min(wait, max(until, 0.0) + 0.05)
+    for expiry in expiries:
+        if expiry is not None:
+            until = (expiry - now).total_seconds()
+            wait = min(wait, max(until, 0.0) + 0.05)
     return wait
 
 
 async def run_sweeper() -> None:
-    """Sweeps until cancelled, waking at each grant's expiry so balances drop on time."""
+    """Sweeps until cancelled, waking at each grant's or hold's expiry so balances change
+    on time."""
     while True:
         try:
             await sweep_once()

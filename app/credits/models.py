@@ -56,6 +56,9 @@ class CreditAccount(Model):
     # Bumped whenever credits are added, the invoiced limit raised or the threshold set:
     # it names a low-credit crossing in alert keys (one alert per crossing).
     funding_seq = fields.BigIntField(default=0, db_default=0)
+    # The sum of the team's HELD holds, kept on the locked row so the usage gate compares
+    # against what is available without summing the holds (credits/holds.py).
+    held = fields.BigIntField(default=0, db_default=0)
 
     team_id: uuid.UUID
 
@@ -290,3 +293,50 @@ class AutoTopUpAttempt(Model):
     class Meta:
         table = "auto_top_up_attempts"
         indexes = (Index(fields=("team_id", "created_at")), Index(fields=("status", "updated_at")))
+
+
+# --- holds ------------------------------------------------------------------------------
+
+
+class HoldStatus(StrEnum):
+    HELD = "HELD"  # reserving its amount: counted in the account's `held`
+    CAPTURED = "CAPTURED"  # drawn as one usage event; the rest freed
+    RELEASED = "RELEASED"  # freed by the caller
+    EXPIRED = "EXPIRED"  # freed at `expires_at`, never captured
+
+
+class Hold(Model):
+    """Money reserved for a request under way, drawn from no grant until captured.
+
+    Only written with the team's account row locked, which also keeps the row's `held`
+    equal to the sum of the team's HELD holds (docs/holds.md).
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="holds", on_delete=fields.CASCADE
+    )
+    idempotency_key = fields.CharField(max_length=255)
+    amount = fields.BigIntField()
+    captured = fields.BigIntField(default=0)
+    status = fields.CharEnumField(HoldStatus, max_length=16)
+    description = fields.CharField(max_length=500, null=True)
+    dimensions: fields.JSONField[dict[str, str] | None] = fields.JSONField(null=True)
+    # The usage record a capture wrote (its key is `hold:<id>`); null until captured.
+    usage: fields.ForeignKeyNullableRelation[UsageRecord] = fields.ForeignKeyField(
+        "credits.UsageRecord", related_name="holds", null=True, on_delete=fields.CASCADE
+    )
+    expires_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    team_id: uuid.UUID
+    usage_id: uuid.UUID | None
+
+    class Meta:
+        table = "holds"
+        unique_together = (("team", "idempotency_key"),)
+        indexes = (
+            Index(fields=("team_id", "created_at")),  # Team.holds, newest first
+            Index(fields=("status", "expires_at")),  # the sweeper's due holds
+        )

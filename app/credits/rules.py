@@ -29,6 +29,12 @@ def invoiced_headroom(limit: int, used: int, suspended: bool) -> int:
     return max(limit - used, 0)
 
 
+def available(credits: int, headroom: int, held: int) -> int:
+    """What usage or a new hold may still take: credits and invoiced headroom, less what
+    open holds reserve (so held money is never available twice); never below 0."""
+    return max(credits + headroom - held, 0)
+
+
 def refusal(limit: int) -> DomainError:
     """The error for usage that credits and invoiced headroom cannot cover."""
     if limit == 0:

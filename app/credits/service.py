@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from app.credits import programs, rules, store
+from app.credits import held, programs, rules, store
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
@@ -24,7 +24,7 @@ from app.credits.models import (
 )
 from app.credits.rules import BillingStatus
 from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
-from app.events.commit import atomic
+from app.events.commit import Transaction, atomic, current
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import time_ordered_id, uuid_order
@@ -34,6 +34,9 @@ from app.teams.audit.models import AuditAction
 from app.teams.models import Team
 
 MAX_IDEMPOTENCY_KEY = 255
+# A hold's capture records its usage under `hold:<hold id>` (credits/holds.py): usage
+# sent by clients may not take such a key, or a capture's insert could collide with it.
+HOLD_KEY_PREFIX = "hold:"
 MAX_DESCRIPTION = 500
 MAX_INVOICED_LIMIT = 1_000_000 * UNITS_PER_DOLLAR
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -51,10 +54,16 @@ class CreditsView:
     invoicing_suspended: bool
     grants: list[GrantRow]
     updated_at: datetime
+    held: int = 0  # reserved by open holds
 
     @property
     def total(self) -> int:
         return self.free + self.promotional + self.prepaid
+
+    @property
+    def available(self) -> int:
+        """What the next usage event or hold may take (`rules.available`)."""
+        return rules.available(self.total, self.invoiced_remaining, self.held)
 
     @property
     def invoiced_remaining(self) -> int:
@@ -141,6 +150,8 @@ async def credits_view(
     invoiced = 0
     if with_invoiced:
         invoiced = await store.invoiced_amount(conn, team_id, clock.period_of(now))
+    # Holds past their expiry still count in the row until the next locked write.
+    holding = await held.open_amount(conn, team_id, now) if account.held else 0
     return CreditsView(
         free=sums[CreditKind.FREE],
         promotional=sums[CreditKind.PROMOTIONAL],
@@ -150,6 +161,7 @@ async def credits_view(
         invoicing_suspended=account.invoicing_suspended,
         grants=grants,
         updated_at=account.updated_at,
+        held=holding,
     )
 
 
@@ -171,6 +183,7 @@ class LockedAccount:
     _new_grants: list[GrantRow] = field(default_factory=list)
     _new_grant_ids: set[uuid.UUID] = field(default_factory=set)
     _entries: list[EntryRow] = field(default_factory=list)
+    _expired_holds: list[uuid.UUID] = field(default_factory=list)  # written on flush
     team_id: uuid.UUID = field(init=False)  # read for every ledger entry: kept, not looked up
 
     def __post_init__(self) -> None:
@@ -252,8 +265,13 @@ class LockedAccount:
         return sum(g.remaining for g in self.grants)
 
     @property
+    def held(self) -> int:
+        """What the team's open holds reserve (free of expired ones once locked)."""
+        return self.account.held
+
+    @property
     def changed(self) -> bool:
-        return bool(self._new_grants or self._dirty_grants or self._entries)
+        return bool(self._new_grants or self._dirty_grants or self._entries or self._expired_holds)
 
     async def flush(self) -> None:
         """Writes grants, ledger entries and the account's cached balances."""
@@ -273,6 +291,13 @@ async def flush_accounts(
     if new_grants:
         # First: ledger entries refer to them.
         await store.insert_grants(conn, new_grants)
+    expired_holds = [h for a in accounts for h in a._expired_holds]
+    if expired_holds:
+        await held.mark_expired(conn, expired_holds, accounts[0].now)
+        tx = current()
+        for locked in accounts:
+            if locked._expired_holds:
+                tx.announce(held.HoldsExpired(locked.team_id, tuple(locked._expired_holds)))
     for locked in accounts:
         if locked._new_grants:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
@@ -281,6 +306,7 @@ async def flush_accounts(
         locked._new_grant_ids.clear()
         locked._dirty_grants.clear()
         locked._entries.clear()
+        locked._expired_holds.clear()
     if accounts or usage:
         await store.write_changes(conn, usage, dirty, entries, [a.account for a in accounts])
 
@@ -289,8 +315,9 @@ async def lock_accounts(
     team_ids: list[uuid.UUID], conn: BaseDBAsyncClient
 ) -> dict[uuid.UUID, LockedAccount]:
     """Locks several teams' account rows in team-id order (so concurrent callers never
-    deadlock), loads their live grants and writes any due expiry. Unknown teams are
-    simply absent from the result. Call inside `atomic()`, with its `tx.conn`.
+    deadlock), loads their live grants and expires due grants and holds (written on
+    flush). Unknown teams are simply absent from the result. Call inside `atomic()`,
+    with its `tx.conn`.
     """
     ids = sorted(set(team_ids), key=uuid_order)
     accounts = await store.lock_accounts(conn, ids)
@@ -308,6 +335,13 @@ async def lock_accounts(
             owner.grants.append(grant)
     for owner in locked.values():
         owner.grants.sort(key=consumption_key)
+    # Only teams holding something pay for the query: `held` is on the locked row.
+    holding = [team_id for team_id, owner in locked.items() if owner.account.held]
+    if holding:
+        for hold_id, team_id, amount in await held.due(conn, holding, now):
+            owner = locked[team_id]
+            owner.account.held -= amount
+            owner._expired_holds.append(hold_id)
     return locked
 
 
@@ -323,7 +357,8 @@ async def lock_account(team_id: uuid.UUID, conn: BaseDBAsyncClient) -> LockedAcc
 
 
 async def expire_due(team_id: uuid.UUID) -> bool:
-    """Writes expiry entries for a team's grants that expired; True if any did."""
+    """Writes expiry entries for a team's grants that expired, and the expiry of its
+    holds; True if any did."""
     async with atomic() as tx:
         locked = await lock_account(team_id, tx.conn)
         changed = locked.changed
@@ -412,6 +447,12 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
         return DomainError(
             ErrorCode.INVALID_INPUT,
             f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            "idempotencyKey",
+        )
+    if key.startswith(HOLD_KEY_PREFIX):
+        return DomainError(
+            ErrorCode.INVALID_INPUT,
+            f'Idempotency keys starting with "{HOLD_KEY_PREFIX}" are kept for captured holds.',
             "idempotencyKey",
         )
     if request.description is not None and len(request.description) > MAX_DESCRIPTION:
@@ -528,7 +569,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                     results.append(UsageResult(error=error))
                     continue
             invoiced = None
-            if request.amount > account.available:
+            if request.amount > account.available - account.held:
                 # Only events that reach the invoiced tier read the month's invoiced total.
                 invoiced = periods.get((request.team_id, period))
                 if invoiced is None:
@@ -571,13 +612,14 @@ def _draw(
 ) -> UsageResult:
     """Takes one event from free/promotional, then prepaid, then the invoiced headroom.
 
-    `invoiced` is the month's invoiced row, needed only when credits do not cover the event.
+    `invoiced` is the month's invoiced row, needed only when credits not held do not
+    cover the event.
     """
     if invoiced is not None:
         account = locked.account
         limit = account.invoiced_limit
         headroom = rules.invoiced_headroom(limit, invoiced.amount, account.invoicing_suspended)
-        if request.amount > locked.available + headroom:
+        if request.amount > rules.available(locked.available, headroom, locked.held):
             return UsageResult(error=rules.refusal(limit))
     record = UsageRow(
         id=time_ordered_id(),
@@ -615,3 +657,29 @@ def _draw(
         assert invoiced is not None
         invoiced.amount += left
     return UsageResult(record=record)
+
+
+async def draw_locked(tx: Transaction, locked: LockedAccount, request: UsageRequest) -> UsageResult:
+    """One usage event, stamped now, on an account the caller has locked (a hold's
+    capture): `record_usage`'s gate and order, written with the account on success.
+    No idempotency probe: the caller owns the key."""
+    conn = tx.conn
+    team_id = locked.team_id
+    period = clock.period_of(locked.now)
+    periods: dict[tuple[uuid.UUID, str], InvoicedPeriod] = {}
+    invoiced_before: dict[tuple[uuid.UUID, str], int] = {}
+    invoiced = None
+    if request.amount > locked.available - locked.held:
+        query = InvoicedPeriod.filter(team_id=team_id, period=period).using_db(conn)
+        invoiced = await query.first() or InvoicedPeriod(team_id=team_id, period=period, amount=0)
+        periods[(team_id, period)] = invoiced
+        invoiced_before[(team_id, period)] = invoiced.amount
+    result = _draw(locked, request, locked.now, period, invoiced)
+    if result.record is None:
+        return result
+    if invoiced is not None and invoiced.amount:
+        await invoiced.save(using_db=conn)
+    await programs.after_usage(tx, {team_id: locked}, periods, invoiced_before)
+    await flush_accounts([locked], conn, [result.record])
+    tx.credits_changed(team_id)
+    return result

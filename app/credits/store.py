@@ -105,6 +105,7 @@ class AccountRow:
     auto_top_up_paused_reason: str | None
     auto_top_up_pending: bool
     funding_seq: int
+    held: int  # the sum of the team's HELD holds
 
 
 @dataclass(slots=True)
@@ -297,6 +298,7 @@ class AccountBalances:
     invoicing_suspended: bool
     next_expiry_at: datetime | None
     updated_at: datetime
+    held: int
 
 
 async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> AccountBalances | None:
@@ -304,7 +306,7 @@ async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> Accou
     row = await fetch_one(
         conn,
         'SELECT "free", "promotional", "prepaid", "invoiced_limit", "invoicing_suspended", '
-        '"next_expiry_at", "updated_at" FROM "credit_accounts" WHERE "team_id" = $1',
+        '"next_expiry_at", "updated_at", "held" FROM "credit_accounts" WHERE "team_id" = $1',
         [team_id],
     )
     if row is None:
@@ -321,6 +323,7 @@ async def account_balances(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> Accou
         if next_expiry is None
         else fields["next_expiry_at"].to_python_value(next_expiry),
         updated_at=fields["updated_at"].to_python_value(row["updated_at"]),
+        held=int(row["held"]),
     )
 
 

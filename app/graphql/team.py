@@ -8,6 +8,7 @@ from strawberry.types.nodes import SelectedField
 from app.credits import service as credits
 from app.graphql.audit import AuditLogConnection, team_audit_log
 from app.graphql.context import Info
+from app.graphql.holds import HoldConnection, HoldStatus, team_holds
 from app.graphql.invoices import (
     BillingAddress,
     Invoice,
@@ -28,7 +29,7 @@ from app.teams import service as teams
 from app.teams.models import Team as TeamModel
 
 # Credits fields that need the month's invoiced total.
-_INVOICED_FIELDS = {"invoicedThisMonth", "invoicedRemaining", "status"}
+_INVOICED_FIELDS = {"invoicedThisMonth", "invoicedRemaining", "status", "available"}
 
 
 def _selected_names(info: Info) -> set[str] | None:
@@ -107,6 +108,12 @@ class Team:
     async def auto_top_up(self) -> AutoTopUp:
 
         return await team_auto_top_up(self.model.id)
+
+    @strawberry.field(description="holds on the team's money, newest first")
+    async def holds(
+        self, first: int | None = 20, after: str | None = None, status: HoldStatus | None = None
+    ) -> HoldConnection:
+        return await team_holds(self.model.id, first, after, status)
 
     @strawberry.field(description="billing alerts, newest first (at most 100)")
     async def alerts(self, first: int | None = 20) -> list[BillingAlert]:

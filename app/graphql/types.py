@@ -85,6 +85,14 @@ class Credits:
     def invoiced_remaining(self) -> Decimal:
         return money(self.view.invoiced_remaining)
 
+    @strawberry.field(description="reserved by open holds: not available to usage or new holds")
+    def held(self) -> Decimal:
+        return money(self.view.held)
+
+    @strawberry.field(description="total + invoicedRemaining - held, never below 0")
+    def available(self) -> Decimal:
+        return money(self.view.available)
+
     @strawberry.field(description="true while a failed monthly invoice is unpaid")
     def invoicing_suspended(self) -> bool:
         return self.view.invoicing_suspended

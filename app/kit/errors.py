@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     PERIOD_CLOSED = "PERIOD_CLOSED"
     BILLING_SUSPENDED = "BILLING_SUSPENDED"
     PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
+    HOLD_CLOSED = "HOLD_CLOSED"  # captured, released or expired: it can no longer change
 
 
 class DomainError(Exception):
