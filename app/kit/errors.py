@@ -24,6 +24,9 @@ class ErrorCode(StrEnum):
     PERIOD_CLOSED = "PERIOD_CLOSED"
     BILLING_SUSPENDED = "BILLING_SUSPENDED"
     PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
+    # One event of a batch the database refused for a reason no check foresaw: logged with
+    # an id, nothing of it stored, the batch's other events unaffected.
+    INTERNAL = "INTERNAL"
 
 
 class DomainError(Exception):
