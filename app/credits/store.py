@@ -289,12 +289,18 @@ async def usage_by_pairs(
         return await usage_by_keys(
             conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
         )
-    # One probe of the unique (team_id, idempotency_key) index per pair; two separate
-    # `= ANY` lists make PostgreSQL scan every record of the teams instead.
+    # One probe of the unique (team_id, idempotency_key) index per pair, whatever the
+    # plan's estimates: a LATERAL subquery with LIMIT is never flattened into a join, so
+    # its only plan is a loop over the pairs with a parameterised scan inside, and an
+    # index probe beats a scan of the whole table once it holds a hundred records. A
+    # plain join of the pairs was planned as a hash join over a sequential scan of
+    # usage_records whenever that looked cheaper for the ten pairs a generic plan
+    # assumes (docs/ingestion.md, "The idempotency probe").
     columns = ", ".join(f'u."{c}"' for c in USAGE_COLUMNS)
     sql = (
         f'SELECT {columns} FROM unnest($1::uuid[], $2::varchar[]) AS k("team_id", "key") '
-        'JOIN "usage_records" AS u ON u."team_id" = k."team_id" AND u."idempotency_key" = k."key"'
+        'CROSS JOIN LATERAL (SELECT * FROM "usage_records" AS r WHERE r."team_id" = k."team_id" '
+        'AND r."idempotency_key" = k."key" LIMIT 1) AS u'
     )
     params = [[t for t, _ in pairs], [k for _, k in pairs]]
     return [_usage_row(row) for row in await _select(conn, sql, params)]
