@@ -17,7 +17,7 @@ from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
-from app.http import holds, invoice_pdfs, middleware
+from app.http import holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
 from app.payments import gateway
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         # First: the router tries routes in order, and every usage event comes here.
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
+        *usage.ROUTES,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),

@@ -9,14 +9,13 @@ under the team's account lock, which first expires the team's due holds.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tortoise.expressions import Q
 
-from app.credits import rules, service, store
+from app.credits import dimensions, rules, service, store
 from app.credits.models import Hold, HoldStatus
 from app.credits.service import HOLD_KEY_PREFIX, LockedAccount, UsageRequest
 from app.credits.store import UsageRow
@@ -25,13 +24,10 @@ from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import parse_uuid, time_ordered_id
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
+from app.kit.text import storable
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 86_400
-MAX_DIMENSIONS = 10
-MAX_DIMENSION_VALUE = 256
-# The contract's keys are `[a-z0-9_.-]`, yet its own example has "apiKey": both cases pass.
-DIMENSION_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,52 +70,24 @@ def status_of(hold: Hold, now: datetime) -> HoldStatus:
 # --- checks that need no database --------------------------------------------------------
 
 
-def _storable(text: str) -> bool:
-    """No NUL (PostgreSQL refuses it in text) and no lone surrogate (not UTF-8)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def check_text(value: str | None, field_name: str, limit: int) -> None:
     """A stored string: at most `limit` characters, and storable on either database."""
     if value is None:
         return
     if len(value) > limit:
         raise DomainError(ErrorCode.INVALID_INPUT, f"At most {limit} characters.", field_name)
-    if not _storable(value):
+    if not storable(value):
         raise DomainError(
             ErrorCode.INVALID_INPUT, "Text may not hold NUL or unpaired surrogates.", field_name
         )
 
 
-def check_dimensions(dimensions: object) -> dict[str, str] | None:
-    """A flat map of up to 10 keys (1-64 of `[A-Za-z0-9_.-]`) to strings of up to 256."""
-    if dimensions is None:
-        return None
-    if not isinstance(dimensions, dict):
-        raise DomainError(ErrorCode.INVALID_INPUT, "dimensions is an object.", "dimensions")
-    if len(dimensions) > MAX_DIMENSIONS:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, f"At most {MAX_DIMENSIONS} dimensions.", "dimensions"
-        )
-    for key, value in dimensions.items():
-        if not isinstance(key, str) or not DIMENSION_KEY.fullmatch(key):
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                "A dimension key takes 1 to 64 of the characters A-Z a-z 0-9 _ . -",
-                "dimensions",
-            )
-        if not isinstance(value, str):
-            raise DomainError(
-                ErrorCode.INVALID_INPUT, f"Dimension {key} takes a string.", "dimensions"
-            )
-        check_text(value, "dimensions", MAX_DIMENSION_VALUE)
-    return dict(dimensions)
+def check_dimensions(value: object) -> dict[str, str] | None:
+    """The usage dimensions' rules (`credits.dimensions`), for a hold and its capture."""
+    parsed = dimensions.parse(value)
+    if parsed is not None and (error := dimensions.problem(parsed)) is not None:
+        raise error
+    return parsed
 
 
 def check_request(request: HoldRequest) -> None:
@@ -280,6 +248,7 @@ async def capture_hold(
             amount=amount,
             idempotency_key=key,
             description=description if description is not None else hold.description,
+            dimensions=dimensions if dimensions is not None else hold.dimensions,
         )
         result = await service.draw_locked(tx, locked, request)
         if result.record is None:

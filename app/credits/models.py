@@ -106,6 +106,9 @@ class UsageRecord(Model):
     occurred_at_given = fields.BooleanField(default=True)
     period = fields.CharField(max_length=7)
     created_at = fields.DatetimeField()
+    # What the event was for ({"model": "grok-4", ...}, see credits/dimensions.py); part of
+    # the idempotency comparison.
+    dimensions: fields.JSONField[dict[str, str] | None] = fields.JSONField(null=True)
 
     team_id: uuid.UUID
 

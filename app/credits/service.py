@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from app.credits import held, programs, rules, store
+from app.credits import dimensions, held, programs, rules, store
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
@@ -28,10 +29,13 @@ from app.events.commit import Transaction, atomic, current
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import time_ordered_id, uuid_order
-from app.kit.money import UNITS_PER_DOLLAR, format_units
+from app.kit.money import MAX_UNITS, UNITS_PER_DOLLAR, format_units
+from app.kit.text import storable
 from app.teams.audit import service as audit
 from app.teams.audit.models import AuditAction
 from app.teams.models import Team
+
+log = structlog.get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 # A hold's capture records its usage under `hold:<hold id>` (credits/holds.py): usage
@@ -83,6 +87,7 @@ class UsageRequest:
     idempotency_key: str
     description: str | None = None
     occurred_at: datetime | None = None
+    dimensions: dict[str, str] | None = None  # checked by `validate_usage`; {} is None
 
 
 @dataclass(slots=True)
@@ -441,12 +446,17 @@ async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = aud
 
 
 def validate_usage(request: UsageRequest) -> DomainError | None:
-    """Checks that need no database; None when the request is well formed."""
+    """Checks that need no database; None when the request is well formed. Whatever
+    passes can be stored: a value the database would refuse fails the whole
+    transaction, and with it the other events sharing it."""
+    if not 0 < request.amount <= MAX_UNITS:
+        return DomainError(ErrorCode.INVALID_AMOUNT, "amount is out of range.", "amount")
     key = request.idempotency_key
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not storable(key):
         return DomainError(
             ErrorCode.INVALID_INPUT,
-            f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters, "
+            "without NUL or lone surrogates.",
             "idempotencyKey",
         )
     if key.startswith(HOLD_KEY_PREFIX):
@@ -455,11 +465,24 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
             f'Idempotency keys starting with "{HOLD_KEY_PREFIX}" are kept for captured holds.',
             "idempotencyKey",
         )
-    if request.description is not None and len(request.description) > MAX_DESCRIPTION:
+    description = request.description
+    if description is not None and (
+        len(description) > MAX_DESCRIPTION or not storable(description)
+    ):
         return DomainError(
-            ErrorCode.INVALID_INPUT, f"At most {MAX_DESCRIPTION} characters.", "description"
+            ErrorCode.INVALID_INPUT,
+            f"At most {MAX_DESCRIPTION} characters, without NUL or lone surrogates.",
+            "description",
         )
+    if request.dimensions is not None:
+        error = dimensions.problem(request.dimensions)
+        if error is not None:
+            return error
     if request.occurred_at is not None:
+        if request.occurred_at.tzinfo is None:
+            return DomainError(
+                ErrorCode.INVALID_INPUT, "occurredAt needs a UTC offset.", "occurredAt"
+            )
         now = clock.now()
         if request.occurred_at > now + FUTURE_TOLERANCE:
             return DomainError(
@@ -474,6 +497,8 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
 
 def _same_request(record: UsageRow, request: UsageRequest) -> bool:
     if record.amount != request.amount or record.description != request.description:
+        return False
+    if (record.dimensions or None) != (request.dimensions or None):
         return False
     return request.occurred_at is None or record.occurred_at == request.occurred_at
 
@@ -515,10 +540,36 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
         else:
             valid.append(index)
     for chunk in _chunks(requests, valid):
-        applied = await _apply_usage([requests[i] for i in chunk])
+        applied = await _apply_isolated([requests[i] for i in chunk])
         for index, result in zip(chunk, applied, strict=True):
             results[index] = result
     return results
+
+
+async def _apply_isolated(requests: list[UsageRequest]) -> list[UsageResult]:
+    """`_apply_usage`, so that no event can fail another: when the shared transaction
+    fails (the database refused something no check foresaw), it rolled back whole and
+    its halves are applied again on their own, down to the one event that fails, which
+    alone gets an INTERNAL error. A retry is safe: nothing of the failed transaction
+    was stored, and an event that did commit replays under its idempotency key. The
+    halves keep input order, so a team's events still apply in the order given."""
+    try:
+        return await _apply_usage(requests)
+    except Exception as exc:  # any failure is isolated, then logged
+        if len(requests) > 1:
+            middle = len(requests) // 2
+            return await _apply_isolated(requests[:middle]) + await _apply_isolated(
+                requests[middle:]
+            )
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "credits.usage_event_failed",
+            error_id=error_id,
+            team_id=str(requests[0].team_id),
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        message = f"This event could not be recorded (error {error_id}); retry it."
+        return [UsageResult(error=DomainError(ErrorCode.INTERNAL, message))]
 
 
 _KEY_REUSED = "This idempotency key was used with other parameters."
@@ -635,6 +686,7 @@ def _draw(
         occurred_at_given=request.occurred_at is not None,
         period=period,
         created_at=locked.now,
+        dimensions=request.dimensions or None,
     )
     left = request.amount
     for grant in locked.grants:

@@ -10,6 +10,7 @@ and datetimes through the `isoformat(" ")` adapter Tortoise registers with sqlit
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -45,6 +46,14 @@ class UsageRow:
     occurred_at_given: bool
     period: str
     created_at: datetime
+    dimensions: dict[str, str] | None = None
+
+    @property
+    def dimensions_json(self) -> str | None:
+        """The dimensions as the JSON column stores them (text; JSONB on PostgreSQL)."""
+        if self.dimensions is None:
+            return None
+        return json.dumps(self.dimensions, ensure_ascii=False, separators=(",", ":"))
 
 
 USAGE_COLUMNS = (
@@ -61,7 +70,10 @@ USAGE_COLUMNS = (
     "occurred_at_given",
     "period",
     "created_at",
+    "dimensions",
 )
+# The UsageRow attribute that holds a column's value as written, where it is not the column.
+_USAGE_ATTRIBUTES = {"dimensions": "dimensions_json"}
 _ENTRY_COLUMNS = ("team_id", "grant_id", "kind", "amount", "usage_id", "created_at")
 
 
@@ -239,6 +251,7 @@ def _usage_row(row: Mapping[str, Any]) -> UsageRow:
     occurred_at = fields["occurred_at"].to_python_value(row["occurred_at"])
     created_at = fields["created_at"].to_python_value(row["created_at"])
     record_id, team_id = row["id"], row["team_id"]
+    dimensions = row["dimensions"]  # JSON text from either driver
     return UsageRow(
         id=record_id if isinstance(record_id, uuid.UUID) else uuid.UUID(record_id),
         team_id=team_id if isinstance(team_id, uuid.UUID) else uuid.UUID(team_id),
@@ -253,6 +266,7 @@ def _usage_row(row: Mapping[str, Any]) -> UsageRow:
         occurred_at_given=bool(row["occurred_at_given"]),
         period=row["period"],
         created_at=created_at,
+        dimensions=None if dimensions is None else json.loads(dimensions),
     )
 
 
@@ -276,12 +290,18 @@ async def usage_by_pairs(
         return await usage_by_keys(
             conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
         )
-    # One probe of the unique (team_id, idempotency_key) index per pair; two separate
-    # `= ANY` lists make PostgreSQL scan every record of the teams instead.
+    # One probe of the unique (team_id, idempotency_key) index per pair, whatever the
+    # plan's estimates: a LATERAL subquery with LIMIT is never flattened into a join, so
+    # its only plan is a loop over the pairs with a parameterised scan inside, and an
+    # index probe beats a scan of the whole table once it holds a hundred records. A
+    # plain join of the pairs was planned as a hash join over a sequential scan of
+    # usage_records whenever that looked cheaper for the ten pairs a generic plan
+    # assumes (docs/ingestion.md, "The idempotency probe").
     columns = ", ".join(f'u."{c}"' for c in USAGE_COLUMNS)
     sql = (
         f'SELECT {columns} FROM unnest($1::uuid[], $2::varchar[]) AS k("team_id", "key") '
-        'JOIN "usage_records" AS u ON u."team_id" = k."team_id" AND u."idempotency_key" = k."key"'
+        'CROSS JOIN LATERAL (SELECT * FROM "usage_records" AS r WHERE r."team_id" = k."team_id" '
+        'AND r."idempotency_key" = k."key" LIMIT 1) AS u'
     )
     params = [[t for t, _ in pairs], [k for _, k in pairs]]
     return [_usage_row(row) for row in await _select(conn, sql, params)]
@@ -367,7 +387,8 @@ async def _write_sqlite(
     """The PostgreSQL statement's writes, one executemany each: SQLite runs in-process,
     there are no round trips to save."""
     if usage:
-        rows = [[_text(getattr(r, c)) for c in USAGE_COLUMNS] for r in usage]
+        attributes = [_USAGE_ATTRIBUTES.get(c, c) for c in USAGE_COLUMNS]
+        rows = [[_text(getattr(r, a)) for a in attributes] for r in usage]
         await conn.execute_many(_sqlite_insert("usage_records", USAGE_COLUMNS), rows)
     if grants:
         sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
@@ -450,7 +471,7 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         f'SELECT {names(grants, "v.")} FROM unnest($1::"credit_grants"[]) AS v'
     )
     return _RowTypes(
-        usage=attrgetter(*usage),
+        usage=attrgetter(*(_USAGE_ATTRIBUTES.get(c, c) for c in usage)),
         entry=itemgetter(*(0 if c == "id" else _ENTRY_COLUMNS.index(c) + 1 for c in entries)),
         account=attrgetter(*(account_fields[c] for c in accounts)),
         grant=attrgetter(*(grant_fields[c] for c in grants)),

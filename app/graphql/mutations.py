@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 import strawberry
+from strawberry.scalars import JSON
 
 from app import metrics
 from app.billing import limits
-from app.credits import batching
+from app.credits import batching, dimensions
 from app.credits import service as credits
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
@@ -18,6 +19,7 @@ from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.team import Team
 from app.graphql.types import CreditGrant, CreditKind, Member, Role, UsageRecord
+from app.kit.clock import to_utc
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import parse_field
@@ -101,6 +103,11 @@ class RecordUsageInput:
     idempotency_key: str
     description: str | None = None
     occurred_at: datetime | None = strawberry.field(default=None, description="defaults to now")
+    dimensions: JSON | None = strawberry.field(
+        default=None,
+        description="up to 10 keys of 1-64 characters of A-Z a-z 0-9 _ . - to strings of at most "
+        '256 characters, e.g. {"model": "grok-4"}',
+    )
 
 
 @strawberry.type
@@ -152,14 +159,21 @@ def _usage_request(event: RecordUsageInput) -> credits.UsageRequest | DomainErro
         return DomainError(ErrorCode.NOT_FOUND, "No such team.", "teamId")
     try:
         amount = parse_field(event.amount, "amount")
+        event_dimensions = dimensions.parse(event.dimensions)
     except DomainError as error:
         return error
+    occurred_at = None
+    if event.occurred_at is not None:
+        occurred_at = to_utc(event.occurred_at)
+        if occurred_at is None:
+            return DomainError(ErrorCode.INVALID_INPUT, "occurredAt is out of range.", "occurredAt")
     return credits.UsageRequest(
         team_id=team_id,
         amount=amount,
         idempotency_key=event.idempotency_key,
         description=event.description,
-        occurred_at=utc(event.occurred_at),
+        occurred_at=occurred_at,
+        dimensions=event_dimensions,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry.scalars import JSON
 
 from app.credits import service as credits
 from app.credits.models import CreditKind as DomainCreditKind
@@ -160,6 +161,10 @@ class UsageRecord:
     @strawberry.field
     def occurred_at(self) -> datetime:
         return self.record.occurred_at
+
+    @strawberry.field(description="the event's dimensions, a flat map of strings; null when none")
+    def dimensions(self) -> JSON | None:
+        return JSON(self.record.dimensions) if self.record.dimensions is not None else None
 
 
 @strawberry.type

@@ -37,7 +37,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRAPHQL_PATH = "/graphql"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
-_ROUTES = frozenset({GRAPHQL_PATH, "/healthz", "/metrics", "/webhooks/stripe"})
+_ROUTES = frozenset(
+    {GRAPHQL_PATH, "/healthz", "/metrics", "/webhooks/stripe", "/v1/usage", "/v1/usage/batch"}
+)
 
 
 class BodyTooLarge(Exception):

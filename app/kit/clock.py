@@ -36,6 +36,17 @@ def reset() -> None:
     _offset = timedelta(0)
 
 
+def to_utc(instant: datetime) -> datetime | None:
+    """`instant` in UTC (a naive one taken as UTC); None when that falls outside the
+    years 1 to 9999 (0001-01-01T00:00+01:00 has no UTC form)."""
+    if instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
 def month_start(instant: datetime) -> datetime:
     """Midnight UTC on the first day of `instant`'s month."""
     instant = instant.astimezone(UTC)

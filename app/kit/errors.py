@@ -25,6 +25,9 @@ class ErrorCode(StrEnum):
     BILLING_SUSPENDED = "BILLING_SUSPENDED"
     PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
     HOLD_CLOSED = "HOLD_CLOSED"  # captured, released or expired: it can no longer change
+    # One event of a batch the database refused for a reason no check foresaw: logged with
+    # an id, nothing of it stored, the batch's other events unaffected.
+    INTERNAL = "INTERNAL"
 
 
 class DomainError(Exception):

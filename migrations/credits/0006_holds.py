@@ -14,7 +14,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('credits', '0004_grants_indexed_by_team'), ('teams', '0001_initial')]
+    dependencies = [('credits', '0005_usage_dimensions'), ('teams', '0001_initial')]
 
     initial = False
 

@@ -104,6 +104,8 @@ async def test_create_capture_and_release(
         "invoiced": "0.00",
         "description": "chat",
         "occurredAt": "",
+        "teamId": admin.team_id,
+        "dimensions": {"model": "m1"},  # the hold's, carried to its usage record
     }
     status, again = await post(client, f"{path}/capture", operator.token, {"amount": "3.50"})
     assert (status, again) == (200, capture)
