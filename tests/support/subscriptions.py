@@ -114,7 +114,13 @@ class LiveServer:
 class ServerProcess:
     """`python -m app serve` in a subprocess (one or more uvicorn workers)."""
 
-    def __init__(self, database_url: str, broker_url: str, workers: int = 1) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         env = {
@@ -124,6 +130,7 @@ class ServerProcess:
             "BROKER_URL": broker_url,
             "AUTH_JWT_SECRET": JWT_SECRET,
             "DATABASE_POOL_SIZE": "5",
+            **(extra_env or {}),
         }
         env.pop("TEST_DATABASE_URL", None)
         self.process = subprocess.Popen(
