@@ -33,6 +33,7 @@ from tests.support.keys import (
     service_key,
     team_key,
 )
+from tests.support.subscriptions import LiveServer, http_api, opened
 
 GRANT = """mutation($t: ID!, $a: Decimal!) {
   grantCredits(input: {teamId: $t, amount: $a}) { errors { code } } }"""
@@ -425,3 +426,31 @@ async def test_last_used_advances_without_a_write_per_request(
     await api.ok(CREDITS, {"t": admin.team_id}, secret)
     await keyring.ring.flush()
     assert (await TeamApiKey.get(id=key["id"])).last_used_at == later
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+
+async def test_a_stream_opened_with_a_team_key_ends_when_the_key_is_revoked(
+    server: LiveServer,
+) -> None:
+    http = http_api(server.http_url)
+    try:
+        owner = await sign_up(http, "owner@example.com")
+        operator = await sign_up(http, "ops@platform.example", operator=True)
+        key, secret = await team_key(http, owner.token, owner.team_id, ["BILLING_READ"])
+        async with opened(server.ws_url, secret) as ws:
+            await ws.subscribe(owner.team_id)
+            assert (await ws.next_credits())[0]["total"] == "0.00"
+            await http.ok(GRANT, {"t": owner.team_id, "a": "2.00"}, operator.token)
+            assert (await ws.next_credits())[0]["total"] == "2.00"
+
+            await http.ok(REVOKE_TEAM_KEY, {"t": owner.team_id, "id": key["id"]}, owner.token)
+            await http.ok(GRANT, {"t": owner.team_id, "a": "3.00"}, operator.token)
+            ended = await ws.recv()
+            assert ended["type"] == "next", ended
+            assert ended["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+            assert "data" not in ended["payload"] or ended["payload"]["data"] is None
+            assert await ws.recv() == {"id": "1", "type": "complete"}
+    finally:
+        await http.http.aclose()
