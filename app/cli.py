@@ -205,9 +205,7 @@ def _add_keys_commands(sub: Any) -> None:
         help="repeat for several",
     )
     create.set_defaults(handler=_with_db(_keys_create))
-    actions.add_parser("list", help="every service key").set_defaults(
-        handler=_with_db(_keys_list)
-    )
+    actions.add_parser("list", help="every service key").set_defaults(handler=_with_db(_keys_list))
     revoke = actions.add_parser("revoke", help="revoke a service key, on every server")
     revoke.add_argument("--id", required=True)
     revoke.set_defaults(handler=_with_db(_keys_revoke))

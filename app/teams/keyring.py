@@ -75,6 +75,7 @@ class _Entry:
     loaded_at: float  # time.monotonic()
 
 
+_SERVICE_SCOPES = frozenset(s.value for s in ServiceScope)
 _MODELS: dict[KeyKind, type[ApiKeyFields]] = {
     KeyKind.SERVICE: ServiceKey,
     KeyKind.TEAM: TeamApiKey,
@@ -86,7 +87,7 @@ def _caller(kind: KeyKind, key: ApiKeyFields) -> KeyCaller:
     if isinstance(key, TeamApiKey):
         role = Role.ADMIN if TeamKeyScope.BILLING_WRITE.value in scopes else Role.MEMBER
         return TeamKeyCaller(key.id, key.name, key.prefix, key.team_id, role)
-    known = frozenset(ServiceScope(s) for s in scopes if s in ServiceScope._value2member_map_)
+    known = frozenset(ServiceScope(s) for s in scopes if s in _SERVICE_SCOPES)
     return ServiceKeyCaller(key.id, key.name, key.prefix, known)
 
 
@@ -103,6 +104,9 @@ class KeyRing:
     def __init__(self, cache_seconds: float = 10.0) -> None:
         self.cache_seconds = cache_seconds
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Secrets that name no live key, apart: a flood of made-up keys cannot push the
+        # real ones out of the cache.
+        self._unknown: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         # Bumped by every eviction: a read that started before it is not cached.
         self._generation = 0
@@ -124,7 +128,7 @@ class KeyRing:
         return entry.caller
 
     async def _entry(self, kind: KeyKind, digest: str) -> _Entry:
-        entry = self._entries.get(digest)
+        entry = self._entries.get(digest) or self._unknown.get(digest)
         if entry is not None and time.monotonic() - entry.loaded_at < self.cache_seconds:
             return entry
         loading = self._loading.get(digest)
@@ -142,10 +146,12 @@ class KeyRing:
         finally:
             self._loading.pop(digest, None)
         if generation == self._generation:
-            self._entries[digest] = entry
-            self._entries.move_to_end(digest)
-            if len(self._entries) > CACHE_SIZE:
-                self._entries.popitem(last=False)
+            cache = self._entries if entry.caller is not None else self._unknown
+            self._entries.pop(digest, None)
+            self._unknown.pop(digest, None)
+            cache[digest] = entry
+            if len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
         return entry
 
     def evict(self, key_id: uuid.UUID) -> None:
@@ -158,6 +164,7 @@ class KeyRing:
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._unknown.clear()
 
     def on_message(self, message: str) -> None:
         """A broker message on KEYS_CHANNEL: a key id to evict, or RESYNC."""
