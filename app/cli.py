@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,10 +15,12 @@ from app import db
 from app.billing import collection, sweeper
 from app.billing.ledger_audit import audit_with_summary, report
 from app.config import Settings, get_settings
+from app.events import bus
 from app.graphql.schema import schema
 from app.kit.errors import DomainError
 from app.payments import gateway
-from app.teams import tokens
+from app.teams import keys, tokens
+from app.teams.key_models import ServiceScope
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,6 +124,93 @@ async def _expire_credits(_settings: Settings) -> int:
     return 0
 
 
+# --- keys: service keys for the platform's own systems (docs/keys.md) ------------------------
+
+CLI_ACTOR = "command line (operator)"
+
+
+async def _keys_create(args: argparse.Namespace, _settings: Settings) -> int:
+    try:
+        issued = await keys.create_service_key(args.name, args.scope, actor=CLI_ACTOR)
+    except DomainError as error:
+        print(f"keys create: {error.message}", file=sys.stderr)
+        return 2
+    key = issued.key
+    # The secret alone on stdout (SECRET=$(creditline keys create ...)); the rest aside.
+    print(issued.secret)
+    print(
+        f"service key {key.id} ({key.prefix}, {key.scopes}): the secret above is shown "
+        "once and not stored; keep it now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _keys_list(_args: argparse.Namespace, _settings: Settings) -> int:
+    def when(at: datetime | None) -> str:
+        return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    print("id\tprefix\tname\tscopes\tcreated\tlast used\texpires\trevoked")
+    for key in await keys.service_keys():
+        used = when(key.last_used_at)
+        times = [when(key.created_at), used, when(key.expires_at), when(key.revoked_at)]
+        print("\t".join([str(key.id), key.prefix, key.name, key.scopes, *times]))
+    return 0
+
+
+async def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    # The broker of the servers, so each evicts the key at once rather than within
+    # API_KEY_CACHE_SECONDS.
+    await bus.broker.start(settings.broker_url)
+    try:
+        key = await keys.revoke_service_key(args.id, actor=CLI_ACTOR)
+    except DomainError as error:
+        print(f"keys revoke: {error.message}", file=sys.stderr)
+        return 2
+    finally:
+        await bus.broker.stop()
+    print(f"revoked {key.id} ({key.prefix})")
+    return 0
+
+
+def _with_db(
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace, Settings], int]:
+    """Runs an async command with the database open (no Stripe: keys never reach it, and
+    stdout stays the command's own)."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        async def main() -> int:
+            await db.init_db(settings)
+            try:
+                return await command(args, settings)
+            finally:
+                await db.close_db()
+
+        return asyncio.run(main())
+
+    return handler
+
+
+def _add_keys_commands(sub: Any) -> None:
+    keys_parser = sub.add_parser("keys", help="service keys for the platform's own systems")
+    actions = keys_parser.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="make a service key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=[s.value for s in ServiceScope],
+        help="repeat for several",
+    )
+    create.set_defaults(handler=_with_db(_keys_create))
+    actions.add_parser("list", help="every service key").set_defaults(handler=_with_db(_keys_list))
+    revoke = actions.add_parser("revoke", help="revoke a service key, on every server")
+    revoke.add_argument("--id", required=True)
+    revoke.set_defaults(handler=_with_db(_keys_revoke))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditline", description="Creditline team billing.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
         handler=_export_schema
     )
+    _add_keys_commands(sub)
     return parser
 
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # Backstop for the membership-changed event: re-check every subscriber's access this often.
     subscription_access_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
 
+    # API keys (app/teams/keyring.py): how long a process trusts its cached copy of a key
+    # (a revocation reaches every process at once through the broker; this bounds it if
+    # that message is lost), and how often last uses are written.
+    api_key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    api_key_last_used_flush_seconds: float = Field(default=30.0, gt=0, le=3600)
+
     purchase_min_cents: int = Field(default=500, ge=1)
     purchase_max_cents: int = Field(default=10_000_000, ge=1)
 

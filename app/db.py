@@ -14,7 +14,7 @@ from app.config import Settings, get_settings
 
 # One Tortoise app per domain, each with its own migration history under migrations/<app>/.
 APPS: dict[str, list[str]] = {
-    "teams": ["app.teams.models"],
+    "teams": ["app.teams.models", "app.teams.key_models"],
     "credits": ["app.credits.models"],
     "payments": ["app.payments.models"],
     "invoices": ["app.invoices.models"],

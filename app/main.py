@@ -21,6 +21,7 @@ from app.http import holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
 from app.payments import gateway
+from app.teams import keyring
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     # Closes each month, retries failed payments, catches up on Stripe address syncs; one per
     # worker, safe side by side.
     scheduler = InvoiceScheduler()
+    keyring.ring.cache_seconds = settings.api_key_cache_seconds
+    # Evicts revoked keys on the broker's word; writes keys' last uses in batches.
+    key_upkeep = keyring.Upkeep(settings.api_key_last_used_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -52,12 +56,14 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         sweeping = sweeper.start_sweeper() if manage_db else None
         try:
             await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
+            await key_upkeep.start()
             # What start-up built (modules, the schema, pools) lives as long as the process:
             # out of the collector's reach, so a full collection does not scan them while
             # every request in flight waits.
             gc.freeze()
             yield
         finally:
+            await key_upkeep.stop()
             await live.stop()
             await sweeper.stop_sweeper(sweeping)
             await scheduler.stop()

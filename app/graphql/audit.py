@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from app.billing import callers
 from app.graphql.context import Info
 from app.graphql.types import PageInfo, Role
 from app.kit.errors import Forbidden
@@ -20,9 +21,8 @@ AuditAction = DomainAuditAction
 
 
 async def actor(info: Info) -> str:
-    """The signed-in caller as the audit trail names them."""
-    viewer = await info.context.viewer()
-    return audit.actor_name(viewer.user.email, operator=viewer.is_operator)
+    """The caller as the audit trail names them: a person, or the API key that acted."""
+    return callers.actor_name(await info.context.caller())
 
 
 @strawberry.type

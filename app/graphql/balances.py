@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import uuid
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 
 from app.billing import live
 from app.graphql.types import Credits
+from app.kit.errors import NotFound
 
 # The attribute of a shared root value that holds its renders.
 _RENDERS = "_shared_renders"
@@ -50,13 +51,23 @@ def shared_credits(snapshot: live.Snapshot) -> Credits:
     return root
 
 
-def credits_stream(team_id: uuid.UUID, user_id: uuid.UUID | None) -> AsyncGenerator[Credits, None]:
-    """The team's credits now, then the newest after each change; ends when access does."""
-    return _stream(team_id, user_id, _executor.get())
+def credits_stream(
+    team_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    still_allowed: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncGenerator[Credits, None]:
+    """The team's credits now, then the newest after each change; ends when access does.
+
+    `still_allowed`, asked before each change is sent, ends the stream with NOT_FOUND once
+    it says no (a team API key revoked or expired since the stream began)."""
+    return _stream(team_id, user_id, _executor.get(), still_allowed)
 
 
 async def _stream(
-    team_id: uuid.UUID, user_id: uuid.UUID | None, executor: SharedRenders | None
+    team_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    executor: SharedRenders | None,
+    still_allowed: Callable[[], Awaitable[bool]] | None,
 ) -> AsyncGenerator[Credits, None]:
     operation = current_operation.get()
     first = True
@@ -66,6 +77,8 @@ async def _stream(
                 snapshot, delivery = await follower.next()
             except live.Finished:
                 return
+            if still_allowed is not None and not await still_allowed():
+                raise NotFound()
             # Read by the websocket handler to stamp the message with commit times.
             live.delivering.set(delivery)
             root = shared_credits(snapshot)

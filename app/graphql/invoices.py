@@ -266,7 +266,9 @@ class InvoicesMutation:
     async def update_billing_address(
         self, info: Info, input: UpdateBillingAddressInput
     ) -> UpdateBillingAddressPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         data = addresses.AddressInput(
             name=input.name,
             organization=input.organization,
@@ -298,7 +300,9 @@ class InvoicesMutation:
         "(e.g. after adding a card). A decline answers PAYMENT_FAILED with the invoice."
     )
     async def pay_invoice(self, info: Info, input: PayInvoiceInput) -> PayInvoicePayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         invoice_id = parse_uuid(input.invoice_id)
         try:
             await throttle.check(info, input)

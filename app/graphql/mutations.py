@@ -247,25 +247,31 @@ class Mutation:
     async def set_invoiced_spending_limit(
         self, info: Info, input: SetInvoicedSpendingLimitInput
     ) -> SetInvoicedSpendingLimitPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        caller = await info.context.team_caller()
+        access = await teams.team_access(caller, input.team_id, admin=True)
         limit = parse_field(input.limit, "limit", places=2, allow_zero=True)
         await limits.set_invoiced_limit(access.team.id, limit, actor=await audit_actor(info))
         return SetInvoicedSpendingLimitPayload(team_id=access.team.id)
 
-    @strawberry.mutation(description="Operator only: the metering gateway records consumption.")
+    @strawberry.mutation(
+        description="Operator or usage:write service key: the metering gateway records consumption."
+    )
     @payload_errors(RecordUsagePayload)
     async def record_usage(self, info: Info, input: RecordUsageInput) -> RecordUsagePayload:
-        await info.context.operator()
+        await info.context.usage_writer()
         (result,) = await _record([input])
         team_id = parse_uuid(input.team_id) if result.usage else None
         return RecordUsagePayload(usage=result.usage, errors=result.errors, team_id=team_id)
 
-    @strawberry.mutation(description="Operator only: up to 1,000 usage events across any teams.")
+    @strawberry.mutation(
+        description="Operator or usage:write service key: up to 1,000 usage events across "
+        "any teams."
+    )
     @payload_errors(RecordUsageBatchPayload)
     async def record_usage_batch(
         self, info: Info, input: RecordUsageBatchInput
     ) -> RecordUsageBatchPayload:
-        await info.context.operator()
+        await info.context.usage_writer()
         if len(input.events) > MAX_BATCH_EVENTS:
             raise DomainError(
                 ErrorCode.INVALID_INPUT, f"At most {MAX_BATCH_EVENTS} events per call.", "events"

@@ -254,7 +254,9 @@ class PaymentsMutation:
     async def create_setup_intent(
         self, info: Info, input: CreateSetupIntentInput
     ) -> CreateSetupIntentPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         intent = await methods.create_setup_intent(access.team.id, input.type)
         return CreateSetupIntentPayload(
             client_secret=intent.client_secret, setup_intent_id=intent.id
@@ -265,7 +267,9 @@ class PaymentsMutation:
     async def add_payment_method(
         self, info: Info, input: AddPaymentMethodInput
     ) -> AddPaymentMethodPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         method = await methods.add_payment_method(
             access.team.id,
             input.stripe_payment_method_id,
@@ -279,7 +283,9 @@ class PaymentsMutation:
     async def set_default_payment_method(
         self, info: Info, input: SetDefaultPaymentMethodInput
     ) -> SetDefaultPaymentMethodPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         method = await methods.set_default_payment_method(
             access.team.id, input.payment_method_id, actor=await audit_actor(info)
         )
@@ -290,7 +296,9 @@ class PaymentsMutation:
     async def remove_payment_method(
         self, info: Info, input: RemovePaymentMethodInput
     ) -> RemovePaymentMethodPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         removed = await methods.remove_payment_method(
             access.team.id, input.payment_method_id, actor=await audit_actor(info)
         )
@@ -304,7 +312,9 @@ class PaymentsMutation:
     async def purchase_credits(
         self, info: Info, input: PurchaseCreditsInput
     ) -> PurchaseCreditsPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         amount = parse_field(input.amount, "amount", places=2)
         purchase = await purchases.purchase_credits(
             access.team.id,

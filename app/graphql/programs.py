@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 
 import strawberry
@@ -24,6 +24,7 @@ from app.graphql.errors import UserError
 from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.types import CreditGrant, money
+from app.kit.errors import NotFound
 from app.kit.money import parse_field
 from app.kit.pagination import page_size
 from app.teams import service as teams
@@ -167,7 +168,9 @@ class ProgramsMutation:
     async def redeem_promo_code(
         self, info: Info, input: RedeemPromoCodeInput
     ) -> RedeemPromoCodePayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         redemption = await promo.redeem_promo_code(access.team.id, input.code)
         return RedeemPromoCodePayload(
             grant=CreditGrant.of(redemption.grant), team_id=access.team.id
@@ -181,7 +184,9 @@ class ProgramsMutation:
     async def configure_auto_top_up(
         self, info: Info, input: ConfigureAutoTopUpInput
     ) -> ConfigureAutoTopUpPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
+        access = await teams.team_access(
+            await info.context.team_caller(), input.team_id, admin=True
+        )
         threshold = parse_field(input.threshold, "threshold", places=2, allow_zero=True)
         amount = parse_field(input.amount, "amount", places=2)
         monthly_limit = parse_field(input.monthly_limit, "monthlyLimit", places=2)
@@ -209,6 +214,11 @@ async def team_alerts(team_id: uuid.UUID, first: int) -> list[BillingAlert]:
     return [BillingAlert.of(a) for a in await alert_service.list_alerts(team_id, first)]
 
 
-async def billing_alerts_stream(team_id: uuid.UUID) -> AsyncGenerator[BillingAlert, None]:
+async def billing_alerts_stream(
+    team_id: uuid.UUID, still_allowed: Callable[[], Awaitable[bool]] | None = None
+) -> AsyncGenerator[BillingAlert, None]:
+    """Each alert as raised; `still_allowed` as in `balances.credits_stream`."""
     async for alert in alert_service.alert_stream(team_id):
+        if still_allowed is not None and not await still_allowed():
+            raise NotFound()
         yield BillingAlert.of(alert)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import strawberry
 from graphql.validation import ASTValidationRule
@@ -16,10 +16,12 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
+from app.billing.callers import TeamCaller, TeamKeyCaller
 from app.graphql import balances
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
+from app.graphql.keys import KeysMutation, ServiceKey, service_keys
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
 from app.graphql.mutations import Mutation
 from app.graphql.payments import PaymentsMutation
@@ -29,6 +31,7 @@ from app.graphql.team import Team, Viewer
 from app.graphql.types import Credits
 from app.metrics import GraphQLMetrics
 from app.teams import service as teams
+from app.teams.service import Viewer as SignedInUser
 
 
 @strawberry.type
@@ -46,7 +49,11 @@ class Query:
 
     @strawberry.field(description="NOT_FOUND when the team does not exist or you may not see it.")
     async def team(self, info: Info, id: strawberry.ID) -> Team | None:
-        return Team.of(await teams.team_access(await info.context.viewer(), id))
+        return Team.of(await teams.team_access(await info.context.team_caller(), id))
+
+    @strawberry.field(description="Operator only: every service key, revoked ones included.")
+    async def service_keys(self, info: Info) -> list[ServiceKey]:
+        return await service_keys(info)
 
 
 @strawberry.type
@@ -59,17 +66,26 @@ class Subscription:
     ) -> AsyncGenerator[Credits, None]:
         # Checked before the stream starts, so a team the viewer may not see answers with
         # an `error` message; a member removed later gets NOT_FOUND, then `complete`.
-        viewer = await info.context.viewer()
-        access = await teams.team_access(viewer, team_id)
-        user_id = None if viewer.is_operator else viewer.user.id
-        return balances.credits_stream(access.team.id, user_id)
+        caller = await info.context.team_caller()
+        access = await teams.team_access(caller, team_id)
+        # A member's access is re-checked while the stream runs (an operator's never ends),
+        # a team key's before each message.
+        member = caller if isinstance(caller, SignedInUser) and not caller.is_operator else None
+        user_id = member.user.id if member is not None else None
+        return balances.credits_stream(access.team.id, user_id, _key_recheck(info, caller))
 
     @strawberry.subscription(description="Each alert as it is raised.")
     async def billing_alerts(
         self, info: Info, team_id: strawberry.ID
     ) -> AsyncGenerator[BillingAlert, None]:
-        access = await teams.team_access(await info.context.viewer(), team_id)
-        return billing_alerts_stream(access.team.id)
+        caller = await info.context.team_caller()
+        access = await teams.team_access(caller, team_id)
+        return billing_alerts_stream(access.team.id, _key_recheck(info, caller))
+
+
+def _key_recheck(info: Info, caller: TeamCaller) -> Callable[[], Awaitable[bool]] | None:
+    """For a stream opened with a team key: whether the key still holds."""
+    return info.context.still_authenticated if isinstance(caller, TeamKeyCaller) else None
 
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
@@ -82,7 +98,7 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 schema = strawberry.Schema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation)
+        "Mutation", (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation, KeysMutation)
     ),
     subscription=Subscription,
     extensions=[

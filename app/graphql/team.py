@@ -17,6 +17,7 @@ from app.graphql.invoices import (
     team_invoices,
     team_upcoming_invoice,
 )
+from app.graphql.keys import TeamApiKey, team_api_keys
 from app.graphql.payments import (
     PaymentMethod,
     PurchaseConnection,
@@ -128,6 +129,10 @@ class Team:
     ) -> AuditLogConnection:
 
         return await team_audit_log(info, self.model.id, self.viewer_role, first, after)
+
+    @strawberry.field(description="the team's API keys, revoked ones included; admins only")
+    async def api_keys(self, info: Info) -> list[TeamApiKey]:
+        return await team_api_keys(info, self.model.id, self.viewer_role)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

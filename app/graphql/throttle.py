@@ -3,17 +3,19 @@
 Checked by `payload_errors` before a mutation's resolver runs, so a refused mutation
 does nothing. Buckets (app/kit/ratelimit.py) live in process memory:
 
-- each signed-in user: `rate_limit_user_per_minute` mutations;
-- each operator: `rate_limit_operator_per_minute`, much higher, because the metering
-  gateway records usage with an operator token thousands of times a second;
-- each team a non-operator's mutation names (`input.teamId`): `rate_limit_team_per_minute`
-  across all its members, so many accounts cannot hammer one team's billing together.
-  Operators' mutations do not draw from the team's bucket: usage is recorded for a team
-  at whatever rate the team consumes the platform, and that is billing, not abuse.
+- each signed-in user, and each team API key: `rate_limit_user_per_minute` mutations;
+- each operator and each service key: `rate_limit_operator_per_minute`, much higher,
+  because the metering gateway records usage thousands of times a second;
+- each team a user's or team key's mutation names (`input.teamId`):
+  `rate_limit_team_per_minute` across all its members and keys, so many accounts cannot
+  hammer one team's billing together. Operators' and service keys' mutations do not
+  draw from the team's bucket: usage is recorded for a team at whatever rate the team
+  consumes the platform, and that is billing, not abuse.
 """
 
 from __future__ import annotations
 
+from app.billing.callers import ServiceKeyCaller, Viewer
 from app.graphql.context import Context
 from app.kit.errors import DomainError, ErrorCode, Unauthenticated
 from app.kit.ids import parse_uuid
@@ -33,14 +35,18 @@ async def check(info: object, input: object) -> None:
     if limiter is None or not settings.rate_limit_enabled:
         return
     try:
-        viewer = await context.viewer()
+        caller = await context.caller()
     except Unauthenticated:
         return  # the resolver answers UNAUTHENTICATED and does nothing
     checks: list[tuple[str, Rate]] = []
-    if viewer.is_operator:
-        checks.append((f"operator:{viewer.user.id}", Rate(settings.rate_limit_operator_per_minute)))
+    platform = Rate(settings.rate_limit_operator_per_minute)
+    if isinstance(caller, ServiceKeyCaller):
+        checks.append((f"service-key:{caller.key_id}", platform))
+    elif isinstance(caller, Viewer) and caller.is_operator:
+        checks.append((f"operator:{caller.user.id}", platform))
     else:
-        checks.append((f"user:{viewer.user.id}", Rate(settings.rate_limit_user_per_minute)))
+        who = f"user:{caller.user.id}" if isinstance(caller, Viewer) else f"key:{caller.key_id}"
+        checks.append((who, Rate(settings.rate_limit_user_per_minute)))
         team_id = parse_uuid(getattr(input, "team_id", None))
         if team_id is not None:
             checks.append((f"team:{team_id}", Rate(settings.rate_limit_team_per_minute)))

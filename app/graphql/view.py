@@ -234,7 +234,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # The token comes in the connection_init payload; missing or bad closes with 4403.
         try:
-            await context.viewer()
+            await context.caller()
         except Unauthenticated:
             raise ConnectionRejectionError() from None
         return await super().on_ws_connect(context)

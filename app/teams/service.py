@@ -16,6 +16,7 @@ from app.kit.ids import parse_uuid
 from app.kit.sql import fetch_one
 from app.teams.audit import service as audit
 from app.teams.audit.models import AuditAction
+from app.teams.keyring import TeamKeyCaller
 from app.teams.models import Invitation, Membership, Role, Team, User
 from app.teams.tokens import Claims
 
@@ -35,12 +36,18 @@ class Viewer:
     is_operator: bool
 
 
+# Who may ask for a team: a signed-in user, or a team API key (its own team only).
+TeamCaller = Viewer | TeamKeyCaller
+
+
 @dataclass(frozen=True, slots=True)
 class TeamAccess:
-    """A team the viewer may see, and the viewer's role in it (None for an operator)."""
+    """A team the caller may see, and the caller's role in it (None for an operator)."""
 
     team: Team
     role: Role | None
+    # The team API key acting, if a key rather than a person asks.
+    key: TeamKeyCaller | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -141,11 +148,17 @@ async def create_team(viewer: Viewer, name: str, *, open_team: TeamOpener) -> Te
         return await _create_team(viewer.user, cleaned, open_team)
 
 
-async def team_access(viewer: Viewer, team_id: object, *, admin: bool = False) -> TeamAccess:
-    """The team if the viewer may see it; NotFound otherwise, Forbidden if not admin enough."""
+async def team_access(caller: TeamCaller, team_id: object, *, admin: bool = False) -> TeamAccess:
+    """The team if the caller may see it; NotFound otherwise, Forbidden if not admin enough.
+
+    A team key reaches its own team only, with the role its scopes give it; any other
+    team answers NotFound, exactly like a team that does not exist."""
     parsed = parse_uuid(team_id)
     if parsed is None:
         raise NotFound()
+    if isinstance(caller, TeamKeyCaller):
+        return await _key_access(caller, parsed, admin=admin)
+    viewer = caller
     # One round trip on every request that names a team: the team and the viewer's role.
     row = await fetch_one(
         connections.get("default"),
@@ -161,6 +174,15 @@ async def team_access(viewer: Viewer, team_id: object, *, admin: bool = False) -
     if admin and not access.is_admin:
         raise Forbidden()
     return access
+
+
+async def _key_access(key: TeamKeyCaller, team_id: uuid.UUID, *, admin: bool) -> TeamAccess:
+    team = await Team.get_or_none(id=team_id) if team_id == key.team_id else None
+    if team is None:
+        raise NotFound()
+    if admin and key.role is not Role.ADMIN:
+        raise Forbidden()
+    return TeamAccess(team=team, role=key.role, key=key)
 
 
 async def require_team(team_id: object) -> Team:

@@ -1,6 +1,7 @@
 """The authorization matrix: every Query field (and every Team field), Mutation and
 Subscription of the live schema against {no token, bad token, member of another team,
-member, admin, operator}.
+member, admin, operator} and the API keys {a usage:write service key, a usage:read one,
+the team's BILLING_READ and BILLING_WRITE keys, another team's BILLING_WRITE key}.
 
 The operations under test are read from the schema: a field without an entry in EXPECTED
 fails `test_every_operation_has_an_entry`, and an entry for a field that is gone fails it
@@ -27,13 +28,26 @@ from app.events.commit import atomic
 from app.graphql.schema import schema
 from app.teams import tokens
 from tests.support.api import JWT_SECRET, Api, make_token, sign_up
+from tests.support.keys import service_key, team_key
 from tests.support.subscriptions import LiveServer, Ws, http_api, opened, until_listeners
 
-ACTORS = ("none", "bad", "stranger", "member", "admin", "operator")
+KEY_ACTORS = ("service", "reader", "team_read", "team_write", "other_team_key")
+ACTORS = ("none", "bad", "stranger", "member", "admin", "operator", *KEY_ACTORS)
 OK, UNAUTH, NOT_FOUND, FORBIDDEN = "OK", "UNAUTHENTICATED", "NOT_FOUND", "FORBIDDEN"
 
 
-def row(stranger: str, member: str, admin: str, operator: str) -> dict[str, str]:
+def row(
+    stranger: str,
+    member: str,
+    admin: str,
+    operator: str,
+    *,
+    service: str = FORBIDDEN,
+    team_read: str = FORBIDDEN,
+    team_write: str = FORBIDDEN,
+    other_team_key: str = FORBIDDEN,
+) -> dict[str, str]:
+    """Keys default to FORBIDDEN: a key does only what a row grants it."""
     return {
         "none": UNAUTH,
         "bad": UNAUTH,
@@ -41,14 +55,25 @@ def row(stranger: str, member: str, admin: str, operator: str) -> dict[str, str]
         "member": member,
         "admin": admin,
         "operator": operator,
+        "service": service,  # a usage:write service key
+        "reader": FORBIDDEN,  # a usage:read service key: nothing on /graphql
+        "team_read": team_read,  # the team's BILLING_READ key
+        "team_write": team_write,  # the team's BILLING_WRITE key
+        "other_team_key": other_team_key,  # another team's BILLING_WRITE key
     }
 
 
-ANYONE = row(OK, OK, OK, OK)  # any signed-in user, about themselves
-TEAM_READ = row(NOT_FOUND, OK, OK, OK)  # the team's members read; operators read any team
-TEAM_ADMIN = row(NOT_FOUND, FORBIDDEN, OK, FORBIDDEN)  # the team's admins change it
-ADMIN_READ = row(NOT_FOUND, FORBIDDEN, OK, OK)  # admins and operators read
+ANYONE = row(OK, OK, OK, OK)  # any signed-in user, about themselves (keys are not users)
+# The team's members and its keys read; operators read any team; another team's key finds
+# nothing, as for a team that does not exist.
+TEAM_READ = row(NOT_FOUND, OK, OK, OK, team_read=OK, team_write=OK, other_team_key=NOT_FOUND)
+# The team's admins and its BILLING_WRITE key change its billing.
+TEAM_ADMIN = row(NOT_FOUND, FORBIDDEN, OK, FORBIDDEN, team_write=OK, other_team_key=NOT_FOUND)
+# The team's admins manage people and keys; no key ever does.
+TEAM_PEOPLE = row(NOT_FOUND, FORBIDDEN, OK, FORBIDDEN)
+ADMIN_READ = row(NOT_FOUND, FORBIDDEN, OK, OK, team_write=OK, other_team_key=NOT_FOUND)
 OPERATOR = row(FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)  # platform staff only
+USAGE_WRITER = row(FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, service=OK)  # and usage:write keys
 
 
 @dataclass(frozen=True)
@@ -85,17 +110,17 @@ EXPECTED: dict[str, Case] = {
     ),
     "Mutation.addTeamMember": mutation(
         "addTeamMember", "AddTeamMemberInput", lambda t: {"teamId": t, "email": f"{_u()}@x.io"}
-    )(TEAM_ADMIN),
+    )(TEAM_PEOPLE),
     "Mutation.removeTeamMember": mutation(
         "removeTeamMember",
         "RemoveTeamMemberInput",
         lambda t: {"teamId": t, "email": "nobody@example.com"},
-    )(TEAM_ADMIN),
+    )(TEAM_PEOPLE),
     "Mutation.setTeamMemberRole": mutation(
         "setTeamMemberRole",
         "SetTeamMemberRoleInput",
         lambda t: {"teamId": t, "email": "member@example.com", "role": "MEMBER"},
-    )(TEAM_ADMIN),
+    )(TEAM_PEOPLE),
     "Mutation.setInvoicedSpendingLimit": mutation(
         "setInvoicedSpendingLimit",
         "SetInvoicedSpendingLimitInput",
@@ -105,12 +130,12 @@ EXPECTED: dict[str, Case] = {
         "recordUsage",
         "RecordUsageInput",
         lambda t: {"teamId": t, "amount": "0.01", "idempotencyKey": _u()},
-    )(OPERATOR),
+    )(USAGE_WRITER),
     "Mutation.recordUsageBatch": mutation(
         "recordUsageBatch",
         "RecordUsageBatchInput",
         lambda t: {"events": [{"teamId": t, "amount": "0.01", "idempotencyKey": _u()}]},
-    )(OPERATOR),
+    )(USAGE_WRITER),
     "Mutation.grantCredits": mutation(
         "grantCredits", "GrantCreditsInput", lambda t: {"teamId": t, "amount": "1.00"}
     )(OPERATOR),
@@ -160,6 +185,23 @@ EXPECTED: dict[str, Case] = {
             "monthlyLimit": "100.00",
         },
     )(TEAM_ADMIN),
+    "Query.serviceKeys": Case(OPERATOR, "{ serviceKeys { id } }"),
+    "Mutation.createServiceKey": mutation(
+        "createServiceKey",
+        "CreateServiceKeyInput",
+        lambda t: {"name": "gateway", "scopes": ["usage:write"]},
+    )(OPERATOR),
+    "Mutation.revokeServiceKey": mutation(
+        "revokeServiceKey", "RevokeServiceKeyInput", lambda t: {"keyId": _u()}
+    )(OPERATOR),
+    "Mutation.createTeamApiKey": mutation(
+        "createTeamApiKey",
+        "CreateTeamApiKeyInput",
+        lambda t: {"teamId": t, "name": "script", "scopes": ["BILLING_READ"]},
+    )(TEAM_PEOPLE),
+    "Mutation.revokeTeamApiKey": mutation(
+        "revokeTeamApiKey", "RevokeTeamApiKeyInput", lambda t: {"teamId": t, "keyId": _u()}
+    )(TEAM_PEOPLE),
     "Subscription.creditsUpdated": Case(
         TEAM_READ, "subscription($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }"
     ),
@@ -171,6 +213,7 @@ EXPECTED: dict[str, Case] = {
 # Team's own fields: reading a team is TEAM_READ; these differ.
 TEAM_FIELDS: dict[str, dict[str, str]] = {
     "auditLog": ADMIN_READ,
+    "apiKeys": row(NOT_FOUND, FORBIDDEN, OK, OK, other_team_key=NOT_FOUND),  # never a key
 }
 
 
@@ -243,6 +286,11 @@ async def _cast(api: Api) -> Cast:
     bad = tokens.mint(
         "another-secret-" + "y" * 40, subject="sub:admin@example.com", email="admin@example.com"
     )
+    _, service = await service_key(api, operator.token, ["usage:write"])
+    _, reader = await service_key(api, operator.token, ["usage:read"], name="reports")
+    _, team_read = await team_key(api, admin.token, admin.team_id, ["BILLING_READ"])
+    _, team_write = await team_key(api, admin.token, admin.team_id, ["BILLING_WRITE"])
+    _, other = await team_key(api, stranger.token, stranger.team_id, ["BILLING_WRITE"])
     return Cast(
         admin.team_id,
         {
@@ -252,6 +300,11 @@ async def _cast(api: Api) -> Cast:
             "member": member.token,
             "admin": admin.token,
             "operator": operator.token,
+            "service": service,
+            "reader": reader,
+            "team_read": team_read,
+            "team_write": team_write,
+            "other_team_key": other,
         },
     )
 
@@ -280,7 +333,7 @@ async def test_queries_and_mutations(api: Api, name: str) -> None:
     cast = await _cast(api)
     # The admin goes last: its mutations change the team the others are tried on.
     got = {}
-    for actor in ("none", "bad", "stranger", "member", "operator", "admin"):
+    for actor in ("none", "bad", "stranger", "member", "operator", *KEY_ACTORS, "admin"):
         got[actor] = await _outcome(api, case, cast.team_id, cast.tokens[actor])
     assert got == case.expected
 

@@ -120,7 +120,13 @@ class LiveServer(LoopbackAddresses):
 class ServerProcess(LoopbackAddresses):
     """`python -m app serve` in a subprocess (one or more uvicorn workers)."""
 
-    def __init__(self, database_url: str, broker_url: str, workers: int = 1) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         env = {
@@ -130,6 +136,7 @@ class ServerProcess(LoopbackAddresses):
             "BROKER_URL": broker_url,
             "AUTH_JWT_SECRET": JWT_SECRET,
             "DATABASE_POOL_SIZE": "5",
+            **(extra_env or {}),
         }
         env.pop("TEST_DATABASE_URL", None)
         self.process = subprocess.Popen(
