@@ -17,6 +17,7 @@ from app.kit import clock
 from tests.support.api import Actor, Api, sign_up
 from tests.support.billing import credits, grant, set_limit
 from tests.support.ingest import code, event, post
+from tests.support.keys import REVOKE_SERVICE_KEY, service_key, team_key
 
 USAGE, BATCH = "/v1/usage", "/v1/usage/batch"
 # What one client may send that no database stores, each in a field of its own.
@@ -76,6 +77,29 @@ async def test_who_may_call(client: httpx.AsyncClient, admin: Actor, operator: A
     status, answer = await post(client, BATCH, {"events": [body]}, admin.token)
     assert (status, code(answer)) == (403, "FORBIDDEN")
     assert await UsageRecord.all().count() == 0
+
+
+async def test_keys_on_v1(
+    client: httpx.AsyncClient, api: Api, admin: Actor, operator: Actor
+) -> None:
+    """A usage:write service key records usage for any team; a usage:read key, a team's
+    own key and a revoked key do not."""
+    await grant(api, operator, admin.team_id, "5.00")
+    writer, writer_secret = await service_key(api, operator.token, ["usage:write"])
+    _, reader_secret = await service_key(api, operator.token, ["usage:read"])
+    _, team_secret = await team_key(api, admin.token, admin.team_id, ["BILLING_WRITE"])
+    status, answer = await post(client, USAGE, event(admin.team_id, "1.00", "w"), writer_secret)
+    assert (status, answer["usage"]["amount"]) == (200, "1.00")
+    for secret in (reader_secret, team_secret):
+        status, answer = await post(client, USAGE, event(admin.team_id, "1.00", "x"), secret)
+        assert (status, code(answer)) == (403, "FORBIDDEN")
+    hold = {"teamId": admin.team_id, "amount": "1.00", "idempotencyKey": "h"}
+    status, answer = await post(client, "/v1/holds", hold, writer_secret)
+    assert status == 201, answer
+    await api.ok(REVOKE_SERVICE_KEY, {"id": writer["id"]}, operator.token)
+    status, answer = await post(client, USAGE, event(admin.team_id, "1.00", "y"), writer_secret)
+    assert (status, code(answer)) == (401, "UNAUTHENTICATED")
+    assert await UsageRecord.all().count() == 1
 
 
 @pytest.mark.parametrize(
