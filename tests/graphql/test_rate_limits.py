@@ -84,6 +84,28 @@ async def test_a_team_is_limited_across_its_members(limited: Api) -> None:
     assert (await _create(limited, admins[0], "own"))["errors"] == []
 
 
+LIMIT = """mutation($t: ID!) { setInvoicedSpendingLimit(input: {teamId: $t, limit: "0"}) {
+  errors { code } } }"""
+
+
+async def test_strangers_cannot_use_up_a_teams_bucket(limited: Api) -> None:
+    """Three signed-in non-members spend their own buckets on the team (9 tries, more
+    than the team's 4): each answer is NOT_FOUND, and the team's admin is not limited."""
+    owner = await sign_up(limited, "victim-owner@example.com")
+    strangers = [await sign_up(limited, f"stranger{i}@example.com") for i in range(3)]
+    for stranger in strangers:
+        for _ in range(3):
+            assert await limited.error_code(LIMIT, {"t": owner.team_id}, stranger.token) == (
+                "NOT_FOUND"
+            )
+        # Their own bucket is what ran out.
+        refused = await _create(limited, stranger, "mine")
+        assert refused["errors"][0]["code"] == "RATE_LIMITED"
+    for _ in range(3):
+        data = await limited.ok(LIMIT, {"t": owner.team_id}, owner.token)
+        assert data["setInvoicedSpendingLimit"]["errors"] == []
+
+
 async def test_operators_have_their_own_limit(limited: Api) -> None:
     operator = await sign_up(limited, "ops@platform.example", operator=True)
     team = await sign_up(limited, "customer@example.com")
