@@ -161,14 +161,18 @@ class ProgramsMutation:
 
     @strawberry.mutation(
         description="Admin: adds the code's promotional credits, once per team. More than "
-        "10 failed attempts in an hour answer RATE_LIMITED."
+        "10 failed attempts in an hour (by the team, or by you on any team) answer "
+        "RATE_LIMITED."
     )
     @payload_errors(RedeemPromoCodePayload)
     async def redeem_promo_code(
         self, info: Info, input: RedeemPromoCodeInput
     ) -> RedeemPromoCodePayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        redemption = await promo.redeem_promo_code(access.team.id, input.code)
+        viewer = await info.context.viewer()
+        access = await teams.team_access(viewer, input.team_id, admin=True)
+        redemption = await promo.redeem_promo_code(
+            access.team.id, input.code, user_id=viewer.user.id
+        )
         return RedeemPromoCodePayload(
             grant=CreditGrant.of(redemption.grant), team_id=access.team.id
         )
