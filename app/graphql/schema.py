@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from app.graphql import balances
+from app.graphql.consent import InvitationsMutation
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
 from app.graphql.invoices import InvoicesMutation
@@ -82,7 +83,8 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 schema = strawberry.Schema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation)
+        "Mutation",
+        (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation, InvitationsMutation),
     ),
     subscription=Subscription,
     extensions=[

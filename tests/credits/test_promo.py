@@ -214,7 +214,9 @@ async def test_more_than_ten_failures_an_hour_are_rate_limited_without_a_lookup(
     assert (await credits(api, admin))["promotional"] == "10.00"
 
 
-NEW_TEAM = """mutation($n: String!) { createTeam(input: {name: $n}) { team { id } errors { code } } }"""
+NEW_TEAM = (
+    """mutation($n: String!) { createTeam(input: {name: $n}) { team { id } errors { code } } }"""
+)
 
 
 async def test_new_teams_do_not_reset_a_users_guesses(
@@ -222,7 +224,9 @@ async def test_new_teams_do_not_reset_a_users_guesses(
 ) -> None:
     await create(api, operator, "REAL")
     for attempt in range(10):
-        assert codes(await redeem(api, admin, f"GUESS{attempt}")) == [("PROMO_CODE_INVALID", "code")]
+        assert codes(await redeem(api, admin, f"GUESS{attempt}")) == [
+            ("PROMO_CODE_INVALID", "code")
+        ]
     # A fresh team of the same user has no failures of its own: the user's count still holds.
     fresh = (await api.ok(NEW_TEAM, {"n": "fresh"}, admin.token))["createTeam"]["team"]["id"]
     assert codes(await redeem(api, admin, "REAL", fresh)) == [("RATE_LIMITED", "code")]
