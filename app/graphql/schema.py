@@ -19,7 +19,7 @@ from strawberry.tools import merge_types
 from app.graphql import balances
 from app.graphql.consent import InvitationsMutation
 from app.graphql.context import Info
-from app.graphql.errors import ApiErrors
+from app.graphql.errors import ApiErrors, ApiSchema
 from app.graphql.invoices import InvoicesMutation
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
 from app.graphql.mutations import Mutation
@@ -80,7 +80,7 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
     max_aliases.create_validator(max_alias_count=MAX_ALIASES),
 ]
 
-schema = strawberry.Schema(
+schema = ApiSchema(
     query=Query,
     mutation=merge_types(
         "Mutation",
