@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -18,15 +21,18 @@ from app.credits import auto_top_up, promo
 from app.credits.models import AlertKind as DomainAlertKind
 from app.credits.models import BillingAlert as BillingAlertModel
 from app.credits.models import PromoCode as PromoCodeModel
+from app.events import bus
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.types import CreditGrant, money
+from app.kit.errors import NotFound
 from app.kit.money import parse_field
 from app.kit.pagination import page_size
 from app.teams import service as teams
+from app.teams.models import Membership
 
 strawberry.enum(DomainAlertKind, name="AlertKind")
 AlertKind = DomainAlertKind
@@ -213,6 +219,41 @@ async def team_alerts(team_id: uuid.UUID, first: int) -> list[BillingAlert]:
     return [BillingAlert.of(a) for a in await alert_service.list_alerts(team_id, first)]
 
 
-async def billing_alerts_stream(team_id: uuid.UUID) -> AsyncGenerator[BillingAlert, None]:
-    async for alert in alert_service.alert_stream(team_id):
-        yield BillingAlert.of(alert)
+# Backstop for a lost members notice: a member's access is re-checked this often anyway.
+ALERTS_ACCESS_RECHECK_SECONDS = 30.0
+
+
+async def billing_alerts_stream(
+    team_id: uuid.UUID, user_id: uuid.UUID | None
+) -> AsyncGenerator[BillingAlert, None]:
+    """Each alert as raised; for a member (`user_id`), ends with NOT_FOUND as soon as they
+    leave or are removed (the team's members notice), like `creditsUpdated`."""
+    alerts = alert_service.alert_stream(team_id)
+    if user_id is None:  # an operator reads any team
+        async for alert in alerts:
+            yield BillingAlert.of(alert)
+        return
+    async with bus.broker.subscribe(bus.members_channel(team_id)) as members:
+        pending: asyncio.Task[Any] = asyncio.ensure_future(anext(alerts))
+        try:
+            while True:
+                changed = asyncio.ensure_future(members.get())
+                done, _ = await asyncio.wait(
+                    {pending, changed},
+                    timeout=ALERTS_ACCESS_RECHECK_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if pending not in done:
+                    changed.cancel()
+                    if not await Membership.exists(team_id=team_id, user_id=user_id):
+                        raise NotFound()
+                    continue
+                changed.cancel()
+                yield BillingAlert.of(pending.result())
+                pending = asyncio.ensure_future(anext(alerts))
+        finally:
+            # The alert read must finish unwinding before the generator can be closed.
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+            await alerts.aclose()

@@ -69,8 +69,10 @@ class Subscription:
     async def billing_alerts(
         self, info: Info, team_id: strawberry.ID
     ) -> AsyncGenerator[BillingAlert, None]:
-        access = await teams.team_access(await info.context.viewer(), team_id)
-        return billing_alerts_stream(access.team.id)
+        # Like creditsUpdated: a member removed later gets NOT_FOUND, then `complete`.
+        viewer = await info.context.viewer()
+        access = await teams.team_access(viewer, team_id)
+        return billing_alerts_stream(access.team.id, None if viewer.is_operator else viewer.user.id)
 
 
 # Built once: ValidationCache keys on the rule classes, and the stock limiter extensions
