@@ -185,9 +185,12 @@ async def test_a_refused_token_returns_to_sign_in(page: Page) -> None:
 
 
 async def test_host_platform_hands_over_a_token_in_the_url(page: Page, server: Server) -> None:
-    """Production's path in: `/?token=` from the host platform (dev sign-in not needed)."""
+    """Production's path in: `/?token=` from the host platform (dev sign-in not needed).
+    A link's account is confirmed by name before it is taken (login CSRF)."""
     email = unique_email("handoff")
     await page.goto(f"/?token={server.token(email)}")
+    await expect(page.get_by_test_id("confirm-email")).to_have_text(email)
+    await page.get_by_test_id("confirm-continue").click()
     await expect(page.get_by_test_id("viewer-email")).to_have_text(email)
     await expect(page.get_by_test_id("balance-total")).to_be_visible()
     assert "token=" not in page.url

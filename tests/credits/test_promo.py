@@ -15,7 +15,7 @@ from app.credits.models import CreditGrant, CreditKind, PromoCode, PromoFailure,
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import credits
 
 CREATE = """mutation($c: String!, $a: Decimal!, $x: DateTime, $m: Int, $v: Int) {
@@ -166,12 +166,7 @@ async def test_members_may_not_redeem_and_strangers_see_nothing(
 ) -> None:
     await create(api, operator, "TEAMONLY")
     member = await sign_up(api, "member@example.com")
-    await api.ok(
-        'mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) '
-        "{ errors { code } } }",
-        {"t": admin.team_id},
-        admin.token,
-    )
+    await join(api, admin, member)
     variables = {"t": admin.team_id, "c": "TEAMONLY"}
     assert await api.error_code(REDEEM, variables, member.token) == "FORBIDDEN"
     stranger = await sign_up(api)

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from app.config import Environment, Settings
+from app.graphql import errors
 from app.main import create_app
 from tests.support.api import Actor, Api, sign_up
 
@@ -49,11 +51,13 @@ async def test_development_keeps_metrics_open_without_a_token(client: httpx.Asyn
 
 
 async def test_expected_refusals_log_one_line_without_a_traceback(
-    api: Api, admin: Actor, caplog: pytest.LogCaptureFixture
+    api: Api, admin: Actor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stranger = await sign_up(api, "stranger@example.com")
     caplog.set_level(logging.DEBUG)
     with capture_logs() as logs:
+        # Loggers are cached on first use: a fresh one sees the capturing configuration.
+        monkeypatch.setattr(errors, "log", structlog.get_logger(errors.__name__))
         assert await api.error_code("{ viewer { id } }") == "UNAUTHENTICATED"
         query = "query($t: ID!) { team(id: $t) { id } }"
         assert await api.error_code(query, {"t": admin.team_id}, stranger.token) == "NOT_FOUND"
