@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"
     public_url: str = "http://127.0.0.1:8000"
     cors_allow_origins: list[str] = Field(default_factory=list)
+    # `/metrics` then needs `Authorization: Bearer METRICS_TOKEN`; in production, without
+    # one set, `/metrics` is closed (app/metrics.py `endpoint`).
+    metrics_token: str = ""
     # Websocket subscriptions (graphql-transport-ws).
     ws_connection_init_timeout: float = Field(default=10.0, gt=0, le=600)
     ws_max_subscriptions: int = Field(default=20, ge=1, le=1000)

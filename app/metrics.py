@@ -10,6 +10,7 @@ scrape each worker, or run one worker per container (the usual deployment).
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import time
@@ -179,6 +180,22 @@ def _webhook_outcome(response: Response) -> str:
     return {400: "rejected", 413: "too_large", 503: "unavailable"}.get(status, "error")
 
 
-async def endpoint(_request: Request) -> Response:
-    """`GET /metrics` in Prometheus' text format (serve it to the scraper, not the internet)."""
+async def endpoint(request: Request) -> Response:
+    """`GET /metrics` in Prometheus' text format, for the scraper only: with METRICS_TOKEN
+    set it needs `Authorization: Bearer METRICS_TOKEN`; in production without one it is
+    closed (404), since the counters describe every tenant's traffic."""
+    settings = getattr(request.app.state, "settings", None)
+    token = getattr(settings, "metrics_token", "")
+    if token:
+        sent = request.headers.get("authorization", "")
+        expected = f"Bearer {token}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            return Response(
+                "metrics need a bearer token\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                media_type="text/plain",
+            )
+    elif getattr(settings, "environment", None) == "production":
+        return Response("not found\n", status_code=404, media_type="text/plain")
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

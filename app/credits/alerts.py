@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -96,7 +96,7 @@ async def list_alerts(team_id: uuid.UUID, first: int = 20) -> list[BillingAlert]
     )
 
 
-async def alert_stream(team_id: uuid.UUID) -> AsyncIterator[BillingAlert]:
+async def alert_stream(team_id: uuid.UUID) -> AsyncGenerator[BillingAlert, None]:
     """Each alert raised after the stream starts, oldest first, none dropped.
 
     The broker keeps only a subscriber's newest message, so a wake-up means "look

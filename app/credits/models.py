@@ -223,19 +223,26 @@ class PromoRedemption(Model):
 
 
 class PromoFailure(Model):
-    """A failed redemption, kept for an hour: the guessing throttle counts these."""
+    """A failed redemption, kept for an hour: the guessing throttle counts these, by team
+    and by the user who tried (so new teams do not buy new guesses)."""
 
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="promo_failures", on_delete=fields.CASCADE
     )
+    # Who tried; None for rows from before it was recorded (pruned within the hour).
+    user_id = fields.UUIDField(null=True)
     created_at = fields.DatetimeField()
 
     team_id: uuid.UUID
 
     class Meta:
         table = "promo_failures"
-        indexes = (Index(fields=("team_id", "created_at")), Index(fields=("created_at",)))
+        indexes = (
+            Index(fields=("team_id", "created_at")),
+            Index(fields=("created_at",)),
+            Index(fields=("user_id", "created_at")),
+        )
 
 
 class AlertKind(StrEnum):

@@ -3,8 +3,13 @@
 A redemption runs under the team's account lock, so one team's concurrent attempts
 apply one after the other; (code, team) is unique in the database besides. A code's
 redemption count moves with one conditional UPDATE, so `maxRedemptions` holds across
-teams redeeming at once. Failed attempts are recorded and throttled per team before
-the code is even looked up, so codes cannot be guessed at speed.
+teams redeeming at once. Failed attempts are recorded and throttled per team AND per
+user before the code is even looked up, so codes cannot be guessed at speed, nor by
+making new teams to get a fresh count.
+
+PROMO_CODE_EXPIRED and PROMO_CODE_EXHAUSTED do tell a guesser that a string was a code.
+That is kept on purpose: such a code gives nothing, every answer (these included) counts
+as a failed attempt, and an admin who typed a real code needs to know why it failed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 
 from app.credits.models import (
     CreditKind,
@@ -30,6 +35,7 @@ from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
+from app.teams.models import User
 
 MAX_CODE = 64
 MAX_PROMO_AMOUNT = 1_000_000 * UNITS_PER_DOLLAR
@@ -98,12 +104,15 @@ class Redemption:
     grant: GrantRow
 
 
-async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
+async def redeem_promo_code(
+    team_id: uuid.UUID, code: str, *, user_id: uuid.UUID | None = None
+) -> Redemption:
     """Adds the code's promotional credits to the team, once per team.
 
-    Raises RATE_LIMITED after too many failed attempts in the last hour (without
-    looking the code up), else PROMO_CODE_INVALID / _EXPIRED / _ALREADY_REDEEMED /
-    _EXHAUSTED; each of those is recorded as a failed attempt.
+    Raises RATE_LIMITED after too many failed attempts in the last hour by the team or
+    by the user `user_id` (on any team), without looking the code up; else
+    PROMO_CODE_INVALID / _EXPIRED / _ALREADY_REDEEMED / _EXHAUSTED, each recorded as a
+    failed attempt of both.
     """
     normalized = normalize_code(code)
     failure: DomainError | None = None
@@ -111,11 +120,15 @@ async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
         async with atomic() as tx:
             conn = tx.conn
             locked = await lock_account(team_id, conn)
+            tried_by = Q(team_id=team_id)
+            if user_id is not None:
+                # The user's row serializes their attempts across all their teams, so a
+                # burst on many teams at once cannot pass the count together.
+                await User.select_for_update().using_db(conn).filter(id=user_id).first()
+                tried_by |= Q(user_id=user_id)
             since = locked.now - FAILURE_WINDOW
             failures = (
-                await PromoFailure.filter(team_id=team_id, created_at__gt=since)
-                .using_db(conn)
-                .count()
+                await PromoFailure.filter(tried_by, created_at__gt=since).using_db(conn).count()
             )
             if failures >= MAX_FAILURES_PER_HOUR:
                 raise DomainError(
@@ -130,7 +143,9 @@ async def redeem_promo_code(team_id: uuid.UUID, code: str) -> Redemption:
                 # Committed with the transaction: the failure counts even though nothing
                 # else is written (any expiry drawn by the lock is written later).
                 failure = error
-                await PromoFailure.create(team_id=team_id, created_at=locked.now, using_db=conn)
+                await PromoFailure.create(
+                    team_id=team_id, user_id=user_id, created_at=locked.now, using_db=conn
+                )
     except IntegrityError:
         # (code, team) is unique: only reachable if the lock were bypassed.
         raise _already_redeemed() from None

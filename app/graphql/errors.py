@@ -10,6 +10,7 @@ import strawberry
 import structlog
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
 
 from app.kit.errors import DomainError, Forbidden, NotFound, Unauthenticated
 from app.kit.errors import ErrorCode as DomainErrorCode
@@ -84,3 +85,40 @@ def _with(error: GraphQLError, message: str, extensions: dict[str, Any]) -> Grap
         original_error=None,
         extensions=extensions,
     )
+
+
+def refusal_code(error: GraphQLError) -> str | None:
+    """The code of an expected refusal (the caller's fault), None for an unexpected error."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        code = (error.extensions or {}).get("code")
+        return code if isinstance(code, str) else "BAD_REQUEST"
+    for kind, (code, _message) in _TOP_LEVEL.items():
+        if isinstance(original, kind):
+            return code
+    if isinstance(original, DomainError):
+        return original.code.value
+    return None
+
+
+class ApiSchema(strawberry.Schema):
+    """Logs an expected refusal as one structured line, never a traceback.
+
+    Strawberry's default logs every error with its traceback: a stranger's NOT_FOUND
+    filled the log with tracebacks and buried real failures. Unexpected errors are
+    logged once, with their traceback and id, by `ApiErrors` when it masks them.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            code = refusal_code(error)
+            if code is not None:
+                log.info(
+                    "graphql.refused",
+                    code=code,
+                    message=error.message[:200],
+                    path=".".join(str(p) for p in error.path or ()) or None,
+                    operation=getattr(execution_context, "operation_name", None),
+                )

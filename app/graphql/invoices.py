@@ -163,12 +163,17 @@ class Invoice:
             return None
         return self.document.failure_message
 
-    @strawberry.field(description="a signed link to the PDF; it expires after 24 hours")
-    def pdf_url(self, info: Info) -> str:
+    @strawberry.field(
+        description="a signed link to the PDF; it expires after 24 hours, and a member's "
+        "stops working when they leave the team"
+    )
+    async def pdf_url(self, info: Info) -> str:
         settings = info.context.settings
+        viewer = await info.context.viewer()
+        member = None if viewer.is_operator else viewer.user.id
         if self.document.draft:
-            return links.upcoming_pdf_url(settings, self.document.team_id)
-        return links.invoice_pdf_url(settings, self.document.id)
+            return links.upcoming_pdf_url(settings, self.document.team_id, member)
+        return links.invoice_pdf_url(settings, self.document.id, member)
 
 
 @strawberry.type

@@ -15,6 +15,7 @@ from app.credits import service as credits
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
+from app.graphql.invitations import Invitation
 from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.team import Team
@@ -23,6 +24,7 @@ from app.kit.clock import to_utc
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import parse_field
+from app.teams import invitations
 from app.teams import service as teams
 
 P = ParamSpec("P")
@@ -54,7 +56,10 @@ class AddTeamMemberInput:
 
 @strawberry.type
 class AddTeamMemberPayload:
-    member: Member | None = None
+    member: Member | None = strawberry.field(
+        default=None, description="pending until the invited person accepts"
+    )
+    invitation: Invitation | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -213,14 +218,19 @@ class Mutation:
         team = await teams.create_team(viewer, input.name, open_team=credits.open_account)
         return CreateTeamPayload(team=Team(model=team, viewer_role=Role.ADMIN))
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Admin: invites the email; its owner becomes a member only by accepting."
+    )
     @payload_errors(AddTeamMemberPayload)
     async def add_team_member(self, info: Info, input: AddTeamMemberInput) -> AddTeamMemberPayload:
-        access = await teams.team_access(await info.context.viewer(), input.team_id, admin=True)
-        member = await teams.add_member(
-            access.team, input.email, input.role, actor=await audit_actor(info)
+        viewer = await info.context.viewer()
+        access = await teams.team_access(viewer, input.team_id, admin=True)
+        actor = await audit_actor(info)
+        invited = await invitations.invite(
+            access.team, input.email, input.role, invited_by=viewer.user.email, actor=actor
         )
-        return AddTeamMemberPayload(member=Member.of(member))
+        member = teams.MemberView(invited.email, None, invited.role, True)
+        return AddTeamMemberPayload(member=Member.of(member), invitation=Invitation.of(invited))
 
     @strawberry.mutation
     @payload_errors(RemoveTeamMemberPayload)

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -18,6 +21,7 @@ from app.credits import auto_top_up, promo
 from app.credits.models import AlertKind as DomainAlertKind
 from app.credits.models import BillingAlert as BillingAlertModel
 from app.credits.models import PromoCode as PromoCodeModel
+from app.events import bus
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
@@ -28,6 +32,8 @@ from app.kit.errors import NotFound
 from app.kit.money import parse_field
 from app.kit.pagination import page_size
 from app.teams import service as teams
+from app.teams.models import Membership
+from app.teams.service import Viewer
 
 strawberry.enum(DomainAlertKind, name="AlertKind")
 AlertKind = DomainAlertKind
@@ -162,16 +168,18 @@ class ProgramsMutation:
 
     @strawberry.mutation(
         description="Admin: adds the code's promotional credits, once per team. More than "
-        "10 failed attempts in an hour answer RATE_LIMITED."
+        "10 failed attempts in an hour (by the team, or by you on any team) answer "
+        "RATE_LIMITED."
     )
     @payload_errors(RedeemPromoCodePayload)
     async def redeem_promo_code(
         self, info: Info, input: RedeemPromoCodeInput
     ) -> RedeemPromoCodePayload:
-        access = await teams.team_access(
-            await info.context.team_caller(), input.team_id, admin=True
-        )
-        redemption = await promo.redeem_promo_code(access.team.id, input.code)
+        caller = await info.context.team_caller()
+        access = await teams.team_access(caller, input.team_id, admin=True)
+        # Failed guesses count against the person as well as the team (a key: the team).
+        user_id = caller.user.id if isinstance(caller, Viewer) else None
+        redemption = await promo.redeem_promo_code(access.team.id, input.code, user_id=user_id)
         return RedeemPromoCodePayload(
             grant=CreditGrant.of(redemption.grant), team_id=access.team.id
         )
@@ -214,11 +222,48 @@ async def team_alerts(team_id: uuid.UUID, first: int) -> list[BillingAlert]:
     return [BillingAlert.of(a) for a in await alert_service.list_alerts(team_id, first)]
 
 
+# Backstop for a lost members notice: a member's access is re-checked this often anyway.
+ALERTS_ACCESS_RECHECK_SECONDS = 30.0
+
+
 async def billing_alerts_stream(
-    team_id: uuid.UUID, still_allowed: Callable[[], Awaitable[bool]] | None = None
+    team_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    still_allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncGenerator[BillingAlert, None]:
-    """Each alert as raised; `still_allowed` as in `balances.credits_stream`."""
-    async for alert in alert_service.alert_stream(team_id):
-        if still_allowed is not None and not await still_allowed():
-            raise NotFound()
-        yield BillingAlert.of(alert)
+    """Each alert as raised; for a member (`user_id`), ends with NOT_FOUND as soon as they
+    leave or are removed (the team's members notice), like `creditsUpdated`; for a team
+    key, `still_allowed` (as in `balances.credits_stream`) is asked before each alert."""
+    alerts = alert_service.alert_stream(team_id)
+    if user_id is None:  # an operator reads any team; a team key its own
+        async for alert in alerts:
+            if still_allowed is not None and not await still_allowed():
+                raise NotFound()
+            yield BillingAlert.of(alert)
+        return
+    async with bus.broker.subscribe(bus.members_channel(team_id)) as members:
+        pending: asyncio.Task[Any] = asyncio.ensure_future(anext(alerts))
+        try:
+            while True:
+                changed = asyncio.ensure_future(members.get())
+                done, _ = await asyncio.wait(
+                    {pending, changed},
+                    timeout=ALERTS_ACCESS_RECHECK_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if pending not in done:
+                    changed.cancel()
+                    if not await Membership.exists(team_id=team_id, user_id=user_id):
+                        raise NotFound()
+                    continue
+                changed.cancel()
+                if still_allowed is not None and not await still_allowed():
+                    raise NotFound()
+                yield BillingAlert.of(pending.result())
+                pending = asyncio.ensure_future(anext(alerts))
+        finally:
+            # The alert read must finish unwinding before the generator can be closed.
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+            await alerts.aclose()

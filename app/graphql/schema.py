@@ -18,8 +18,9 @@ from strawberry.tools import merge_types
 
 from app.billing.callers import TeamCaller, TeamKeyCaller
 from app.graphql import balances
+from app.graphql.consent import InvitationsMutation
 from app.graphql.context import Info
-from app.graphql.errors import ApiErrors
+from app.graphql.errors import ApiErrors, ApiSchema
 from app.graphql.invoices import InvoicesMutation
 from app.graphql.keys import KeysMutation, ServiceKey, service_keys
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
@@ -78,9 +79,12 @@ class Subscription:
     async def billing_alerts(
         self, info: Info, team_id: strawberry.ID
     ) -> AsyncGenerator[BillingAlert, None]:
+        # Like creditsUpdated: a member removed later gets NOT_FOUND, then `complete`.
         caller = await info.context.team_caller()
         access = await teams.team_access(caller, team_id)
-        return billing_alerts_stream(access.team.id, _key_recheck(info, caller))
+        member = isinstance(caller, SignedInUser) and not caller.is_operator
+        user_id = caller.user.id if isinstance(caller, SignedInUser) and member else None
+        return billing_alerts_stream(access.team.id, user_id, _key_recheck(info, caller))
 
 
 def _key_recheck(info: Info, caller: TeamCaller) -> Callable[[], Awaitable[bool]] | None:
@@ -95,10 +99,18 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
     max_aliases.create_validator(max_alias_count=MAX_ALIASES),
 ]
 
-schema = strawberry.Schema(
+schema = ApiSchema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (Mutation, PaymentsMutation, InvoicesMutation, ProgramsMutation, KeysMutation)
+        "Mutation",
+        (
+            Mutation,
+            PaymentsMutation,
+            InvoicesMutation,
+            ProgramsMutation,
+            KeysMutation,
+            InvitationsMutation,
+        ),
     ),
     subscription=Subscription,
     extensions=[

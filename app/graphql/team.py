@@ -9,6 +9,7 @@ from app.credits import service as credits
 from app.graphql.audit import AuditLogConnection, team_audit_log
 from app.graphql.context import Info
 from app.graphql.holds import HoldConnection, HoldStatus, team_holds
+from app.graphql.invitations import Invitation, team_invitations, viewer_invitations
 from app.graphql.invoices import (
     BillingAddress,
     Invoice,
@@ -61,6 +62,10 @@ class Team:
     @strawberry.field
     async def members(self) -> list[Member]:
         return [Member.of(m) for m in await teams.members(self.model)]
+
+    @strawberry.field(description="open invitations, oldest first; admins only")
+    async def invitations(self, info: Info) -> list[Invitation]:
+        return await team_invitations(info, self.model, self.viewer_role)
 
     @strawberry.field
     async def credits(self, info: Info) -> Credits:
@@ -159,3 +164,7 @@ class Viewer:
             Membership(team=Team(model=team, viewer_role=role), role=role)
             for team, role in await teams.memberships(viewer)
         ]
+
+    @strawberry.field(description="invitations to your email, newest first: accept or decline")
+    async def invitations(self, info: Info) -> list[Invitation]:
+        return await viewer_invitations(info)

@@ -8,8 +8,10 @@ does nothing. Buckets (app/kit/ratelimit.py) live in process memory:
   because the metering gateway records usage thousands of times a second;
 - each team a user's or team key's mutation names (`input.teamId`):
   `rate_limit_team_per_minute` across all its members and keys, so many accounts cannot
-  hammer one team's billing together. Operators' and service keys' mutations do not
-  draw from the team's bucket: usage is recorded for a team at whatever rate the team
+  hammer one team's billing together. Charged only once the caller is known to belong to
+  the team: a stranger's mutation answers NOT_FOUND anyway, and must not use up the
+  bucket the team's own admins need. Operators' and service keys' mutations do not draw
+  from the team's bucket: usage is recorded for a team at whatever rate the team
   consumes the platform, and that is billing, not abuse.
 """
 
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 from app.billing.callers import ServiceKeyCaller, Viewer
 from app.graphql.context import Context
-from app.kit.errors import DomainError, ErrorCode, Unauthenticated
+from app.kit.errors import DomainError, ErrorCode, NotFound, Unauthenticated
 from app.kit.ids import parse_uuid
 from app.kit.ratelimit import Rate
 from app.metrics import rate_limited
+from app.teams import service as teams
 
 
 async def check(info: object, input: object) -> None:
@@ -48,7 +51,7 @@ async def check(info: object, input: object) -> None:
         who = f"user:{caller.user.id}" if isinstance(caller, Viewer) else f"key:{caller.key_id}"
         checks.append((who, Rate(settings.rate_limit_user_per_minute)))
         team_id = parse_uuid(getattr(input, "team_id", None))
-        if team_id is not None:
+        if team_id is not None and await _is_member(caller, team_id):
             checks.append((f"team:{team_id}", Rate(settings.rate_limit_team_per_minute)))
     refused = limiter.allow(checks)
     if refused is not None:
@@ -60,3 +63,12 @@ async def check(info: object, input: object) -> None:
             + ("for this team" if scope == "team" else "from this account")
             + ": nothing was done. Try again in a few seconds.",
         )
+
+
+async def _is_member(caller: teams.TeamCaller, team_id: object) -> bool:
+    """Whether the caller belongs to the team (the resolver still checks the role)."""
+    try:
+        await teams.team_access(caller, team_id)
+    except NotFound:
+        return False
+    return True

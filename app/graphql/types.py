@@ -173,7 +173,7 @@ class Member:
     name: str | None
     role: Role
     pending: bool = strawberry.field(
-        description="invited by email; becomes a membership when that person first signs in"
+        description="invited by email; a member only once that person accepts the invitation"
     )
 
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from contextlib import suppress
 from datetime import timedelta
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -19,7 +22,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
@@ -33,6 +40,7 @@ from app.graphql.negotiation import GRAPHQL_RESPONSE_JSON, JSON, negotiate, stat
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
 from app.kit.ratelimit import RateLimiter
+from app.teams import tokens
 
 GET_OPERATIONS = frozenset({OperationType.QUERY})
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -60,6 +68,35 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     latency. The first state of a subscription has neither.
     """
 
+    # Access ends with the token: at `exp` the socket closes (4403), and a subscribe that
+    # races the timer is refused the same way, so no stream outlives its credentials.
+    _expires_at: float | None = None
+    _expiry: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._expiry is None:
+            self._expires_at = token_expiry(self.context)
+            if self._expires_at is not None:
+                self._expiry = asyncio.create_task(self._close_at_expiry(self._expires_at))
+
+    async def _close_at_expiry(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.websocket.close(code=4403, reason="Token expired")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self._expires_at is not None and time.time() >= self._expires_at:
+            await self.websocket.close(code=4403, reason="Token expired")
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._expiry
+        await super().shutdown()
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: its balance stream may send on it directly.
         balances.current_operation.set(operation)
@@ -67,6 +104,17 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def send_message(self, message: Message) -> None:
         await super().send_message(balances.stamp(message))
+
+
+def token_expiry(context: Context) -> float | None:
+    """When the websocket's bearer token expires (Unix seconds); None if it is no JWT."""
+    try:
+        claims = tokens.verify(
+            context.settings.jwt_secret(), tokens.bearer(context._authorization())
+        )
+    except tokens.InvalidToken:
+        return None
+    return claims.expires_at
 
 
 class GraphQLView(GraphQL[Context, None]):

@@ -11,6 +11,10 @@ the usage hot path serves thousands of requests a second through it:
 - a POST to `/graphql` must be `application/json` (415 otherwise): a cross-site HTML form
   can only send form or text/plain bodies, so it can never run a mutation, and a browser
   sends JSON cross-site only after a CORS preflight that the allow-list decides;
+- every HTTP response says how browsers may use it: `Content-Security-Policy:
+  frame-ancestors` (this origin and CORS_ALLOW_ORIGINS only, so no other site can frame
+  the console and trick clicks), `X-Content-Type-Options: nosniff` and
+  `Referrer-Policy: no-referrer` (signed PDF links never leak through a Referer);
 - responses are counted by route and status for `/metrics`.
 """
 
@@ -67,12 +71,27 @@ def _is_json(content_type: bytes | None) -> bool:
     return mime == b"application/json"
 
 
+def security_headers(frame_origins: list[str]) -> list[tuple[bytes, bytes]]:
+    """The browser policy headers every response carries (see the module doc)."""
+    # Only well-formed origins reach the header: a stray ';' must not add a directive.
+    origins = [o for o in frame_origins if re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", o)]
+    ancestors = " ".join(["'self'", *origins])
+    return [
+        (b"content-security-policy", f"frame-ancestors {ancestors}".encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+
 class RequestGuard:
     """Request id, body cap, JSON-only GraphQL POSTs, response counts (see module doc)."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, frame_origins: list[str] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.headers = security_headers(frame_origins or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -133,7 +152,7 @@ class RequestGuard:
         status = 500
         started = False
         received = 0
-        header = (b"x-request-id", request_id.encode())
+        extra = [(b"x-request-id", request_id.encode()), *self.headers]
 
         async def counted_receive() -> Message:
             nonlocal received
@@ -149,7 +168,7 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
@@ -170,6 +189,7 @@ class RequestGuard:
         self, send: Send, route: str, status: int, code: str, message: str, request_id: str
     ) -> None:
         start, body = _problem(status, code, message, request_id)
+        start["headers"] = [*start["headers"], *self.headers]
         await send(start)
         await send({"type": "http.response.body", "body": body})
         child(http_responses, route, str(status)).inc()
@@ -188,5 +208,9 @@ def middleware(settings: Settings) -> list[Middleware]:
             allow_credentials=False,
             max_age=600,
         ),
-        Middleware(RequestGuard, max_body=settings.max_request_bytes),
+        Middleware(
+            RequestGuard,
+            max_body=settings.max_request_bytes,
+            frame_origins=settings.cors_allow_origins,
+        ),
     ]

@@ -1,4 +1,9 @@
-"""Signed, expiring links to invoice PDFs: HMAC-SHA256 over the target and the expiry."""
+"""Signed, expiring links to invoice PDFs: HMAC-SHA256 over the target and the expiry.
+
+A link made for a member names them (`member`, inside the signed target): serving it
+checks they still belong to the team, so a link stops working when they leave. Links
+made for operators (or the service itself) name nobody.
+"""
 
 from __future__ import annotations
 
@@ -25,26 +30,38 @@ def signature(settings: Settings, target: str, expires: int) -> str:
     return hmac.new(_key(settings), message, hashlib.sha256).hexdigest()
 
 
-def invoice_target(invoice_id: uuid.UUID | str) -> str:
-    return f"invoice:{invoice_id}"
+Member = uuid.UUID | str | None
 
 
-def upcoming_target(team_id: uuid.UUID | str) -> str:
-    return f"upcoming:{team_id}"
+def _for(member: Member) -> str:
+    return f":member:{member}" if member else ""
 
 
-def signed_url(settings: Settings, path: str, target: str, ttl: timedelta = LINK_TTL) -> str:
+def invoice_target(invoice_id: uuid.UUID | str, member: Member = None) -> str:
+    return f"invoice:{invoice_id}{_for(member)}"
+
+
+def upcoming_target(team_id: uuid.UUID | str, member: Member = None) -> str:
+    return f"upcoming:{team_id}{_for(member)}"
+
+
+def signed_url(
+    settings: Settings, path: str, target: str, ttl: timedelta = LINK_TTL, member: Member = None
+) -> str:
     expires = int((clock.now() + ttl).timestamp())
-    query = urlencode({"expires": expires, "signature": signature(settings, target, expires)})
-    return f"{settings.public_url.rstrip('/')}{path}?{query}"
+    params: dict[str, object] = {"member": str(member)} if member else {}
+    params |= {"expires": expires, "signature": signature(settings, target, expires)}
+    return f"{settings.public_url.rstrip('/')}{path}?{urlencode(params)}"
 
 
-def invoice_pdf_url(settings: Settings, invoice_id: uuid.UUID | str) -> str:
-    return signed_url(settings, f"/invoices/{invoice_id}/pdf", invoice_target(invoice_id))
+def invoice_pdf_url(settings: Settings, invoice_id: uuid.UUID | str, member: Member = None) -> str:
+    target = invoice_target(invoice_id, member)
+    return signed_url(settings, f"/invoices/{invoice_id}/pdf", target, member=member)
 
 
-def upcoming_pdf_url(settings: Settings, team_id: uuid.UUID | str) -> str:
-    return signed_url(settings, f"/teams/{team_id}/upcoming-invoice/pdf", upcoming_target(team_id))
+def upcoming_pdf_url(settings: Settings, team_id: uuid.UUID | str, member: Member = None) -> str:
+    target = upcoming_target(team_id, member)
+    return signed_url(settings, f"/teams/{team_id}/upcoming-invoice/pdf", target, member=member)
 
 
 def verify(settings: Settings, target: str, expires: str | None, sig: str | None) -> bool:

@@ -6,6 +6,7 @@ import uuid
 from enum import StrEnum
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -55,7 +56,7 @@ class Membership(Model):
 
 
 class Invitation(Model):
-    """A membership waiting for its email's owner to sign in for the first time."""
+    """A membership offered to an email: it exists only once its owner accepts."""
 
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
@@ -63,6 +64,8 @@ class Invitation(Model):
     )
     email = fields.CharField(max_length=320)
     role = fields.CharEnumField(Role, max_length=16)
+    # The inviting admin's email as it was then; None for invitations from before.
+    invited_by = fields.CharField(max_length=400, null=True)
     created_at = fields.DatetimeField()
 
     team_id: uuid.UUID
@@ -70,3 +73,4 @@ class Invitation(Model):
     class Meta:
         table = "invitations"
         unique_together = (("team", "email"),)
+        indexes = (Index(fields=("email",)),)

@@ -71,7 +71,6 @@ async def sign_in(claims: Claims, *, open_team: TeamOpener) -> Viewer:
         user.email = claims.email
         user.name = claims.name or user.name
         await user.save(update_fields=["email", "name"])
-        await _accept_invitations(user)
     if user.is_operator != claims.operator:
         user.is_operator = claims.operator
         await user.save(update_fields=["is_operator"])
@@ -95,24 +94,8 @@ async def _first_sign_in(claims: Claims, open_team: TeamOpener) -> User:
     except IntegrityError:
         # Two first requests raced; the other one created the user.
         return await User.get(subject=claims.subject)
-    await _accept_invitations(user)
+    # Invitations to the user's email stay offers: `invitations.accept` decides.
     return user
-
-
-async def _accept_invitations(user: User) -> None:
-    """Turn the invitations addressed to the user's email into memberships."""
-    invitations = await Invitation.filter(email=user.email)
-    for invitation in invitations:
-        async with atomic():
-            exists = await Membership.exists(team_id=invitation.team_id, user_id=user.id)
-            if not exists:
-                await Membership.create(
-                    team_id=invitation.team_id,
-                    user_id=user.id,
-                    role=invitation.role,
-                    created_at=clock.now(),
-                )
-            await invitation.delete()
 
 
 async def _create_team(user: User, name: str, open_team: TeamOpener) -> Team:
@@ -123,7 +106,7 @@ async def _create_team(user: User, name: str, open_team: TeamOpener) -> Team:
     return team
 
 
-async def _lock(team: Team) -> None:
+async def lock_team(team: Team) -> None:
     """The team's row is the lock of its membership changes: two removals cannot both
     pass the last-admin check. NO KEY: rows that refer to the team insert meanwhile."""
     await Team.select_for_update(no_key=True).get(id=team.id)
@@ -211,35 +194,12 @@ async def members(team: Team) -> list[MemberView]:
     return active + pending
 
 
-def _clean_email(email: str) -> str:
+def clean_email(email: str) -> str:
     cleaned = email.strip().lower()
     local, _, domain = cleaned.partition("@")
     if not local or "." not in domain or len(cleaned) > 320 or any(c.isspace() for c in cleaned):
         raise DomainError(ErrorCode.INVALID_INPUT, "Enter a valid email address.", "email")
     return cleaned
-
-
-async def add_member(
-    team: Team, email: str, role: Role, *, actor: str = audit.SYSTEM
-) -> MemberView:
-    """Adds a member now, or invites the email until its owner first signs in."""
-    cleaned = _clean_email(email)
-    async with atomic() as tx:
-        conn = tx.conn
-        await _lock(team)
-        user = await User.filter(email=cleaned).order_by("created_at").first()
-        if user is not None:
-            if await Membership.exists(team_id=team.id, user_id=user.id):
-                raise DomainError(ErrorCode.INVALID_INPUT, "Already a member.", "email")
-            await Membership.create(team=team, user=user, role=role, created_at=clock.now())
-            member = MemberView(user.email, user.name, role, False)
-        else:
-            if await Invitation.exists(team_id=team.id, email=cleaned):
-                raise DomainError(ErrorCode.INVALID_INPUT, "Already invited.", "email")
-            await Invitation.create(team=team, email=cleaned, role=role, created_at=clock.now())
-            member = MemberView(cleaned, None, role, True)
-        await audit.record(conn, team.id, actor, AuditAction.MEMBER_ADDED, None, _audited(member))
-        return member
 
 
 async def _find_member(team: Team, email: str) -> Membership | Invitation:
@@ -267,17 +227,17 @@ def _audited(member: MemberView) -> dict[str, object]:
     return {"email": member.email, "role": member.role.value, "pending": member.pending}
 
 
-async def _admin_count(team: Team) -> int:
+async def admin_count(team: Team) -> int:
     return await Membership.filter(team_id=team.id, role=Role.ADMIN).count()
 
 
 async def remove_member(team: Team, email: str, *, actor: str = audit.SYSTEM) -> None:
     async with atomic() as tx:
         conn = tx.conn
-        await _lock(team)
+        await lock_team(team)
         found = await _find_member(team, email)
         is_admin = isinstance(found, Membership) and found.role is Role.ADMIN
-        if is_admin and await _admin_count(team) <= 1:
+        if is_admin and await admin_count(team) <= 1:
             raise DomainError(ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "email")
         await found.delete()
         old = _audited(_member_view(found))
@@ -292,17 +252,13 @@ async def set_member_role(
 ) -> MemberView:
     async with atomic() as tx:
         conn = tx.conn
-        await _lock(team)
+        await lock_team(team)
         found = await _find_member(team, email)
         if found.role is not role:
             old, new = _audited(_member_view(found)), _audited(_member_view(found, role))
             await audit.record(conn, team.id, actor, AuditAction.MEMBER_ROLE_CHANGED, old, new)
         if isinstance(found, Membership):
-            if (
-                found.role is Role.ADMIN
-                and role is not Role.ADMIN
-                and await _admin_count(team) <= 1
-            ):
+            if found.role is Role.ADMIN and role is not Role.ADMIN and await admin_count(team) <= 1:
                 raise DomainError(
                     ErrorCode.INVALID_INPUT, "A team keeps at least one admin.", "role"
                 )

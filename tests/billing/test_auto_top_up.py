@@ -30,7 +30,7 @@ from app.credits.models import (
 from app.kit import clock
 from app.kit.money import format_units, parse
 from app.payments.models import PaymentMethodType, Purchase, PurchaseStatus
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import CONFIGURE, configure
 from tests.support.credits import units, use
 from tests.support.payments import add_card
@@ -174,12 +174,7 @@ async def test_bad_configuration_is_refused(
 
 async def test_only_admins_configure(api: Api, admin: Actor) -> None:
     member = await sign_up(api)
-    await api.ok(
-        "mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) "
-        "{ errors { code } } }",
-        {"t": admin.team_id, "e": member.email},
-        admin.token,
-    )
+    await join(api, admin, member)
     variables = {"t": admin.team_id, "e": False, "th": "1", "a": "25", "m": "25"}
     assert await api.error_code(CONFIGURE, variables, member.token) == "FORBIDDEN"
     stranger = await sign_up(api)

@@ -107,6 +107,11 @@ async def test_member_sees_no_edit_controls(
     # The member signs in elsewhere (another browser session) and opens the admin's team.
     await page.evaluate("localStorage.clear()")
     await sign_in(page, member_email, "Riley Reader")
+    # Not a member yet: the invitation waits for the member's consent.
+    invitation = page.locator(f"[data-testid=invitation][data-team='{team_id}']")
+    await expect(invitation).to_be_visible()
+    await invitation.get_by_test_id("invitation-accept").click()
+    await expect(page.get_by_test_id("invitations")).to_have_count(0)
     await page.goto(f"/t/{team_id}/credits")
     await expect(page.get_by_test_id("read-only")).to_be_visible()
     await expect(page.get_by_test_id("balance-total")).to_be_visible()
@@ -180,12 +185,36 @@ async def test_a_refused_token_returns_to_sign_in(page: Page) -> None:
 
 
 async def test_host_platform_hands_over_a_token_in_the_url(page: Page, server: Server) -> None:
-    """Production's path in: `/?token=` from the host platform (dev sign-in not needed)."""
+    """Production's path in: `/?token=` from the host platform (dev sign-in not needed).
+    A link's account is confirmed by name before it is taken (login CSRF)."""
     email = unique_email("handoff")
     await page.goto(f"/?token={server.token(email)}")
+    await expect(page.get_by_test_id("confirm-email")).to_have_text(email)
+    await page.get_by_test_id("confirm-continue").click()
     await expect(page.get_by_test_id("viewer-email")).to_have_text(email)
     await expect(page.get_by_test_id("balance-total")).to_be_visible()
     assert "token=" not in page.url
+
+
+async def test_a_link_with_someone_elses_token_asks_before_switching(
+    page: Page, server: Server
+) -> None:
+    """Login CSRF: a link carrying another account's token never replaces the session
+    silently; the console names that account and waits for the person's answer."""
+    victim, attacker = unique_email("victim"), unique_email("attacker")
+    await sign_in(page, victim)
+    await page.goto(f"/?token={server.token(attacker)}")
+    await expect(page.get_by_test_id("confirm-email")).to_have_text(attacker)
+    assert "token=" not in page.url
+    await page.get_by_test_id("confirm-cancel").click()
+    await expect(page.get_by_test_id("viewer-email")).to_have_text(victim)
+    # Reloading does not bring the offer back: the token left the address bar.
+    await page.reload()
+    await expect(page.get_by_test_id("viewer-email")).to_have_text(victim)
+    # Only an explicit yes switches.
+    await page.goto(f"/?token={server.token(attacker)}")
+    await page.get_by_test_id("confirm-continue").click()
+    await expect(page.get_by_test_id("viewer-email")).to_have_text(attacker)
 
 
 async def test_admin_changes_a_role_and_removes_a_member(page: Page) -> None:

@@ -15,7 +15,7 @@ from app.events.commit import atomic
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit import clock
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import set_limit
 from tests.support.credits import give, units, use
 from tests.support.subscriptions import listening
@@ -181,12 +181,7 @@ async def test_team_alerts_newest_first_and_visible_to_members(api: Api) -> None
     everything = await api.ok(ALERTS, {"t": str(team_id)}, admin.token)
     assert len(everything["team"]["alerts"]) == 3
     member = await sign_up(api)
-    await api.ok(
-        "mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) "
-        "{ errors { code } } }",
-        {"t": str(team_id), "e": member.email},
-        admin.token,
-    )
+    await join(api, admin, member, str(team_id))
     seen = await api.ok(ALERTS, {"t": str(team_id)}, member.token)
     assert len(seen["team"]["alerts"]) == 3
     stranger = await sign_up(api)

@@ -15,7 +15,7 @@ from app.credits.models import CreditGrant, CreditKind, PromoCode, PromoFailure,
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import UNITS_PER_DOLLAR
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import credits
 
 CREATE = """mutation($c: String!, $a: Decimal!, $x: DateTime, $m: Int, $v: Int) {
@@ -166,12 +166,7 @@ async def test_members_may_not_redeem_and_strangers_see_nothing(
 ) -> None:
     await create(api, operator, "TEAMONLY")
     member = await sign_up(api, "member@example.com")
-    await api.ok(
-        'mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) '
-        "{ errors { code } } }",
-        {"t": admin.team_id},
-        admin.token,
-    )
+    await join(api, admin, member)
     variables = {"t": admin.team_id, "c": "TEAMONLY"}
     assert await api.error_code(REDEEM, variables, member.token) == "FORBIDDEN"
     stranger = await sign_up(api)
@@ -212,6 +207,28 @@ async def test_more_than_ten_failures_an_hour_are_rate_limited_without_a_lookup(
     clock.advance(timedelta(minutes=16))
     assert (await redeem(api, admin, "REAL"))["errors"] == []
     assert (await credits(api, admin))["promotional"] == "10.00"
+
+
+NEW_TEAM = (
+    """mutation($n: String!) { createTeam(input: {name: $n}) { team { id } errors { code } } }"""
+)
+
+
+async def test_new_teams_do_not_reset_a_users_guesses(
+    api: Api, operator: Actor, admin: Actor
+) -> None:
+    await create(api, operator, "REAL")
+    for attempt in range(10):
+        assert codes(await redeem(api, admin, f"GUESS{attempt}")) == [
+            ("PROMO_CODE_INVALID", "code")
+        ]
+    # A fresh team of the same user has no failures of its own: the user's count still holds.
+    fresh = (await api.ok(NEW_TEAM, {"n": "fresh"}, admin.token))["createTeam"]["team"]["id"]
+    assert codes(await redeem(api, admin, "REAL", fresh)) == [("RATE_LIMITED", "code")]
+    assert await PromoRedemption.all().count() == 0
+    # Another admin of a team this user never tried on is not held back by them.
+    other = await sign_up(api)
+    assert (await redeem(api, other, "REAL"))["errors"] == []
 
 
 async def test_every_kind_of_failure_counts(api: Api, operator: Actor, admin: Actor) -> None:

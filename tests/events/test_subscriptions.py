@@ -26,9 +26,9 @@ from app.events import bus
 from app.kit import clock
 from app.kit.money import UNITS_PER_DOLLAR
 from app.teams.models import Membership
-from tests.support.api import Actor, Api, make_token, sign_up
+from tests.support.api import Actor, Api, join, make_token, sign_up
 from tests.support.billing import RECORD_USAGE
-from tests.support.subscriptions import ADD_MEMBER, REMOVE_MEMBER, LiveServer, Ws, opened
+from tests.support.subscriptions import REMOVE_MEMBER, LiveServer, Ws, opened
 
 ALLOWED_ORIGIN = "http://console.example"
 
@@ -291,8 +291,7 @@ async def test_a_removed_member_stops_receiving(
     server: LiveServer, http: Api, ops: Actor, owner: Actor
 ) -> None:
     member = await sign_up(http, "member@example.com")
-    data = await http.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
-    assert data["addTeamMember"]["errors"] == []
+    await join(http, owner, member)
     async with opened(server.ws_url, member.token) as ws:
         # One at a time: two subscriptions' first balances may arrive in either order.
         await ws.subscribe(owner.team_id, "team")
@@ -321,7 +320,7 @@ async def test_the_periodic_sweep_ends_access_lost_without_an_event(
     server: LiveServer, http: Api, owner: Actor
 ) -> None:
     member = await sign_up(http, "quiet@example.com")
-    await http.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
+    await join(http, owner, member)
     async with opened(server.ws_url, member.token) as ws:
         await ws.subscribe(owner.team_id)
         await ws.next_credits()

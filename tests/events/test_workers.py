@@ -16,10 +16,9 @@ import pytest
 import redis.asyncio as redis
 
 from app.config import Settings
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import RECORD_USAGE
 from tests.support.subscriptions import (
-    ADD_MEMBER,
     REDIS_URL,
     REMOVE_MEMBER,
     ServerProcess,
@@ -131,8 +130,7 @@ async def test_a_member_removed_on_one_process_stops_receiving_on_the_other(
     api_first, api_second = apis
     _ops, owner = await actors(api_first)
     member = await sign_up(api_first, f"member-{uuid.uuid4().hex[:8]}@example.com")
-    data = await api_first.ok(ADD_MEMBER, {"t": owner.team_id, "e": member.email}, owner.token)
-    assert data["addTeamMember"]["errors"] == []
+    await join(api_first, owner, member)
     async with opened(first.ws_url, member.token) as ws:
         await ws.subscribe(owner.team_id)
         await ws.next_credits()

@@ -55,11 +55,13 @@ async def test_operator_claim(api: Api) -> None:
     assert data["viewer"]["isOperator"] is True
 
 
-async def test_pending_invitation_becomes_membership_on_first_sign_in(api: Api) -> None:
+async def test_signing_in_does_not_join_the_teams_that_invited_you(api: Api) -> None:
+    """An invitation waits for consent: the first sign-in shows it, accepting joins."""
     admin = await sign_up(api, "boss@example.com")
     added = await api.ok(
         """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "Later@Example.com"}) {
-             member { email role pending } errors { code } } }""",
+             member { email role pending } invitation { id email teamName invitedBy }
+             errors { code } } }""",
         {"t": admin.team_id},
         token=admin.token,
     )
@@ -68,16 +70,22 @@ async def test_pending_invitation_becomes_membership_on_first_sign_in(api: Api) 
         "role": "MEMBER",
         "pending": True,
     }
-    later = await api.ok(VIEWER, token=make_token("later@example.com"))
-    roles = {m["team"]["id"]: m["role"] for m in later["viewer"]["memberships"]}
-    assert roles[admin.team_id] == "MEMBER"
-    assert len(roles) == 2  # plus their own personal team
+    invitation = added["addTeamMember"]["invitation"]
+    later = await api.ok(
+        "{ viewer { memberships { team { id } role } invitations { id teamId invitedBy } } }",
+        token=make_token("later@example.com"),
+    )
+    assert [m["team"]["id"] for m in later["viewer"]["memberships"]] != [admin.team_id]
+    assert len(later["viewer"]["memberships"]) == 1  # their own personal team only
+    assert later["viewer"]["invitations"] == [
+        {"id": invitation["id"], "teamId": admin.team_id, "invitedBy": "boss@example.com"}
+    ]
     members = await api.ok(
         "query($t: ID!) { team(id: $t) { members { email pending role } } }",
         {"t": admin.team_id},
         token=admin.token,
     )
-    assert {"email": "later@example.com", "pending": False, "role": "MEMBER"} in members["team"][
+    assert {"email": "later@example.com", "pending": True, "role": "MEMBER"} in members["team"][
         "members"
     ]
 

@@ -27,7 +27,7 @@ from app.credits.models import AlertKind
 from app.events.commit import atomic
 from app.graphql.schema import schema
 from app.teams import tokens
-from tests.support.api import JWT_SECRET, Api, make_token, sign_up
+from tests.support.api import JWT_SECRET, Api, join, make_token, sign_up
 from tests.support.keys import service_key, team_key
 from tests.support.subscriptions import LiveServer, Ws, http_api, opened, until_listeners
 
@@ -202,6 +202,22 @@ EXPECTED: dict[str, Case] = {
     "Mutation.revokeTeamApiKey": mutation(
         "revokeTeamApiKey", "RevokeTeamApiKeyInput", lambda t: {"teamId": t, "keyId": _u()}
     )(TEAM_PEOPLE),
+    # Addressed to the caller's own email: anyone signed in, answered in the payload.
+    "Mutation.acceptInvitation": mutation(
+        "acceptInvitation", "AcceptInvitationInput", lambda t: {"invitationId": "1"}
+    )(ANYONE),
+    "Mutation.declineInvitation": mutation(
+        "declineInvitation", "DeclineInvitationInput", lambda t: {"invitationId": "1"}
+    )(ANYONE),
+    "Mutation.cancelInvitation": mutation(
+        "cancelInvitation", "CancelInvitationInput", lambda t: {"teamId": t, "invitationId": "1"}
+    )(TEAM_PEOPLE),
+    # Whoever sees the team may try (an operator who is no member, and the last admin, are
+    # refused in the payload); strangers do not learn the team exists.
+    # About people: a key is nobody's membership.
+    "Mutation.leaveTeam": mutation("leaveTeam", "LeaveTeamInput", lambda t: {"teamId": t})(
+        row(NOT_FOUND, OK, OK, OK)
+    ),
     "Subscription.creditsUpdated": Case(
         TEAM_READ, "subscription($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }"
     ),
@@ -214,6 +230,7 @@ EXPECTED: dict[str, Case] = {
 TEAM_FIELDS: dict[str, dict[str, str]] = {
     "auditLog": ADMIN_READ,
     "apiKeys": row(NOT_FOUND, FORBIDDEN, OK, OK, other_team_key=NOT_FOUND),  # never a key
+    "invitations": row(NOT_FOUND, FORBIDDEN, OK, OK, other_team_key=NOT_FOUND),  # people
 }
 
 
@@ -276,13 +293,7 @@ async def _cast(api: Api) -> Cast:
     member = await sign_up(api, "member@example.com")
     stranger = await sign_up(api, "stranger@example.com")
     operator = await sign_up(api, "ops@platform.example", operator=True)
-    added = await api.ok(
-        """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) {
-          member { role pending } } }""",
-        {"t": admin.team_id},
-        admin.token,
-    )
-    assert added["addTeamMember"]["member"] == {"role": "MEMBER", "pending": False}
+    await join(api, admin, member)
     bad = tokens.mint(
         "another-secret-" + "y" * 40, subject="sub:admin@example.com", email="admin@example.com"
     )

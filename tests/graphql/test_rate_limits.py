@@ -15,8 +15,8 @@ from app.config import Settings
 from app.credits.models import UsageRecord
 from app.kit.ratelimit import Rate, RateLimiter
 from app.main import create_app
-from app.teams.models import Membership, Role, Team
-from tests.support.api import Actor, Api, sign_up
+from app.teams.models import Invitation, Membership, Role, Team
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import grant
 
 CREATE = """mutation($n: String!) { createTeam(input: {name: $n}) { team { id } errors { code message } } }"""
@@ -69,19 +69,40 @@ async def test_a_team_is_limited_across_its_members(limited: Api) -> None:
     owner = await sign_up(limited, "owner@example.com")
     admins = [await sign_up(limited, f"admin{i}@example.com") for i in range(2)]
     for a in admins:
-        data = await limited.ok(ADD, {"t": owner.team_id, "e": a.email}, owner.token)
-        assert data["addTeamMember"]["errors"] == []
+        await join(limited, owner, a)  # accepting names no team: only the user's bucket
     await Membership.filter(team_id=owner.team_id).update(role=Role.ADMIN)
     # owner used 2 of the team's 4; each admin adds one more: 4 in all, then refused.
     for i, a in enumerate(admins):
         data = await limited.ok(ADD, {"t": owner.team_id, "e": f"x{i}@example.com"}, a.token)
         assert data["addTeamMember"]["errors"] == []
-    members_before = await Membership.filter(team_id=owner.team_id).count()
+    invited_before = await Invitation.filter(team_id=owner.team_id).count()
     data = await limited.ok(ADD, {"t": owner.team_id, "e": "late@example.com"}, admins[0].token)
     assert data["addTeamMember"]["errors"] == [{"code": "RATE_LIMITED"}]
-    assert await Membership.filter(team_id=owner.team_id).count() == members_before
+    assert await Invitation.filter(team_id=owner.team_id).count() == invited_before
     # The same admin may still act on their own team: the team's bucket was empty, not theirs.
     assert (await _create(limited, admins[0], "own"))["errors"] == []
+
+
+LIMIT = """mutation($t: ID!) { setInvoicedSpendingLimit(input: {teamId: $t, limit: "0"}) {
+  errors { code } } }"""
+
+
+async def test_strangers_cannot_use_up_a_teams_bucket(limited: Api) -> None:
+    """Three signed-in non-members spend their own buckets on the team (9 tries, more
+    than the team's 4): each answer is NOT_FOUND, and the team's admin is not limited."""
+    owner = await sign_up(limited, "victim-owner@example.com")
+    strangers = [await sign_up(limited, f"stranger{i}@example.com") for i in range(3)]
+    for stranger in strangers:
+        for _ in range(3):
+            assert await limited.error_code(LIMIT, {"t": owner.team_id}, stranger.token) == (
+                "NOT_FOUND"
+            )
+        # Their own bucket is what ran out.
+        refused = await _create(limited, stranger, "mine")
+        assert refused["errors"][0]["code"] == "RATE_LIMITED"
+    for _ in range(3):
+        data = await limited.ok(LIMIT, {"t": owner.team_id}, owner.token)
+        assert data["setInvoicedSpendingLimit"]["errors"] == []
 
 
 async def test_operators_have_their_own_limit(limited: Api) -> None:

@@ -16,7 +16,7 @@ from app.invoices.models import BillingAddress
 from app.payments import gateway as payment_gateway
 from app.payments.models import StripeCustomer
 from app.payments.stripe import StripeGateway
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.invoices import ADDRESS_FIELDS, BERLIN, UPDATE_ADDRESS, save_address
 from tests.support.payments import STRIPE_API_KEY
 
@@ -191,12 +191,7 @@ async def test_all_errors_come_back_in_the_payload(api: Api, admin: Actor) -> No
 
 async def test_only_admins_update_and_members_read(api: Api, admin: Actor) -> None:
     member = await sign_up(api, "member@example.com")
-    await api.ok(
-        """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) {
-          errors { code } } }""",
-        {"t": admin.team_id},
-        admin.token,
-    )
+    await join(api, admin, member)
     variables = {"input": {"teamId": admin.team_id, **US}}
     assert await api.error_code(UPDATE_ADDRESS, variables, member.token) == "FORBIDDEN"
     stranger = await sign_up(api, "stranger@example.com")

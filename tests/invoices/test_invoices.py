@@ -16,7 +16,7 @@ from app.invoices.models import Invoice, InvoiceCounter, InvoiceStatus
 from app.kit import clock
 from app.kit.errors import DomainError
 from app.payments import gateway as payment_gateway
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import set_limit, use
 from tests.support.invoices import (
     ADDRESS_FIELDS,
@@ -155,12 +155,7 @@ async def test_pay_invoice_mutation_after_a_decline(
     assert again["errors"][0]["code"] == "PAYMENT_FAILED"
     assert again["invoice"]["status"] == "PAYMENT_FAILED"
     member = await sign_up(api, "member@example.com")
-    await api.ok(
-        """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) {
-          errors { code } } }""",
-        {"t": admin.team_id},
-        admin.token,
-    )
+    await join(api, admin, member)
     assert await api.error_code(PAY, {"t": admin.team_id, "i": invoice["id"]}, member.token) == (
         "FORBIDDEN"
     )
@@ -404,12 +399,7 @@ async def test_members_read_invoices_and_outsiders_see_nothing(api: Api, admin: 
     await save_address(api, admin, **BERLIN)
     await purchase_invoice_for(admin, "5.00")
     member = await sign_up(api, "member@example.com")
-    await api.ok(
-        """mutation($t: ID!) { addTeamMember(input: {teamId: $t, email: "member@example.com"}) {
-          errors { code } } }""",
-        {"t": admin.team_id},
-        admin.token,
-    )
+    await join(api, admin, member)
     seen = await list_invoices(api, member, team_id=admin.team_id)
     assert len(seen["edges"]) == 1
     address = await api.ok(

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 
 from app.billing import collection
 from app.kit import clock
-from tests.support.api import Actor, Api
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.invoices import (
     NOV_1,
     UPCOMING,
@@ -21,6 +21,9 @@ from tests.support.invoices import (
     purchase_invoice_for,
     save_address,
 )
+
+INVOICES = """query($t: ID!) { team(id: $t) { invoices { edges { node { pdfUrl } } } } }"""
+LEAVE = """mutation($t: ID!) { leaveTeam(input: {teamId: $t}) { errors { code } } }"""
 
 
 def pdf_text(body: bytes) -> str:
@@ -155,3 +158,35 @@ async def test_unicode_billing_details_and_the_preview_pdf(
     assert (
         await client.get(f"/teams/{uuid.uuid4()}/upcoming-invoice/pdf?{query}")
     ).status_code == 403
+
+
+async def test_a_members_link_stops_working_when_they_leave(
+    api: Api, client: httpx.AsyncClient, admin: Actor, operator: Actor
+) -> None:
+    """Access ends when it is taken away: the preview and invoice links a member was
+    given die with the membership; the admin's and the operator's still work."""
+    await october_team(api, operator, admin, "pm_card_visa")
+    await purchase_invoice_for(admin, "5.00")
+    member = await sign_up(api, "leaver@example.com")
+    await join(api, admin, member)
+    links = {}
+    for who in (member, admin, operator):
+        upcoming = await api.ok(UPCOMING, {"t": admin.team_id}, who.token)
+        issued = await api.ok(INVOICES, {"t": admin.team_id}, who.token)
+        links[who.email] = [
+            upcoming["team"]["upcomingInvoice"]["pdfUrl"],
+            issued["team"]["invoices"]["edges"][0]["node"]["pdfUrl"],
+        ]
+    for url in links[member.email]:
+        assert (await client.get(local(url))).status_code == 200
+    left = await api.ok(LEAVE, {"t": admin.team_id}, member.token)
+    assert left["leaveTeam"]["errors"] == []
+    for url in links[member.email]:
+        response = await client.get(local(url))
+        assert response.status_code == 403, url
+        # Dropping the member from the link breaks its signature instead.
+        query = {k: v for k, v in parse_qs(urlsplit(url).query).items() if k != "member"}
+        bare = f"{urlsplit(url).path}?{urlencode(query, doseq=True)}"
+        assert (await client.get(bare)).status_code == 403
+    for url in links[admin.email] + links[operator.email]:
+        assert (await client.get(local(url))).status_code == 200

@@ -9,9 +9,8 @@ import httpx
 from app.payments import methods as payment_methods
 from app.payments.emulator import StripeEmulator
 from app.payments.models import PaymentMethod, StripeCustomer
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.payments import (
-    ADD_MEMBER,
     ADD_PM,
     METHODS,
     REMOVE_PM,
@@ -189,7 +188,7 @@ async def test_invoiced_limit_needs_a_payment_method(api: Api, admin: Actor) -> 
 async def test_member_reads_but_may_not_change(api: Api, admin: Actor) -> None:
     card = await add_card(api, admin)
     member = await sign_up(api, "member@example.com")
-    await api.ok(ADD_MEMBER, {"t": admin.team_id, "e": member.email}, admin.token)
+    await join(api, admin, member)
     data = await api.ok(METHODS, {"t": admin.team_id}, member.token)
     assert [m["last4"] for m in data["team"]["paymentMethods"]] == ["4242"]
     attempts = [

@@ -17,9 +17,8 @@ from app.payments import charges
 from app.payments.charges import ChargeStatus
 from app.payments.emulator import StripeEmulator
 from app.payments.models import Purchase, PurchaseStatus
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.payments import (
-    ADD_MEMBER,
     PURCHASE,
     PURCHASES,
     RECORDED_BANK_PAYMENT_METHOD,
@@ -180,7 +179,7 @@ async def test_member_may_read_but_not_buy(api: Api, admin: Actor) -> None:
     await add_card(api, admin)
     await buy(api, admin, "5.00")
     member = await sign_up(api, "member@example.com")
-    await api.ok(ADD_MEMBER, {"t": admin.team_id, "e": member.email}, admin.token)
+    await join(api, admin, member)
     variables = {"t": admin.team_id, "a": "5.00"}
     assert await api.error_code(PURCHASE, variables, member.token) == "FORBIDDEN"
     assert [p["amount"] for p in await purchases_of(api, member)] == []  # own team: none

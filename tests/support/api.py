@@ -68,3 +68,29 @@ async def sign_up(api: Api, email: str | None = None, *, operator: bool = False)
     data = await api.ok("{ viewer { memberships { team { id } role } } }", token=token)
     team_id = data["viewer"]["memberships"][0]["team"]["id"]
     return Actor(email, token, team_id)
+
+
+INVITE = """mutation($t: ID!, $e: String!, $r: Role!) {
+  addTeamMember(input: {teamId: $t, email: $e, role: $r}) {
+    member { email role pending } invitation { id teamId email role invitedBy }
+    errors { code field message } } }"""
+ACCEPT = """mutation($i: ID!) { acceptInvitation(input: {invitationId: $i}) {
+  membership { role team { id name } } errors { code field message } } }"""
+
+
+async def invite(api: Api, admin: Actor, team_id: str, email: str, role: str = "MEMBER") -> str:
+    """addTeamMember by `admin`; the invitation's id."""
+    data = await api.ok(INVITE, {"t": team_id, "e": email, "r": role}, admin.token)
+    payload = data["addTeamMember"]
+    assert payload["errors"] == [], payload
+    invitation_id: str = payload["invitation"]["id"]
+    return invitation_id
+
+
+async def join(
+    api: Api, admin: Actor, member: Actor, team_id: str | None = None, role: str = "MEMBER"
+) -> None:
+    """`admin` invites `member` to `team_id` (default: the admin's team); `member` accepts."""
+    invitation_id = await invite(api, admin, team_id or admin.team_id, member.email, role)
+    data = await api.ok(ACCEPT, {"i": invitation_id}, member.token)
+    assert data["acceptInvitation"]["errors"] == [], data

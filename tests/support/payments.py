@@ -53,8 +53,6 @@ PURCHASES = f"""query($t: ID!, $first: Int, $after: String) {{ team(id: $t) {{
     edges {{ cursor node {{ {PURCHASE_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"""
 CREDITS = """query($t: ID!) { team(id: $t) { credits { total prepaid grants { kind amount remaining } }
   } }"""
-ADD_MEMBER = """mutation($t: ID!, $e: String!) { addTeamMember(input: {teamId: $t, email: $e}) {
-  errors { code } } }"""
 
 
 async def add_card(

@@ -46,9 +46,8 @@ subscription($teamId: ID!) {
 }
 """
 
-# Membership changes the websocket tests make (a member's subscription follows them).
-ADD_MEMBER = """mutation($t: ID!, $e: String!) {
-  addTeamMember(input: {teamId: $t, email: $e, role: MEMBER}) { errors { code } } }"""
+# Membership changes the websocket tests make (a member's subscription follows them);
+# joining is `tests.support.api.join` (an invitation, accepted).
 REMOVE_MEMBER = """mutation($t: ID!, $e: String!) {
   removeTeamMember(input: {teamId: $t, email: $e}) { errors { code } } }"""
 

@@ -9,7 +9,7 @@ from typing import Any
 from app.credits import service as credits
 from app.kit import clock
 from app.teams.audit.models import AuditEvent
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import LIMIT, set_limit
 
 LOG = """query($t: ID!, $n: Int, $after: String) { team(id: $t) { auditLog(first: $n, after: $after) {
@@ -33,9 +33,7 @@ async def test_members_roles_and_the_limit_are_recorded_newest_first(
     clock.freeze(datetime(2026, 4, 1, 9, tzinfo=UTC))
     bob = await sign_up(api, "bob@example.com")
     t = admin.team_id
-    assert (await api.ok(ADD, {"t": t, "e": bob.email, "r": "MEMBER"}, admin.token))[
-        "addTeamMember"
-    ]["errors"] == []
+    await join(api, admin, bob)
     await api.ok(ADD, {"t": t, "e": "later@example.com", "r": "ADMIN"}, admin.token)
     await api.ok(ROLE, {"t": t, "e": bob.email, "r": "ADMIN"}, admin.token)
     await api.ok(ROLE, {"t": t, "e": bob.email, "r": "ADMIN"}, admin.token)  # no change
@@ -68,10 +66,16 @@ async def test_members_roles_and_the_limit_are_recorded_newest_first(
             {"email": "later@example.com", "role": "ADMIN", "pending": True},
         ),
         (
+            "INVITATION_ACCEPTED",
+            "bob@example.com",
+            {"email": "bob@example.com", "role": "MEMBER", "pending": True},
+            {"email": "bob@example.com", "role": "MEMBER", "pending": False},
+        ),
+        (
             "MEMBER_ADDED",
             "admin@example.com",
             None,
-            {"email": "bob@example.com", "role": "MEMBER", "pending": False},
+            {"email": "bob@example.com", "role": "MEMBER", "pending": True},
         ),
     ]
     assert {e["createdAt"] for e in entries} == {"2026-04-01T09:00:00+00:00"}
@@ -99,11 +103,12 @@ async def test_pages_follow_the_cursor(api: Api, admin: Actor) -> None:
 
 async def test_only_admins_and_operators_read_it(api: Api, admin: Actor, operator: Actor) -> None:
     member = await sign_up(api, "member@example.com")
-    await api.ok(ADD, {"t": admin.team_id, "e": member.email, "r": "MEMBER"}, admin.token)
+    await join(api, admin, member)
     assert await api.error_code(LOG, {"t": admin.team_id}, member.token) == "FORBIDDEN"
     stranger = await sign_up(api, "stranger@example.com")
     assert await api.error_code(LOG, {"t": admin.team_id}, stranger.token) == "NOT_FOUND"
-    assert len((await _log(api, operator, admin.team_id))["edges"]) == 1
+    # The invitation and its acceptance.
+    assert len((await _log(api, operator, admin.team_id))["edges"]) == 2
 
 
 async def test_a_refused_change_records_nothing(api: Api, admin: Actor) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support.api import Actor, Api, sign_up
+from tests.support.api import Actor, Api, join, sign_up
 
 TEAM = "query($t: ID!) { team(id: $t) { id name viewerRole members { email role pending } } }"
 ADD = """mutation($t: ID!, $e: String!, $r: Role!) {
@@ -20,7 +20,7 @@ LIMIT = """mutation($t: ID!, $l: Decimal!) { setInvoicedSpendingLimit(input: {te
 async def _team_with_member(api: Api) -> tuple[Actor, Actor]:
     admin = await sign_up(api, "admin@example.com")
     member = await sign_up(api, "member@example.com")
-    await api.ok(ADD, {"t": admin.team_id, "e": member.email, "r": "MEMBER"}, admin.token)
+    await join(api, admin, member)
     return admin, member
 
 

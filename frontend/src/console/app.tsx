@@ -54,6 +54,8 @@ export function App(): JSX.Element {
   const [config, setConfig] = useState<ConsoleConfig | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const [token, setTokenState] = useState<string | null>(getToken);
+  // A token from a link, held until the person confirms the account it names.
+  const [offered, setOffered] = useState<{ token: string; email: string } | null>(null);
 
   useEffect(() => {
     loadConfig()
@@ -63,7 +65,10 @@ export function App(): JSX.Element {
       })
       .catch((caught: Error) => setFailure(caught.message));
   }, []);
-  useEffect(() => (config ? acceptHandoff(config) : undefined), [config]);
+  useEffect(
+    () => (config ? acceptHandoff(config, (offeredToken, email) => setOffered({ token: offeredToken, email })) : undefined),
+    [config],
+  );
   useEffect(
     () =>
       onTokenChange(() => {
@@ -90,10 +95,54 @@ export function App(): JSX.Element {
       </div>
     );
   }
+  if (offered) {
+    return (
+      <ConfirmSignIn
+        email={offered.email}
+        signedIn={token !== null}
+        onConfirm={() => {
+          setOffered(null);
+          setToken(offered.token);
+        }}
+        onCancel={() => setOffered(null)}
+      />
+    );
+  }
   return (
     <ConfigContext.Provider value={config}>
       {token ? <Console key={token} /> : config.devSignIn ? <SignIn /> : <Handoff />}
     </ConfigContext.Provider>
+  );
+}
+
+function ConfirmSignIn(props: {
+  email: string;
+  signedIn: boolean;
+  onConfirm: () => void;
+  onCancel: () => void;
+}): JSX.Element {
+  return (
+    <div class="center-page">
+      <div class="card signin" data-testid="confirm-sign-in">
+        <div class="brand brand-large">
+          <Logo /> Creditline
+        </div>
+        <h1>Continue as {props.email}?</h1>
+        <p class="muted">
+          The link you opened signs in as <strong data-testid="confirm-email">{props.email}</strong>
+          {props.signedIn ? ", not the account you are signed in to" : ""}. Continue only if this
+          is your own account.
+        </p>
+        <div class="row">
+          <Button type="button" onClick={props.onConfirm} testid="confirm-continue">
+            Continue as {props.email}
+          </Button>
+          <Button kind="ghost" type="button" onClick={props.onCancel} testid="confirm-cancel">
+            {props.signedIn ? "Stay signed in as before" : "Cancel"}
+          </Button>
+        </div>
+      </div>
+    </div>
   );
 }
 
@@ -186,10 +235,20 @@ interface ViewerData {
     name: string | null;
     isOperator: boolean;
     memberships: { role: "ADMIN" | "MEMBER"; team: { id: string; name: string } }[];
+    invitations: Invitation[];
   };
 }
 
-const VIEWER = `query Viewer { viewer { id email name isOperator memberships { role team { id name } } } }`;
+interface Invitation {
+  id: string;
+  teamId: string;
+  teamName: string;
+  role: "ADMIN" | "MEMBER";
+  invitedBy: string | null;
+}
+
+const VIEWER = `query Viewer { viewer { id email name isOperator memberships { role team { id name } }
+  invitations { id teamId teamName role invitedBy } } }`;
 
 function Console(): JSX.Element {
   const viewer = useQuery<ViewerData>(VIEWER, {});
@@ -267,6 +326,9 @@ function Console(): JSX.Element {
         </div>
       </aside>
       <main class="main">
+        {viewer.data && viewer.data.viewer.invitations.length > 0 && (
+          <Invitations invitations={viewer.data.viewer.invitations} onAnswered={viewer.reload} />
+        )}
         {route.teamId ? (
           <>
             <header class="page-head">
@@ -298,6 +360,54 @@ function Console(): JSX.Element {
           <Skeleton lines={6} />
         )}
       </main>
+    </div>
+  );
+}
+
+/** Invitations to the viewer's email: nobody joins a team without accepting. */
+function Invitations(props: { invitations: Invitation[]; onAnswered: () => void }): JSX.Element {
+  const form = useForm();
+  const answer = (invitation: Invitation, accept: boolean): void => {
+    void form.run(async () => {
+      const name = accept ? "acceptInvitation" : "declineInvitation";
+      const type = accept ? "AcceptInvitationInput" : "DeclineInvitationInput";
+      const payload = await mutate<{ errors: UserError[] }>(
+        `mutation Answer($input: ${type}!) { ${name}(input: $input) { errors { code message field } } }`,
+        { input: { invitationId: invitation.id } },
+      );
+      if (payload.errors.length) return payload.errors;
+      props.onAnswered();
+      if (accept) navigate(href(invitation.teamId, "credits"));
+      return undefined;
+    });
+  };
+  return (
+    <div class="card" data-testid="invitations">
+      <h2>Invitations</h2>
+      <FormErrors form={form} known={[]} />
+      <ul class="members">
+        {props.invitations.map((invitation) => (
+          <li class="member" key={invitation.id} data-testid="invitation" data-team={invitation.teamId}>
+            <div class="member-main">
+              <div class="member-who">
+                <div>{invitation.teamName}</div>
+                <div class="muted small">
+                  {invitation.role === "ADMIN" ? "Admin" : "Member"}
+                  {invitation.invitedBy ? `, invited by ${invitation.invitedBy}` : ""}
+                </div>
+              </div>
+              <div class="member-actions">
+                <Button small type="button" busy={form.busy} onClick={() => answer(invitation, true)} testid="invitation-accept">
+                  Accept
+                </Button>
+                <Button kind="ghost" small type="button" busy={form.busy} onClick={() => answer(invitation, false)} testid="invitation-decline">
+                  Decline
+                </Button>
+              </div>
+            </div>
+          </li>
+        ))}
+      </ul>
     </div>
   );
 }

@@ -44,18 +44,41 @@ export function rememberTeam(teamId: string): void {
   localStorage.setItem(TEAM_KEY, teamId);
 }
 
+/** The email a token names (read for display only: the server verifies tokens). */
+export function tokenIdentity(token: string): { subject: string; email: string } | null {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims = JSON.parse(json) as { sub?: unknown; email?: unknown };
+    if (typeof claims.sub !== "string" || typeof claims.email !== "string") return null;
+    return { subject: claims.sub, email: claims.email };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Production hand-off from the host platform: `?token=...` in the URL (removed from the
  * address bar at once) or a `{type: "creditline:token", token}` message from an allowed
  * parent origin.
+ *
+ * A link's token is never taken silently: anyone can send a link carrying their own token
+ * (login CSRF), and a victim signed in as the sender would add their card to the sender's
+ * team. It refreshes the session only when it names the account already signed in;
+ * otherwise `confirm` is asked, naming the account, and nothing changes until the person
+ * says yes.
  */
-export function acceptHandoff(config: ConsoleConfig): () => void {
+export function acceptHandoff(config: ConsoleConfig, confirm: (token: string, email: string) => void): () => void {
   const url = new URL(location.href);
   const fromUrl = url.searchParams.get("token");
   if (fromUrl) {
     url.searchParams.delete("token");
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
-    setToken(fromUrl);
+    const offered = tokenIdentity(fromUrl);
+    const current = getToken();
+    const signedIn = current ? tokenIdentity(current) : null;
+    if (offered && signedIn && offered.subject === signedIn.subject) setToken(fromUrl);
+    else if (offered) confirm(fromUrl, offered.email);
   }
   const onMessage = (event: MessageEvent): void => {
     const data = event.data as { type?: string; token?: string } | null;

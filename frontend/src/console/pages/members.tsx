@@ -134,7 +134,7 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
       if (payload.errors.length) return payload.errors;
       setEmail("");
       props.onInvited();
-      return `Invited ${payload.member?.email ?? email}. They join when they first sign in.`;
+      return `Invited ${payload.member?.email ?? email}. They join once they accept the invitation.`;
     });
   };
   return (
