@@ -33,18 +33,23 @@ def upcoming_target(team_id: uuid.UUID | str) -> str:
     return f"upcoming:{team_id}"
 
 
-def signed_url(settings: Settings, path: str, target: str, ttl: timedelta = LINK_TTL) -> str:
+def signed_url(
+    settings: Settings, base: str, path: str, target: str, ttl: timedelta = LINK_TTL
+) -> str:
+    """`base` is the service's address (`kit.origin.public_base`): PUBLIC_URL or the
+    request's own, so the link opens wherever the caller reached the service."""
     expires = int((clock.now() + ttl).timestamp())
     query = urlencode({"expires": expires, "signature": signature(settings, target, expires)})
-    return f"{settings.public_url.rstrip('/')}{path}?{query}"
+    return f"{base.rstrip('/')}{path}?{query}"
 
 
-def invoice_pdf_url(settings: Settings, invoice_id: uuid.UUID | str) -> str:
-    return signed_url(settings, f"/invoices/{invoice_id}/pdf", invoice_target(invoice_id))
+def invoice_pdf_url(settings: Settings, base: str, invoice_id: uuid.UUID | str) -> str:
+    return signed_url(settings, base, f"/invoices/{invoice_id}/pdf", invoice_target(invoice_id))
 
 
-def upcoming_pdf_url(settings: Settings, team_id: uuid.UUID | str) -> str:
-    return signed_url(settings, f"/teams/{team_id}/upcoming-invoice/pdf", upcoming_target(team_id))
+def upcoming_pdf_url(settings: Settings, base: str, team_id: uuid.UUID | str) -> str:
+    path = f"/teams/{team_id}/upcoming-invoice/pdf"
+    return signed_url(settings, base, path, upcoming_target(team_id))
 
 
 def verify(settings: Settings, target: str, expires: str | None, sig: str | None) -> bool:
