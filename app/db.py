@@ -46,8 +46,9 @@ def connection_url(settings: Settings) -> str:
 
 async def _keep_session(_connection: object) -> None:
     """Connections go back to the pool without asyncpg's RESET ALL round trip: the
-    service never changes session state (no SET, LISTEN or session advisory locks),
-    and every query outside a transaction would otherwise pay one extra round trip."""
+    service never changes session state on them (no SET or LISTEN; advisory locks take
+    connections of their own, `app.locks`), and every query outside a transaction would
+    otherwise pay one extra round trip."""
 
 
 def _connection(settings: Settings) -> str | dict[str, Any]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 from tortoise import connections
 
 from app import db
@@ -66,37 +68,42 @@ async def test_readyz_names_a_pending_migration(client: httpx.AsyncClient) -> No
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Redis server of this test's own (it stops it), on a free port."""
+async def own_redis(tmp_path: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """A Redis server of this test's own (it stops it), on a free port, answering."""
     port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
+    process = await asyncio.create_subprocess_exec(
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
     try:
-        yield f"redis://127.0.0.1:{port}/0", process
+        client = redis.Redis.from_url(url)
+        try:
+            async with asyncio.timeout(WAIT):
+                while True:
+                    with contextlib.suppress(redis.ConnectionError):
+                        if await client.ping():
+                            break
+                    assert process.returncode is None, "redis-server exited"
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        yield url, process
     finally:
-        process.kill()
-        process.wait(10)
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
 
 
 async def test_readyz_names_an_unreachable_broker(
-    client: httpx.AsyncClient, own_redis: tuple[str, subprocess.Popen[bytes]]
+    client: httpx.AsyncClient, own_redis: tuple[str, asyncio.subprocess.Process]
 ) -> None:
     url, redis_server = own_redis
-    for _ in range(100):
-        try:
-            await bus.broker.start(url)
-            break
-        except OSError:  # still starting
-            await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the test's Redis did not start")
+    await bus.broker.start(url)
     try:
         assert (await client.get("/readyz")).json()["checks"]["broker"] == "ok"
         redis_server.kill()
-        redis_server.wait(10)
+        await redis_server.wait()
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["failing"] == ["broker"]
