@@ -48,8 +48,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(db.migrate(settings))
-    print("migrations applied")
+    applied = asyncio.run(db.migrate(settings))
+    # Replicas that waited for another's migration find nothing left: not an error.
+    print(f"applied {len(applied)} migration(s)" if applied else "no migration pending")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -35,7 +36,15 @@ class Settings(BaseSettings):
     stripe_publishable_key: str = ""
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     broker_url: str = "memory://"
-    public_url: str = "http://127.0.0.1:8000"
+    # The service's address as its clients see it (https://billing.example.com), for the
+    # links it hands out; unset: each link is built from its request's scheme, host, port.
+    public_url: str | None = None
+    # Peers (IPs or networks, or "*") whose X-Forwarded-Proto/-Host/-Port are believed
+    # when links are built from the request: the load balancer's addresses.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Whether this process runs the scheduled jobs (SCHEDULER=on|off); with several
+    # replicas on, an advisory lock lets one at a time run each pass.
+    scheduler: bool = True
     cors_allow_origins: list[str] = Field(default_factory=list)
     # `/metrics` then needs `Authorization: Bearer METRICS_TOKEN`; in production, without
     # one set, `/metrics` is closed (app/metrics.py `endpoint`).
@@ -74,6 +83,23 @@ class Settings(BaseSettings):
     def _known_broker(cls, value: str) -> str:
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://HOST:PORT/N")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)  # raises ValueError when malformed
         return value
 
     @property

@@ -1,8 +1,8 @@
 """The billing console: its built assets at `/` (SPA fallback), its configuration, the IDE page.
 
 The assets are built from `frontend/` by the scripts into `app/static/console/` (git-ignored).
-Paths owned by the API (/graphql, /healthz, /webhooks, /metrics, /dev, /invoices, /teams) never
-fall back to the console's index.html.
+Paths owned by the API (/graphql, /healthz, /livez, /readyz, /webhooks, /metrics, /dev,
+/invoices, /teams) never fall back to the console's index.html.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ STRIPE_JS = "https://js.stripe.com/v3/"
 RESERVED = (
     "graphql",
     "healthz",
+    "livez",
+    "readyz",
     "webhooks",
     "metrics",
     "dev",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import pkgutil
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+from app import locks
 from app.config import Settings, get_settings
+
+# Where Tortoise's migrate records what it applied.
+MIGRATIONS_TABLE = "tortoise_migrations"
 
 # One Tortoise app per domain, each with its own migration history under migrations/<app>/.
 APPS: dict[str, list[str]] = {
@@ -40,8 +46,9 @@ def connection_url(settings: Settings) -> str:
 
 async def _keep_session(_connection: object) -> None:
     """Connections go back to the pool without asyncpg's RESET ALL round trip: the
-    service never changes session state (no SET, LISTEN or session advisory locks),
-    and every query outside a transaction would otherwise pay one extra round trip."""
+    service never changes session state on them (no SET or LISTEN; advisory locks take
+    connections of their own, `app.locks`), and every query outside a transaction would
+    otherwise pay one extra round trip."""
 
 
 def _connection(settings: Settings) -> str | dict[str, Any]:
@@ -78,13 +85,49 @@ async def close_db() -> None:
     await Tortoise.close_connections()
 
 
-async def migrate(settings: Settings) -> None:
-    """Apply every pending migration under `migrations/`."""
+async def migrate(settings: Settings) -> list[str]:
+    """Apply every pending migration under `migrations/`; returns the names applied.
+
+    On PostgreSQL under an advisory lock: replicas started together migrate one after
+    another, so the first applies everything and the others find nothing pending."""
+    applied: list[str] = []
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(f"{app_label}.{name}")
+
+    async with locks.advisory_lock(settings, locks.MIGRATE, wait=True):
+        try:
+            await tortoise_migrate(config=tortoise_config(settings), progress=progress)
+        finally:
+            # Open connections (aiosqlite's thread) would keep a failed run from exiting.
+            await Tortoise.close_connections()
+    return applied
+
+
+def disk_migrations() -> set[str]:
+    """Every migration under `migrations/`, as `app.name` (what the recorder table holds)."""
+    names = set()
+    for label in APPS:
+        package = import_module(f"migrations.{label}")
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.ispkg and module.name[0] not in "_~":
+                names.add(f"{label}.{module.name}")
+    return names
+
+
+async def pending_migrations() -> list[str]:
+    """Migrations on disk that the open database has not applied (all, before the first)."""
     try:
-        await tortoise_migrate(config=tortoise_config(settings))
-    finally:
-        # Open connections (aiosqlite's thread) would keep a failed run from exiting.
-        await Tortoise.close_connections()
+        _, rows = await connections.get("default").execute_query(
+            f'SELECT app, name FROM "{MIGRATIONS_TABLE}"'
+        )
+    except Exception as exc:
+        if MIGRATIONS_TABLE not in str(exc):
+            raise
+        rows = []
+    applied = {f"{row['app']}.{row['name']}" for row in rows}
+    return sorted(disk_migrations() - applied)
 
 
 def __getattr__(name: str) -> Any:

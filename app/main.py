@@ -7,30 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from tortoise import connections
 
 from app import console, db, devauth, metrics
 from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
-from app.http import holds, invoice_pdfs, middleware, usage
+from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keyring
-
-
-async def healthz(_request: Request) -> JSONResponse:
-    """200 once the database answers, 503 otherwise."""
-    try:
-        await connections.get("default").execute_query("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
-        return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
-    return JSONResponse({"status": "ok"})
 
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
@@ -39,9 +27,11 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     configure_logging(settings)
 
-    # Closes each month, retries failed payments, catches up on Stripe address syncs; one per
-    # worker, safe side by side.
-    scheduler = InvoiceScheduler()
+    # Closes each month, retries failed payments, catches up on Stripe address syncs. Every
+    # worker of every replica runs one, but a pass runs in one of them at a time (an
+    # advisory lock); SCHEDULER=off starts neither job here.
+    scheduler = InvoiceScheduler(settings)
+    jobs = manage_db and settings.scheduler
     keyring.ring.cache_seconds = settings.api_key_cache_seconds
     # Evicts revoked keys on the broker's word; writes keys' last uses in batches.
     key_upkeep = keyring.Upkeep(settings.api_key_last_used_flush_seconds)
@@ -51,9 +41,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         if manage_db:
             await db.init_db(settings)
             gateway.init_gateway(settings)
+        if jobs:
             scheduler.start()
-        # Expires credits on time, resumes stalled auto top-ups; one per worker, safe side by side.
-        sweeping = sweeper.start_sweeper() if manage_db else None
+        # Expires credits on time, resumes stalled auto top-ups.
+        sweeping = sweeper.start_sweeper(settings) if jobs else None
         try:
             await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
             await key_upkeep.start()
@@ -77,7 +68,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         *usage.ROUTES,
-        Route("/healthz", healthz, methods=["GET"]),
+        *health.ROUTES,
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
         *invoice_pdfs.ROUTES,

@@ -1,7 +1,10 @@
 """The in-process scheduler: closes each month shortly after it ends, retries payments.
 
-Every worker runs one. They need no coordination: the close is idempotent (a unique key
-per team-period decides each invoice) and a charge is leased to one worker at a time.
+Every worker runs one (unless SCHEDULER=off), and each pass takes an advisory lock
+(`app.locks`) so one process of all the replicas runs it at a time; the others skip that
+pass. The lock saves duplicated work: correctness never depended on it, since the close
+is idempotent (a unique key per team-period decides each invoice) and a charge is leased
+to one worker at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from datetime import timedelta
 
 import structlog
 
+from app import locks
 from app.billing import address_sync, collection
+from app.config import Settings
 from app.invoices import close
 from app.kit import clock
 
@@ -37,10 +42,19 @@ async def run_once() -> None:
     await address_sync.resync_pending()
 
 
-class InvoiceScheduler:
-    """A background task calling `run_once` every `interval` seconds (with jitter)."""
+async def run_pass(settings: Settings) -> bool:
+    """`run_once` unless another process is running a pass; True when this one ran it."""
+    async with locks.advisory_lock(settings, locks.INVOICE_SCHEDULER, wait=False) as held:
+        if held:
+            await run_once()
+        return held
 
-    def __init__(self, interval: float = INTERVAL_SECONDS) -> None:
+
+class InvoiceScheduler:
+    """A background task calling `run_pass` every `interval` seconds (with jitter)."""
+
+    def __init__(self, settings: Settings, interval: float = INTERVAL_SECONDS) -> None:
+        self.settings = settings
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -60,7 +74,7 @@ class InvoiceScheduler:
         await asyncio.sleep(random.uniform(1.0, 5.0))
         while True:
             try:
-                await run_once()
+                await run_pass(self.settings)
             except Exception:
                 log.exception("scheduler.pass_failed")
             await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))

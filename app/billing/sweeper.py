@@ -1,5 +1,11 @@
-"""The periodic sweeper: credits and holds expire on time, stalled top-ups resume, throttles
-prune."""
+"""The periodic sweeper: credits and holds expire on time, stalled top-ups resume,
+throttles prune.
+
+Every worker runs one (unless SCHEDULER=off); each pass takes an advisory lock
+(`app.locks`), so one process of all the replicas sweeps at a time and the others skip
+that pass. Sweeping twice would be safe (expiry runs under each team's account lock), only
+wasted.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from app import locks
 from app.billing import auto_top_up
+from app.config import Settings
 from app.credits import holds, promo, service
 from app.credits.models import CreditAccount
 from app.kit import clock
@@ -33,6 +41,12 @@ async def sweep_once() -> int:
     return expired
 
 
+async def sweep_pass(settings: Settings) -> int | None:
+    """`sweep_once` unless another process is sweeping (then None)."""
+    async with locks.advisory_lock(settings, locks.CREDITS_SWEEPER, wait=False) as held:
+        return await sweep_once() if held else None
+
+
 async def next_wake(now: datetime) -> float:
     """Seconds until the next grant or hold expires, at most the sweep interval."""
     upcoming = (
@@ -49,12 +63,12 @@ async def next_wake(now: datetime) -> float:
     return wait
 
 
-async def run_sweeper() -> None:
+async def run_sweeper(settings: Settings) -> None:
     """Sweeps until cancelled, waking at each grant's or hold's expiry so balances change
     on time."""
     while True:
         try:
-            await sweep_once()
+            await sweep_pass(settings)
             wait = await next_wake(clock.now())
         except asyncio.CancelledError:
             raise
@@ -64,9 +78,9 @@ async def run_sweeper() -> None:
         await asyncio.sleep(wait)
 
 
-def start_sweeper() -> asyncio.Task[None]:
+def start_sweeper(settings: Settings) -> asyncio.Task[None]:
     """Starts the sweeper on the running loop (the app lifespan); `stop_sweeper` ends it."""
-    return asyncio.get_running_loop().create_task(run_sweeper(), name="credits-sweeper")
+    return asyncio.get_running_loop().create_task(run_sweeper(settings), name="credits-sweeper")
 
 
 async def stop_sweeper(task: asyncio.Task[None] | None) -> None:

@@ -57,6 +57,10 @@ class Backend(ABC):
     @abstractmethod
     async def remove_listener(self, channel: str, listener: Listener) -> None: ...
 
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raises when the broker cannot be reached (the readiness check)."""
+
 
 def _deliver(channel: str, listeners: set[Listener], message: str) -> None:
     for listener in list(listeners):
@@ -74,6 +78,9 @@ class MemoryBackend(Backend):
 
     async def start(self) -> None:
         pass
+
+    async def ping(self) -> None:
+        pass  # in this process: answers whenever the process does
 
     async def publish(self, channel: str, message: str) -> None:
         listeners = self._listeners.get(channel)
@@ -155,6 +162,11 @@ class RedisBackend(Backend):
 
     async def publish(self, channel: str, message: str) -> None:
         await self._client.publish(channel, message)
+
+    async def ping(self) -> None:
+        if self._client is None:
+            raise ConnectionError("the Redis broker is closed")
+        await self._client.ping()
 
     async def publish_many(self, messages: Sequence[tuple[str, str]]) -> None:
         # One command for all of them: a usage transaction of 250 teams announces each.
@@ -299,6 +311,10 @@ class Broker:
     async def publish_many(self, messages: Sequence[tuple[str, str]]) -> None:
         """Several messages in order, in one round trip to Redis."""
         await self._backend.publish_many(messages)
+
+    async def ping(self) -> None:
+        """Raises when the running broker cannot be reached."""
+        await self._backend.ping()
 
     @asynccontextmanager
     async def listen(self, channel: str, listener: Listener) -> AsyncIterator[None]:

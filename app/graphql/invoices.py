@@ -18,6 +18,7 @@ from app.invoices import address as addresses
 from app.invoices import documents, links
 from app.invoices.models import InvoiceKind as DomainInvoiceKind
 from app.invoices.models import InvoiceStatus as DomainInvoiceStatus
+from app.kit import origin
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import cents_to_units
@@ -171,9 +172,12 @@ class Invoice:
         settings = info.context.settings
         viewer = await info.context.viewer()
         member = None if viewer.is_operator else viewer.user.id
+        base = origin.public_base(
+            settings.public_url, info.context.request, settings.trusted_proxies
+        )
         if self.document.draft:
-            return links.upcoming_pdf_url(settings, self.document.team_id, member)
-        return links.invoice_pdf_url(settings, self.document.id, member)
+            return links.upcoming_pdf_url(settings, base, self.document.team_id, member)
+        return links.invoice_pdf_url(settings, base, self.document.id, member)
 
 
 @strawberry.type

@@ -46,22 +46,34 @@ def upcoming_target(team_id: uuid.UUID | str, member: Member = None) -> str:
 
 
 def signed_url(
-    settings: Settings, path: str, target: str, ttl: timedelta = LINK_TTL, member: Member = None
+    settings: Settings,
+    base: str,
+    path: str,
+    target: str,
+    ttl: timedelta = LINK_TTL,
+    member: Member = None,
 ) -> str:
+    """`base` is the service's address (`kit.origin.public_base`): PUBLIC_URL or the
+    request's own, so the link opens wherever the caller reached the service."""
     expires = int((clock.now() + ttl).timestamp())
     params: dict[str, object] = {"member": str(member)} if member else {}
     params |= {"expires": expires, "signature": signature(settings, target, expires)}
-    return f"{settings.public_url.rstrip('/')}{path}?{urlencode(params)}"
+    return f"{base.rstrip('/')}{path}?{urlencode(params)}"
 
 
-def invoice_pdf_url(settings: Settings, invoice_id: uuid.UUID | str, member: Member = None) -> str:
+def invoice_pdf_url(
+    settings: Settings, base: str, invoice_id: uuid.UUID | str, member: Member = None
+) -> str:
     target = invoice_target(invoice_id, member)
-    return signed_url(settings, f"/invoices/{invoice_id}/pdf", target, member=member)
+    return signed_url(settings, base, f"/invoices/{invoice_id}/pdf", target, member=member)
 
 
-def upcoming_pdf_url(settings: Settings, team_id: uuid.UUID | str, member: Member = None) -> str:
+def upcoming_pdf_url(
+    settings: Settings, base: str, team_id: uuid.UUID | str, member: Member = None
+) -> str:
     target = upcoming_target(team_id, member)
-    return signed_url(settings, f"/teams/{team_id}/upcoming-invoice/pdf", target, member=member)
+    path = f"/teams/{team_id}/upcoming-invoice/pdf"
+    return signed_url(settings, base, path, target, member=member)
 
 
 def verify(settings: Settings, target: str, expires: str | None, sig: str | None) -> bool:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.functions import Sum
 
 from app.billing import sweeper
+from app.config import Settings
 from app.credits import promo
 from app.credits import service as credits_service
 from app.credits.models import (
@@ -149,10 +150,12 @@ async def test_the_sweeper_wakes_at_the_next_expiry(api: Api) -> None:
     assert 0 < await sweeper.next_wake(clock.now()) < 1  # overdue: at once
 
 
-async def test_the_sweeper_runs_in_the_background_until_stopped(api: Api) -> None:
+async def test_the_sweeper_runs_in_the_background_until_stopped(
+    api: Api, database: Settings
+) -> None:
     team_id = await new_team(api)
     await give(team_id, "1.00", expires_at=clock.now() + timedelta(milliseconds=300))
-    task = sweeper.start_sweeper()
+    task = sweeper.start_sweeper(database)
     try:
         for _ in range(300):
             if await expiries(team_id):

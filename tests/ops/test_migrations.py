@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import asyncpg
+
+from app import db
 from app.config import Settings
 from tests.support import ROOT
+from tests.support.db import fresh_postgres
+from tests.support.db import tables as tables_of_models
 
 # Applies each app's first migration only, so the later ones run over existing rows.
 _FIRST_ONLY = """
@@ -93,3 +99,31 @@ def test_latest_migrations_apply_over_rows_of_the_first(settings: Settings, tmp_
     finally:
         if not database.is_sqlite:
             _psql(f"{server}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_three_replicas_migrating_at_once_apply_each_migration_once() -> None:
+    """On PostgreSQL (on either suite run): the advisory lock lets one apply everything;
+    the others wait, find nothing pending and exit 0."""
+    async with fresh_postgres("replicas") as url:
+        runs = await asyncio.gather(*(asyncio.to_thread(_run, ["-m", "app", "migrate"], url)
+                                      for _ in range(3)))  # fmt: skip
+        for run in runs:
+            assert run.returncode == 0, run.stderr[-3000:]
+        # The last line (the others are log lines: `lock.waiting` when a replica waited).
+        outputs = sorted(run.stdout.strip().splitlines()[-1] for run in runs)
+        on_disk = db.disk_migrations()
+        assert outputs == [
+            f"applied {len(on_disk)} migration(s)",
+            "no migration pending",
+            "no migration pending",
+        ]
+        connection = await asyncpg.connect(url)
+        try:
+            recorded = await connection.fetch(f"SELECT app, name FROM {db.MIGRATIONS_TABLE}")
+            tables = await connection.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        finally:
+            await connection.close()
+        assert sorted(f"{row['app']}.{row['name']}" for row in recorded) == sorted(on_disk)
+        assert {row["table_name"] for row in tables} == {*tables_of_models(), db.MIGRATIONS_TABLE}

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
 from tortoise import Tortoise, connections
 
 from app.config import Settings
@@ -30,3 +37,41 @@ async def empty(database: Settings) -> None:
         await conn.execute_script(
             "TRUNCATE " + ", ".join(f'"{t}"' for t in names) + " RESTART IDENTITY CASCADE;"
         )
+
+
+# The local server the suite's PostgreSQL runs come from (scripts/test); the tests that
+# exercise PostgreSQL's locks use it on either run and fail, never skip, without it.
+POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
+
+
+def postgres_server() -> str:
+    """`postgres://USER@HOST:PORT` of TEST_DATABASE_URL when it names PostgreSQL, else the
+    local default."""
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        return url.rsplit("/", 1)[0]
+    return POSTGRES_SERVER
+
+
+@asynccontextmanager
+async def fresh_postgres(prefix: str) -> AsyncIterator[str]:
+    """An empty PostgreSQL database of its own, dropped afterwards; yields its URL."""
+    server = postgres_server()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{server}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def fresh_database(suite: Settings, directory: Path) -> AsyncIterator[str]:
+    """An empty database of the suite's kind (SQLite under `directory`, or PostgreSQL)."""
+    if suite.is_sqlite:
+        yield f"sqlite://{directory / 'fresh.sqlite3'}"
+        return
+    async with fresh_postgres("fresh") as url:
+        yield url
