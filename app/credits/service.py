@@ -25,7 +25,7 @@ from app.credits.models import (
 from app.credits.rules import BillingStatus
 from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
 from app.events.commit import atomic
-from app.kit import clock
+from app.kit import clock, text
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import time_ordered_id, uuid_order
 from app.kit.money import UNITS_PER_DOLLAR, format_units
@@ -365,6 +365,7 @@ async def grant_credits(
     expires_at: datetime | None = None,
 ) -> GrantRow:
     """An operator's grant (FREE, PROMOTIONAL, or PREPAID for a payment taken offline)."""
+    text.check(description, "description")
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"At most {MAX_DESCRIPTION} characters.", "description"
@@ -373,6 +374,9 @@ async def grant_credits(
         raise DomainError(ErrorCode.INVALID_INPUT, "Expiry must be in the future.", "expiresAt")
     async with atomic() as tx:
         locked = await lock_account(team_id, tx.conn)
+        refused = rules.balance_room(locked.account.total, amount)
+        if refused is not None:
+            raise refused
         grant = locked.add_grant(kind, amount, description=description, expires_at=expires_at)
         await locked.flush()
         tx.credits_changed(team_id)
@@ -408,6 +412,10 @@ async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = aud
 def validate_usage(request: UsageRequest) -> DomainError | None:
     """Checks that need no database; None when the request is well formed."""
     key = request.idempotency_key
+    # Each event's own: one event's bad bytes must not fail a shared transaction.
+    for value, field_name in ((key, "idempotencyKey"), (request.description, "description")):
+        if value is not None and not text.is_storable(value):
+            return DomainError(ErrorCode.INVALID_INPUT, text.MESSAGE, field_name)
     if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
         return DomainError(
             ErrorCode.INVALID_INPUT,

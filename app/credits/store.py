@@ -106,6 +106,11 @@ class AccountRow:
     auto_top_up_pending: bool
     funding_seq: int
 
+    @property
+    def total(self) -> int:
+        """Free, promotional and prepaid credits together."""
+        return self.free + self.promotional + self.prepaid
+
 
 @dataclass(slots=True)
 class GrantRow:

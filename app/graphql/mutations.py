@@ -247,7 +247,7 @@ class Mutation:
         return RecordUsagePayload(usage=result.usage, errors=result.errors, team_id=team_id)
 
     @strawberry.mutation(description="Operator only: up to 1,000 usage events across any teams.")
-    @payload_errors(RecordUsageBatchPayload)
+    @payload_errors(RecordUsageBatchPayload, per_item_text=True)
     async def record_usage_batch(
         self, info: Info, input: RecordUsageBatchInput
     ) -> RecordUsageBatchPayload:

@@ -19,6 +19,7 @@ from strawberry.tools import merge_types
 from app.graphql import balances
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors
+from app.graphql.inputs import TextGuard
 from app.graphql.invoices import InvoicesMutation
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
 from app.graphql.mutations import Mutation
@@ -91,6 +92,8 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=1000),
         # Replaces ValidationCache: a cost budget first (fragment bombs), then cached rules.
         GuardedValidation,
+        # Right after validation: text the database refuses, in any argument (docs/inputs.md).
+        TextGuard,
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ],
