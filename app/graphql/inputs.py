@@ -9,11 +9,14 @@ A mutation whose payload carries `errors` answers a `UserError` on the field ins
 `payload_errors` registers its resolver with `checks_own_text`, and the guard leaves the
 arguments of those root fields to it (`refused_argument` finds the path). Everything else
 in the document, fragments included, is still the guard's.
+
+Variables nested past `MAX_NESTING` are refused first (BAD_REQUEST): walking them, or
+coercing them, would otherwise recurse without bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -41,6 +44,8 @@ from app.kit.errors import DomainError, ErrorCode
 _SELF_CHECKING: set[Callable[..., Any]] = set()
 BACKREF = "strawberry-definition"
 F = TypeVar("F", bound=Callable[..., Any])
+# Lists and objects inside the variables: no input of this schema nests past 4.
+MAX_NESTING = 16
 
 
 def checks_own_text(resolver: F) -> F:
@@ -136,6 +141,27 @@ def _defaults(operation: OperationDefinitionNode) -> dict[str, Node]:
     }
 
 
+def nesting(value: object, limit: int) -> int:
+    """How deep lists and objects nest in `value`, counted up to `limit + 1` (iteratively:
+    the value may nest deeper than Python may recurse)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
 def refused_text(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -143,6 +169,11 @@ def refused_text(
     variables: dict[str, Any] | None,
 ) -> GraphQLError | None:
     """The top-level error for refused text the operation would run with, or None."""
+    if variables and nesting(variables, MAX_NESTING) > MAX_NESTING:
+        return GraphQLError(
+            f"Variables nest at most {MAX_NESTING} levels deep.",
+            extensions={"code": "BAD_REQUEST"},
+        )
     plan = _plan(schema, document, operation_name)
     found = plan.literal
     values = variables or {}

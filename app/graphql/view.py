@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -209,6 +210,14 @@ class GraphQLView(GraphQL[Context, None]):
         if sub_response.status_code:
             response.status_code = sub_response.status_code
         return response
+
+    def decode_json(self, data: str | bytes) -> object:
+        # HTTP bodies and websocket messages both: JSON nested past the interpreter's
+        # recursion limit reads as invalid JSON (400; 4400 on a socket), not a 500.
+        try:
+            return super().decode_json(data)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
 
     def encode_json(self, data: object) -> str | bytes:
         # Balance messages come assembled from parts their subscribers share.
