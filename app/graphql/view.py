@@ -52,6 +52,35 @@ def _has_code(error: GraphQLError) -> bool:
     return bool(error.extensions and "code" in error.extensions)
 
 
+_OPTIONAL_OBJECT = (dict, type(None))
+
+
+def malformed(message: object) -> str | None:
+    """Why a graphql-transport-ws message is not one the protocol defines, or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "A message is a JSON object with a string `type`."
+    kind, payload = message["type"], message.get("payload")
+    if kind in ("subscribe", "complete") and not (
+        isinstance(message.get("id"), str) and message["id"]
+    ):
+        return f"A `{kind}` message needs a string `id`."
+    if kind != "subscribe":
+        return (
+            None
+            if isinstance(payload, _OPTIONAL_OBJECT) or kind == "complete"
+            else ("`payload` must be an object.")
+        )
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "A `subscribe` payload is an object with a string `query`."
+    if not isinstance(payload.get("variables"), _OPTIONAL_OBJECT) or not isinstance(
+        payload.get("extensions"), _OPTIONAL_OBJECT
+    ):
+        return "`variables` and `extensions` must be objects."
+    if not isinstance(payload.get("operationName"), str | None):
+        return "`operationName` must be a string."
+    return None
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, with commit times on balance messages.
 
@@ -60,6 +89,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     first time in it (changes coalesce), so a client can measure commit-to-screen
     latency. The first state of a subscription has neither.
     """
+
+    async def handle_message(self, message: Message) -> None:
+        # Strawberry trusts the shape: a JSON array, a numeric id or a payload that is not
+        # an object raised inside the handler (a 1006 close, or a subscribe task that died
+        # and left the socket hanging). Anything off is the protocol's 4400.
+        problem = malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: its balance stream may send on it directly.
