@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from app.kit.errors import DomainError, ErrorCode
-from app.kit.text import storable
+from app.kit.text import is_storable
 
 MAX_DIMENSIONS = 10
 MAX_KEY_LENGTH = 64
@@ -44,7 +44,7 @@ def problem(dimensions: Mapping[str, str]) -> DomainError | None:
             return _invalid(
                 f"A dimension's key takes 1 to {MAX_KEY_LENGTH} characters of A-Z a-z 0-9 _ . -"
             )
-        if len(value) > MAX_VALUE_LENGTH or not storable(value):
+        if len(value) > MAX_VALUE_LENGTH or not is_storable(value):
             return _invalid(
                 f"A dimension's value takes at most {MAX_VALUE_LENGTH} characters, "
                 "without NUL or lone surrogates."

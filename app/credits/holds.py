@@ -24,7 +24,7 @@ from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import parse_uuid, time_ordered_id
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
-from app.kit.text import storable
+from app.kit.text import is_storable
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 86_400
@@ -76,7 +76,7 @@ def check_text(value: str | None, field_name: str, limit: int) -> None:
         return
     if len(value) > limit:
         raise DomainError(ErrorCode.INVALID_INPUT, f"At most {limit} characters.", field_name)
-    if not storable(value):
+    if not is_storable(value):
         raise DomainError(
             ErrorCode.INVALID_INPUT, "Text may not hold NUL or unpaired surrogates.", field_name
         )

@@ -23,6 +23,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 
+from app.credits import rules
 from app.credits.models import (
     CreditKind,
     PromoCode,
@@ -179,6 +180,9 @@ async def _redeem_locked(locked: LockedAccount, code: str) -> Redemption:
         raise _already_redeemed()
     if promo.expires_at is not None and promo.expires_at <= now:
         raise DomainError(ErrorCode.PROMO_CODE_EXPIRED, "This promo code has expired.", "code")
+    refused = rules.balance_room(locked.account.total, promo.amount, "code")
+    if refused is not None:
+        raise refused
     # One conditional UPDATE takes a redemption: teams redeeming at once never exceed the cap.
     taken = PromoCode.filter(id=promo.id)
     if promo.max_redemptions is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from app.kit.errors import DomainError, ErrorCode
+from app.kit.money import MAX_BALANCE, format_units
 
 
 class BillingStatus(StrEnum):
@@ -60,3 +61,17 @@ def billing_status(total: int, limit: int, headroom: int) -> BillingStatus:
     if headroom > 0:
         return BillingStatus.ACTIVE
     return BillingStatus.INVOICED_LIMIT_REACHED
+
+
+def balance_room(total: int, amount: int, field: str = "amount") -> DomainError | None:
+    """INVALID_AMOUNT when adding `amount` would take the team's credits past
+    `MAX_BALANCE` (docs/inputs.md, "Money"); None when it fits."""
+    if total + amount <= MAX_BALANCE:
+        return None
+    room = max(MAX_BALANCE - total, 0)
+    return DomainError(
+        ErrorCode.INVALID_AMOUNT,
+        f"A team's credits are at most {format_units(MAX_BALANCE)}: "
+        f"at most {format_units(room)} more fits.",
+        field,
+    )

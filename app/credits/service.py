@@ -26,11 +26,11 @@ from app.credits.models import (
 from app.credits.rules import BillingStatus
 from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
 from app.events.commit import Transaction, atomic, current
-from app.kit import clock
+from app.kit import clock, text
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import time_ordered_id, uuid_order
 from app.kit.money import MAX_UNITS, UNITS_PER_DOLLAR, format_units
-from app.kit.text import storable
+from app.kit.text import is_storable
 from app.teams.audit import service as audit
 from app.teams.audit.models import AuditAction
 from app.teams.models import Team
@@ -405,6 +405,7 @@ async def grant_credits(
     expires_at: datetime | None = None,
 ) -> GrantRow:
     """An operator's grant (FREE, PROMOTIONAL, or PREPAID for a payment taken offline)."""
+    text.check(description, "description")
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"At most {MAX_DESCRIPTION} characters.", "description"
@@ -413,6 +414,9 @@ async def grant_credits(
         raise DomainError(ErrorCode.INVALID_INPUT, "Expiry must be in the future.", "expiresAt")
     async with atomic() as tx:
         locked = await lock_account(team_id, tx.conn)
+        refused = rules.balance_room(locked.account.total, amount)
+        if refused is not None:
+            raise refused
         grant = locked.add_grant(kind, amount, description=description, expires_at=expires_at)
         await locked.flush()
         tx.credits_changed(team_id)
@@ -452,7 +456,7 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
     if not 0 < request.amount <= MAX_UNITS:
         return DomainError(ErrorCode.INVALID_AMOUNT, "amount is out of range.", "amount")
     key = request.idempotency_key
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not storable(key):
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not is_storable(key):
         return DomainError(
             ErrorCode.INVALID_INPUT,
             f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters, "
@@ -467,7 +471,7 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
         )
     description = request.description
     if description is not None and (
-        len(description) > MAX_DESCRIPTION or not storable(description)
+        len(description) > MAX_DESCRIPTION or not is_storable(description)
     ):
         return DomainError(
             ErrorCode.INVALID_INPUT,

@@ -119,6 +119,11 @@ class AccountRow:
     funding_seq: int
     held: int  # the sum of the team's HELD holds
 
+    @property
+    def total(self) -> int:
+        """Free, promotional and prepaid credits together."""
+        return self.free + self.promotional + self.prepaid
+
 
 @dataclass(slots=True)
 class GrantRow:

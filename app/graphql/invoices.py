@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 
 from app.billing import collection
-from app.graphql import throttle
+from app.graphql import inputs, throttle
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
 from app.graphql.errors import UserError
@@ -272,9 +272,13 @@ class InvoicesMutation:
         description="Admins: the billing details printed on invoices from now on "
         "(issued invoices keep theirs). Each problem is an INVALID_INPUT naming its field."
     )
+    @inputs.checks_own_text
     async def update_billing_address(
         self, info: Info, input: UpdateBillingAddressInput
     ) -> UpdateBillingAddressPayload:
+        refused = inputs.refused_argument({"input": input})
+        if refused is not None:
+            return UpdateBillingAddressPayload(errors=[UserError.of(refused)])
         access = await teams.team_access(
             await info.context.team_caller(), input.team_id, admin=True
         )
@@ -308,7 +312,11 @@ class InvoicesMutation:
         description="Admins: charge an unpaid invoice to the default payment method now "
         "(e.g. after adding a card). A decline answers PAYMENT_FAILED with the invoice."
     )
+    @inputs.checks_own_text
     async def pay_invoice(self, info: Info, input: PayInvoiceInput) -> PayInvoicePayload:
+        refused = inputs.refused_argument({"input": input})
+        if refused is not None:
+            return PayInvoicePayload(errors=[UserError.of(refused)])
         access = await teams.team_access(
             await info.context.team_caller(), input.team_id, admin=True
         )

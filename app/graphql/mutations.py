@@ -277,7 +277,7 @@ class Mutation:
         description="Operator or usage:write service key: up to 1,000 usage events across "
         "any teams."
     )
-    @payload_errors(RecordUsageBatchPayload)
+    @payload_errors(RecordUsageBatchPayload, per_item_text=True)
     async def record_usage_batch(
         self, info: Info, input: RecordUsageBatchInput
     ) -> RecordUsageBatchPayload:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as PyDecimal
 from typing import Any, NewType
 
 import strawberry
 from graphql import FloatValueNode, IntValueNode, StringValueNode, ValueNode
 
 
-def _parse_value(value: Any) -> str:
-    # Services validate the text and answer INVALID_AMOUNT: a malformed amount is a
-    # UserError on the field, not a request-level failure.
-    if isinstance(value, bool) or value is None:
-        return ""
-    return str(value)
+def _parse_value(value: Any) -> Any:
+    # Handed over as it came: `kit/money.py` `parse` takes only a plain decimal string and
+    # answers INVALID_AMOUNT on the field for anything else (a JSON number included), so
+    # a malformed amount is a UserError, not a request-level failure.
+    return value
 
 
-def _parse_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> str:
-    # A literal 25.10 keeps its exact text: graphql-core hands over the source digits.
-    if isinstance(node, (StringValueNode, FloatValueNode, IntValueNode)):
+def _parse_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> Any:
+    if isinstance(node, StringValueNode):
         return node.value
-    return ""
+    # A literal 25.10 is a number, not a decimal string: exact, and refused the same way.
+    if isinstance(node, (FloatValueNode, IntValueNode)):
+        return PyDecimal(node.value)
+    return None
 
 
 Decimal = NewType("Decimal", str)

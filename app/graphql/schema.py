@@ -21,6 +21,7 @@ from app.graphql import balances
 from app.graphql.consent import InvitationsMutation
 from app.graphql.context import Info
 from app.graphql.errors import ApiErrors, ApiSchema
+from app.graphql.inputs import TextGuard
 from app.graphql.invoices import InvoicesMutation
 from app.graphql.keys import KeysMutation, ServiceKey, service_keys
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
@@ -119,6 +120,8 @@ schema = ApiSchema(
         lambda: ParserCache(maxsize=1000),
         # Replaces ValidationCache: a cost budget first (fragment bombs), then cached rules.
         GuardedValidation,
+        # Right after validation: text the database refuses, in any argument (docs/inputs.md).
+        TextGuard,
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import suppress
 from datetime import timedelta
@@ -59,6 +60,35 @@ def _has_code(error: GraphQLError) -> bool:
     return bool(error.extensions and "code" in error.extensions)
 
 
+_OPTIONAL_OBJECT = (dict, type(None))
+
+
+def malformed(message: object) -> str | None:
+    """Why a graphql-transport-ws message is not one the protocol defines, or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "A message is a JSON object with a string `type`."
+    kind, payload = message["type"], message.get("payload")
+    if kind in ("subscribe", "complete") and not (
+        isinstance(message.get("id"), str) and message["id"]
+    ):
+        return f"A `{kind}` message needs a string `id`."
+    if kind != "subscribe":
+        return (
+            None
+            if isinstance(payload, _OPTIONAL_OBJECT) or kind == "complete"
+            else ("`payload` must be an object.")
+        )
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "A `subscribe` payload is an object with a string `query`."
+    if not isinstance(payload.get("variables"), _OPTIONAL_OBJECT) or not isinstance(
+        payload.get("extensions"), _OPTIONAL_OBJECT
+    ):
+        return "`variables` and `extensions` must be objects."
+    if not isinstance(payload.get("operationName"), str | None):
+        return "`operationName` must be a string."
+    return None
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, with commit times on balance messages.
 
@@ -96,6 +126,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             with suppress(asyncio.CancelledError):
                 await self._expiry
         await super().shutdown()
+
+    async def handle_message(self, message: Message) -> None:
+        # Strawberry trusts the shape: a JSON array, a numeric id or a payload that is not
+        # an object raised inside the handler (a 1006 close, or a subscribe task that died
+        # and left the socket hanging). Anything off is the protocol's 4400.
+        problem = malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: its balance stream may send on it directly.
@@ -257,6 +297,14 @@ class GraphQLView(GraphQL[Context, None]):
         if sub_response.status_code:
             response.status_code = sub_response.status_code
         return response
+
+    def decode_json(self, data: str | bytes) -> object:
+        # HTTP bodies and websocket messages both: JSON nested past the interpreter's
+        # recursion limit reads as invalid JSON (400; 4400 on a socket), not a 500.
+        try:
+            return super().decode_json(data)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
 
     def encode_json(self, data: object) -> str | bytes:
         # Balance messages come assembled from parts their subscribers share.

@@ -27,7 +27,7 @@ from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import parse_uuid
 from app.kit.money import format_units, parse_field
-from app.kit.text import storable
+from app.kit.text import is_storable
 
 _CREATE_FIELDS = frozenset(
     {"teamId", "amount", "idempotencyKey", "expiresInSeconds", "description", "dimensions"}
@@ -55,7 +55,7 @@ async def _body(
         raise ApiError(400, ErrorCode.INVALID_INPUT.value, "The body is a JSON object.")
     for name in body:
         if name not in allowed:
-            shown = name if len(name) <= MAX_FIELD_NAME and storable(name) else None
+            shown = name if len(name) <= MAX_FIELD_NAME and is_storable(name) else None
             raise ApiError(400, ErrorCode.INVALID_INPUT.value, "Unknown field.", shown)
     return body
 

@@ -6,6 +6,9 @@ the usage hot path serves thousands of requests a second through it:
 - every request gets an id (the client's `X-Request-ID` when it is a sane token, else a
   new one), bound to structlog's context for everything logged while serving it, and
   echoed in the `X-Request-ID` response header;
+- headers over `MAX_HEADER_BYTES` together (an 8 MB Authorization header, say) are
+  refused with 431 before anything reads them: uvicorn's httptools parser sets no limit;
+  a websocket handshake with such headers is closed before it is accepted (403);
 - a body over `max_request_bytes` is refused with 413 before any of it is parsed, by
   `Content-Length` or, for a chunked body, as soon as the bytes read pass the cap;
 - a POST to `/graphql` must be `application/json` (415 otherwise): a cross-site HTML form
@@ -44,6 +47,9 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _ROUTES = frozenset(
     {GRAPHQL_PATH, "/healthz", "/metrics", "/webhooks/stripe", "/v1/usage", "/v1/usage/batch"}
 )
+# Every header name and value together; a bearer token from an identity provider is a few
+# KiB, browsers send under 8 KiB. nginx's default buffers hold 32 KiB.
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -101,7 +107,9 @@ class RequestGuard:
         request_id: str | None = None
         content_type: bytes | None = None
         content_length: bytes | None = None
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == b"x-request-id":
                 if _REQUEST_ID.match(value):
                     request_id = value.decode()
@@ -113,7 +121,9 @@ class RequestGuard:
             request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4, faster
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            if kind == "websocket":
+            if header_bytes > MAX_HEADER_BYTES:
+                await self._headers_too_large(scope, receive, send, request_id)
+            elif kind == "websocket":
                 await self.app(scope, receive, send)
             else:
                 await self._http(scope, receive, send, request_id, content_type, content_length)
@@ -184,6 +194,20 @@ class RequestGuard:
         finally:
             if started:
                 child(http_responses, route, str(status)).inc()
+
+    async def _headers_too_large(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        if scope["type"] == "websocket":
+            # Closed before `websocket.accept`: the server answers the handshake with 403.
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        path = scope["path"]
+        await self._refuse(
+            send, path if path in _ROUTES else "other", 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            f"The request headers take at most {MAX_HEADER_BYTES} bytes together.", request_id,
+        )  # fmt: skip
 
     async def _refuse(
         self, send: Send, route: str, status: int, code: str, message: str, request_id: str

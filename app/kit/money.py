@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 from app.kit.errors import DomainError, ErrorCode
 
 UNITS_PER_DOLLAR = 100_000_000
 UNITS_PER_CENT = 1_000_000
-# $10 billion: far beyond any real amount, and sums of many stay inside BIGINT (9.2e18).
-MAX_UNITS = 10**18
+# The most one team's credits may hold, and so the most any single amount may be:
+# $1,000,000,000.00. BIGINT holds 9.2e18 units ($92 billion), so balances, a month's
+# invoiced total and any sum of capped amounts stay far inside it (docs/inputs.md).
+MAX_BALANCE = 1_000_000_000 * UNITS_PER_DOLLAR
+MAX_UNITS = MAX_BALANCE
+# ASCII digits only (`\d` would take Arabic-Indic or full-width ones), one optional
+# point with digits on both sides: no sign, exponent, underscore, space, NaN or infinity.
+_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?", re.ASCII)
+_SHAPE = 'amount must be a decimal string such as "25.00"'
+# Longer text is refused unread: no amount within MAX_UNITS needs 40 characters.
+_MAX_TEXT = 40
 
 
 class InvalidAmount(ValueError):
@@ -17,33 +27,24 @@ class InvalidAmount(ValueError):
 
 
 def parse(value: object, *, places: int = 8, allow_zero: bool = False) -> int:
-    """Parse a decimal string of dollars into units, exactly.
+    """Parse a plain decimal string of dollars ("25", "25.00", "0.00001234") into units.
 
-    Rejects NaN, infinities, exponents that overflow, more than `places`
-    decimals, negatives, and (unless `allow_zero`) zero.
+    Anything else is refused: JSON numbers and other types, non-ASCII digits, signs,
+    exponents, underscores, surrounding spaces, more than `places` decimals (trailing
+    zeros aside), more than `MAX_UNITS`, and (unless `allow_zero`) zero.
     """
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise InvalidAmount('amount must be a decimal string such as "25.00"')
-    text = str(value).strip()
-    if not text or len(text) > 40:
-        raise InvalidAmount('amount must be a decimal string such as "25.00"')
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise InvalidAmount(f"not a decimal number: {text[:40]!r}") from None
-    if not amount.is_finite():
-        raise InvalidAmount("amount must be a finite number")
-    if amount.is_signed() and amount != 0:
-        raise InvalidAmount("amount must not be negative")
-    if amount.adjusted() > 12:
-        raise InvalidAmount("amount is too large")
-    exponent = amount.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -places and amount != amount.quantize(Decimal(1).scaleb(-places)):
+    if not isinstance(value, str):
+        kind = "a number" if isinstance(value, int | float | Decimal) else "another type"
+        raise InvalidAmount(f"{_SHAPE}, not {kind}")
+    match = _DECIMAL.fullmatch(value) if len(value) <= _MAX_TEXT else None
+    if match is None:
+        raise InvalidAmount(f"{_SHAPE}, not {value[:_MAX_TEXT]!r}")
+    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
+    if len(fraction) > places:
         raise InvalidAmount(f"amount takes at most {places} decimal places")
-    units = int(amount.scaleb(8))
+    units = int(whole) * UNITS_PER_DOLLAR + int(fraction.ljust(8, "0") or "0")
     if units > MAX_UNITS:
-        raise InvalidAmount("amount is too large")
+        raise InvalidAmount(f"amount is at most {format_units(MAX_UNITS)}")
     if units == 0 and not allow_zero:
         raise InvalidAmount("amount must be greater than zero")
     return units

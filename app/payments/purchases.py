@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 from tortoise.exceptions import IntegrityError
 
+from app.credits import rules
+from app.credits import service as credits
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import InvalidAmount, cents_to_units, format_units, units_to_cents_exact
@@ -167,6 +169,10 @@ async def start_purchase(
     replay = await _replay(team_id, key, request_hash)
     if replay is not None:
         return Started(replay, None)
+    # Checked before the charge; a paid purchase always credits (docs/inputs.md, "Money").
+    refused = rules.balance_room((await credits.credits_view(team_id)).total, amount)
+    if refused is not None:
+        raise refused
     if payment_method_id is not None and stripe_payment_method_id is not None:
         raise DomainError(
             ErrorCode.INVALID_INPUT,

@@ -8,6 +8,8 @@ from typing import Any
 
 import jwt
 
+from app.kit import text
+
 ALGORITHM = "HS256"
 
 
@@ -66,6 +68,9 @@ def verify(secret: str, token: str) -> Claims:
         raise InvalidToken("bad email claim")
     if name is not None and not isinstance(name, str):
         raise InvalidToken("bad name claim")
+    # Stored on the user's row: text the database refuses would fail sign-in with a 500.
+    if not all(text.is_storable(claim) for claim in (subject, email, name or "")):
+        raise InvalidToken("a claim holds text that cannot be stored")
     return Claims(
         subject=subject,
         email=email.strip().lower(),

@@ -230,16 +230,19 @@ async def test_bad_keys_teams_and_literal_amounts(api: Api, admin: Actor, operat
     for team in ["nope", "00000000-0000-0000-0000-000000000000"]:
         result = await use(api, operator, team, "0.10", "x")
         assert result["errors"][0]["code"] == "NOT_FOUND"
-    # Literals keep their exact digits, and a JSON number is read as its decimal text.
+    # Money is a decimal string: a literal number or a JSON number is refused on the field.
     literal = await api.ok(
         f'mutation {{ recordUsage(input: {{teamId: "{admin.team_id}", amount: 0.1, idempotencyKey: "lit"}}) '
-        "{ usage { amount } errors { code } } }",
+        "{ usage { amount } errors { code field } } }",
         token=operator.token,
     )
-    assert literal["recordUsage"]["usage"] == {"amount": "0.10"}
+    assert literal["recordUsage"] == {
+        "usage": None,
+        "errors": [{"code": "INVALID_AMOUNT", "field": "amount"}],
+    }
     number = await api.ok(USAGE, {"t": admin.team_id, "a": 0.2, "key": "num"}, operator.token)
-    assert number["recordUsage"]["usage"]["amount"] == "0.20"
-    assert (await credits(api, admin))["total"] == "0.60"  # 1.00 - 0.10 - 0.10 - 0.20
+    assert number["recordUsage"]["errors"][0]["code"] == "INVALID_AMOUNT"
+    assert (await credits(api, admin))["total"] == "0.90"  # 1.00 - 0.10
 
 
 async def test_only_operators_record_usage_and_grant(api: Api, admin: Actor) -> None:
