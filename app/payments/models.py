@@ -109,6 +109,16 @@ class Purchase(Model):
     withdrawn_amount = fields.BigIntField(default=0)
     refunded_at = fields.DatetimeField(null=True)
     disputed_at = fields.DatetimeField(null=True)
+    # The part of a dispute that could not be withdrawn (already spent): owed by the team,
+    # which is why its invoiced billing is suspended while any is outstanding. Later
+    # purchases pay it (`shortfall_paid`); winning the dispute clears it (`dispute_won_at`,
+    # with `restored_amount` given back). Outstanding: shortfall - paid, until won.
+    shortfall_amount = fields.BigIntField(default=0)
+    shortfall_paid = fields.BigIntField(default=0)
+    # On a paying purchase: how much of its grant went to earlier purchases' shortfalls.
+    covered_shortfall = fields.BigIntField(default=0)
+    dispute_won_at = fields.DatetimeField(null=True)
+    restored_amount = fields.BigIntField(default=0)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
     settled_at = fields.DatetimeField(null=True)
