@@ -11,6 +11,7 @@ import uuid
 
 from app.credits.service import LockedAccount, lock_account
 from app.events.commit import Transaction, atomic
+from app.invoices.collection import resume_if_settled
 from app.invoices.issuing import issue_purchase_invoice
 from app.kit.errors import NotFound
 from app.payments.methods import detach
@@ -22,9 +23,12 @@ from app.payments.settlement import Outcome, apply_outcome
 async def apply(
     tx: Transaction, locked: LockedAccount, purchase: Purchase, outcome: Outcome
 ) -> None:
-    """Moves `purchase` by `outcome` under the account lock; a settlement is invoiced."""
+    """Moves `purchase` by `outcome` under the account lock; a settlement is invoiced, and
+    one that paid disputes' shortfalls may lift the team's suspension."""
     if await apply_outcome(tx, locked, purchase, outcome):
         await issue_purchase_invoice(tx.conn, purchase)
+        if purchase.covered_shortfall > 0:
+            await resume_if_settled(tx, locked)
 
 
 async def advance(purchase_id: uuid.UUID, outcome: Outcome) -> Purchase:

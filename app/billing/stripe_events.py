@@ -18,6 +18,7 @@ from tortoise.exceptions import IntegrityError
 from app.billing import purchases
 from app.credits.service import LockedAccount, lock_account
 from app.events.commit import Transaction, atomic
+from app.invoices.collection import resume_if_settled
 from app.kit import clock
 from app.kit.ids import parse_uuid
 from app.kit.money import cents_to_units, units_to_cents_exact
@@ -25,7 +26,7 @@ from app.payments.events import Event
 from app.payments.gateway import gateway
 from app.payments.methods import detached_at_stripe, save_method_locked
 from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
-from app.payments.settlement import Outcome, record_reversal
+from app.payments.settlement import Outcome, record_dispute_won, record_reversal
 from app.payments.stripe import (
     InvalidPaymentMethod,
     PaymentGatewayError,
@@ -206,7 +207,8 @@ async def _on_payment_method_detached(event: Event) -> str:
 
 
 async def _on_charge_reversal(event: Event) -> str:
-    """charge.refunded (a Charge) and charge.dispute.created (a Dispute)."""
+    """charge.refunded (a Charge) and charge.dispute.created (a Dispute). A dispute of
+    credits already spent leaves a shortfall: invoiced billing is suspended until paid."""
     obj = event.object
     intent_id = _str(obj, "payment_intent")
     purchase = await _purchase_for(obj, intent_id)
@@ -226,8 +228,40 @@ async def _on_charge_reversal(event: Event) -> str:
         assert locked is not None
         current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
         before = current.withdrawn_amount
+        short_before = current.shortfall_amount
         await record_reversal(tx, locked, current, refunded=refunded, disputed=disputed)
-        return f"withdrew {current.withdrawn_amount - before} units"
+        outcome = f"withdrew {current.withdrawn_amount - before} units"
+        if current.shortfall_amount > short_before:
+            outcome += f", shortfall {current.shortfall_amount} units"
+        return outcome
+
+    return await _once(event, team_id, apply)
+
+
+async def _on_dispute_closed(event: Event) -> str:
+    """charge.dispute.closed (a Dispute): won gives back what the dispute took; lost
+    leaves its shortfall owed."""
+    obj = event.object
+    intent_id = _str(obj, "payment_intent")
+    purchase = await _purchase_for(obj, intent_id)
+    if purchase is None:
+        return await _once(event, None, _ignored("not a purchase"))
+    status = _str(obj, "status")
+    if status != "won":
+        return await _once(event, None, _ignored(f"dispute {status or 'closed'}"))
+    team_id = purchase.team_id
+    purchase_id = purchase.id
+    cents = _int(obj, "amount")
+    disputed = cents_to_units(cents) if cents is not None else None
+
+    async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
+        assert locked is not None
+        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
+        if current.dispute_won_at is not None:
+            return "dispute already won"
+        restored = await record_dispute_won(tx, locked, current, disputed=disputed)
+        resumed = await resume_if_settled(tx, locked)
+        return f"dispute won: restored {restored} units" + (", resumed" if resumed else "")
 
     return await _once(event, team_id, apply)
 
@@ -241,6 +275,7 @@ _HANDLERS: dict[str, Callable[[Event], Awaitable[str]]] = {
     "payment_method.detached": _on_payment_method_detached,
     "charge.refunded": _on_charge_reversal,
     "charge.dispute.created": _on_charge_reversal,
+    "charge.dispute.closed": _on_dispute_closed,
 }
 
 

@@ -13,11 +13,12 @@ from tortoise.expressions import Q
 
 from app.credits import alerts
 from app.credits.models import AlertKind
-from app.credits.service import lock_account
-from app.events.commit import atomic
+from app.credits.service import LockedAccount, lock_account
+from app.events.commit import Transaction, atomic
 from app.invoices.documents import money_text
 from app.invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from app.kit import clock
+from app.payments.settlement import outstanding_shortfall
 
 log = structlog.get_logger(__name__)
 
@@ -96,8 +97,28 @@ async def record_processing(invoice: Invoice, payment_intent_id: str | None) -> 
     return ChargeOutcome.PROCESSING
 
 
+async def resume_if_settled(tx: Transaction, locked: LockedAccount) -> bool:
+    """Lifts the team's suspension of invoiced billing once nothing is owed: no invoice
+    has failed and no dispute's shortfall is outstanding. True when lifted just now."""
+    if not locked.account.invoicing_suspended:
+        return False
+    conn = tx.conn
+    team_id = locked.team_id
+    failed = (
+        await Invoice.filter(team_id=team_id, status=InvoiceStatus.PAYMENT_FAILED)
+        .using_db(conn)
+        .exists()
+    )
+    if failed or await outstanding_shortfall(conn, team_id) > 0:
+        return False
+    locked.account.invoicing_suspended = False
+    await locked.flush()
+    tx.credits_changed(team_id)
+    return True
+
+
 async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
-    """PAID; lifts the team's suspension once no failed invoice is left."""
+    """PAID; lifts the team's suspension once nothing is owed (`resume_if_settled`)."""
     team_id = invoice.team_id
     async with atomic() as tx:
         conn = tx.conn
@@ -115,16 +136,7 @@ async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
                 charging_until=None,
             )
         )
-        unpaid = (
-            await Invoice.filter(team_id=team_id, status=InvoiceStatus.PAYMENT_FAILED)
-            .using_db(conn)
-            .exists()
-        )
-        resumed = locked.account.invoicing_suspended and not unpaid
-        if resumed:
-            locked.account.invoicing_suspended = False
-            await locked.flush()
-            tx.credits_changed(team_id)
+        await resume_if_settled(tx, locked)
     log.info("invoice.paid", number=invoice.number, team_id=str(team_id))
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from app.credits.models import CreditKind
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from app.credits import alerts
+from app.credits.models import AlertKind, CreditKind
 from app.credits.service import LockedAccount
 from app.events.commit import Transaction
 from app.kit import clock
+from app.kit.money import format_units
 from app.payments.charges import ChargeResult, ChargeStatus
 from app.payments.methods import save_method_locked
 from app.payments.models import Purchase, PurchaseMethod, PurchaseStatus
@@ -116,6 +120,8 @@ async def _settle_succeeded(tx: Transaction, purchase: Purchase, locked: LockedA
     )
     # A refund or dispute reported before the success takes its credits back at once.
     _claw_back(locked, purchase, grant.id)
+    # What earlier disputes could not withdraw is owed: paid first from the new credits.
+    await _pay_shortfalls(tx, locked, purchase, grant.id)
     await locked.flush()
     purchase.status = PurchaseStatus.SUCCEEDED
     purchase.grant_id = grant.id
@@ -140,15 +146,87 @@ def _grant_description(purchase: Purchase) -> str:
     return "Card purchase"
 
 
+def _dispute_part(purchase: Purchase) -> int:
+    """What the dispute adds to the amount to withdraw, beyond what was refunded."""
+    refunded = min(purchase.refunded_amount, purchase.amount)
+    return int(min(purchase.amount, refunded + purchase.disputed_amount) - refunded)
+
+
 def _claw_back(locked: LockedAccount, purchase: Purchase, grant_id: uuid.UUID) -> int:
-    """Withdraws unspent credits for what was refunded or disputed (never below zero)."""
-    target = min(purchase.amount, purchase.refunded_amount + purchase.disputed_amount)
+    """Withdraws unspent credits for what was refunded or disputed (never below zero), and
+    records what a dispute could not withdraw as the purchase's shortfall."""
+    # A won dispute takes nothing (more) back: its money stayed with us.
+    disputed = purchase.disputed_amount if purchase.dispute_won_at is None else 0
+    target = min(purchase.amount, purchase.refunded_amount + disputed)
     due = target - purchase.withdrawn_amount
-    if due <= 0:
-        return 0
-    taken = locked.withdraw(grant_id, due)
+    taken = locked.withdraw(grant_id, due) if due > 0 else 0
     purchase.withdrawn_amount += taken
+    if purchase.dispute_won_at is None:
+        # What is left unwithdrawn was spent; a refund's part is our own choice, so the
+        # shortfall counts only the dispute's. It only grows (reports may repeat).
+        unwithdrawn = target - purchase.withdrawn_amount
+        short = min(_dispute_part(purchase), unwithdrawn)
+        purchase.shortfall_amount = max(purchase.shortfall_amount, short)
     return taken
+
+
+def outstanding(purchase: Purchase) -> int:
+    """What the team still owes for this purchase's dispute (0 once won)."""
+    if purchase.dispute_won_at is not None:
+        return 0
+    return max(0, int(purchase.shortfall_amount - purchase.shortfall_paid))
+
+
+async def _owing(conn: BaseDBAsyncClient, team_id: uuid.UUID, lock: bool) -> list[Purchase]:
+    query = Purchase.filter(team_id=team_id, shortfall_amount__gt=0, dispute_won_at=None)
+    if lock:
+        query = query.select_for_update()
+    rows = await query.using_db(conn).order_by("disputed_at", "id")
+    return [p for p in rows if outstanding(p) > 0]
+
+
+async def outstanding_shortfall(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> int:
+    """What the team owes for disputes that could not be withdrawn (read under its lock)."""
+    return sum(outstanding(p) for p in await _owing(conn, team_id, lock=False))
+
+
+async def _pay_shortfalls(
+    tx: Transaction, locked: LockedAccount, purchase: Purchase, grant_id: uuid.UUID
+) -> None:
+    """Pays the team's outstanding shortfalls, oldest dispute first, from `purchase`'s new
+    grant; recorded on both purchases. Lifting the suspension is the caller's part (it
+    also depends on invoices)."""
+    for owing in await _owing(tx.conn, locked.team_id, lock=True):
+        if owing.id == purchase.id:
+            continue
+        taken = locked.withdraw(grant_id, outstanding(owing))
+        if taken <= 0:
+            break
+        owing.shortfall_paid += taken
+        owing.updated_at = locked.now
+        await owing.save(using_db=tx.conn, update_fields=["shortfall_paid", "updated_at"])
+        purchase.covered_shortfall += taken
+
+
+async def _suspend_for_shortfall(
+    tx: Transaction, locked: LockedAccount, purchase: Purchase
+) -> None:
+    """Spent credits were disputed: no invoiced usage until they are paid, and one alert."""
+    locked.account.invoicing_suspended = True
+    await locked.flush()
+    tx.credits_changed(locked.team_id)
+    disputed_at = purchase.disputed_at or locked.now
+    await alerts.raise_alert(
+        tx.conn,
+        locked.team_id,
+        AlertKind.PAYMENT_FAILED,
+        f"A purchase of ${format_units(purchase.amount)} was disputed after "
+        f"${format_units(purchase.shortfall_amount)} of its credits were spent. Invoiced "
+        "billing is suspended until that amount is paid; the next purchase pays it first.",
+        # The dispute's own month: a repeated report in a later month is the same alert.
+        period=clock.period_of(disputed_at),
+        key=f"dispute:{purchase.id}",
+    )
 
 
 async def record_reversal(
@@ -173,6 +251,7 @@ async def record_reversal(
         purchase.disputed_amount = min(disputed, purchase.amount)
         purchase.disputed_at = purchase.disputed_at or now
     grant_id = purchase.grant_id
+    short_before = purchase.shortfall_amount
     if (
         purchase.status is PurchaseStatus.SUCCEEDED
         and grant_id is not None
@@ -180,5 +259,41 @@ async def record_reversal(
     ):
         await locked.flush()
         tx.credits_changed(locked.team_id)
+    if purchase.shortfall_amount > short_before:
+        await _suspend_for_shortfall(tx, locked, purchase)
     purchase.updated_at = now
     await purchase.save(using_db=tx.conn)
+
+
+async def record_dispute_won(
+    tx: Transaction, locked: LockedAccount, purchase: Purchase, *, disputed: int | None
+) -> int:
+    """The dispute was decided for us: gives back, as a new PREPAID grant, what was
+    withdrawn for it and what later purchases paid of its shortfall; the rest of the
+    shortfall is no longer owed. Returns the units given back.
+
+    Once only (`dispute_won_at`); a dispute reported after it withdraws nothing. Lifting
+    the suspension is the caller's part (it also depends on invoices).
+    """
+    if purchase.dispute_won_at is not None:
+        return 0
+    now = locked.now
+    # What this purchase's own grant gave up for the dispute (refunds count first).
+    refunded = min(purchase.refunded_amount, purchase.amount)
+    own = min(
+        max(0, _dispute_part(purchase) - purchase.shortfall_amount),
+        max(0, purchase.withdrawn_amount - refunded),
+    )
+    restored = int(own + purchase.shortfall_paid)
+    if disputed is not None and disputed > purchase.disputed_amount:
+        purchase.disputed_amount = min(disputed, purchase.amount)
+        purchase.disputed_at = purchase.disputed_at or now
+    purchase.dispute_won_at = now
+    purchase.restored_amount = restored
+    if restored > 0:
+        locked.add_grant(CreditKind.PREPAID, restored, description="Dispute won")
+        await locked.flush()
+        tx.credits_changed(locked.team_id)
+    purchase.updated_at = now
+    await purchase.save(using_db=tx.conn)
+    return restored
