@@ -17,7 +17,7 @@ from app.graphql.scalars import Decimal
 from app.graphql.types import PageInfo, money
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.money import parse_field
-from app.payments import history, methods
+from app.payments import history, methods, settlement
 from app.payments.models import PaymentMethod as PaymentMethodModel
 from app.payments.models import PaymentMethodType as DomainPaymentMethodType
 from app.payments.models import Purchase as PurchaseModel
@@ -129,6 +129,23 @@ class Purchase:
     )
     def withdrawn_amount(self) -> Decimal:
         return money(self.model.withdrawn_amount)
+
+    @strawberry.field(
+        description="disputed credits already spent, so not withdrawn: owed by the team"
+    )
+    def shortfall_amount(self) -> Decimal:
+        return money(self.model.shortfall_amount)
+
+    @strawberry.field(
+        description="what is still owed of the shortfall (invoiced billing is suspended "
+        "while any is); the next purchase pays it first, a won dispute clears it"
+    )
+    def shortfall_owed(self) -> Decimal:
+        return money(settlement.outstanding(self.model))
+
+    @strawberry.field(description="when the dispute was decided for the team")
+    def dispute_won_at(self) -> datetime | None:
+        return self.model.dispute_won_at
 
     @strawberry.field(description="the CREDIT_PURCHASE invoice, once the purchase succeeded")
     async def invoice(self) -> Invoice | None:

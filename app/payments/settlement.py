@@ -155,13 +155,16 @@ def _dispute_part(purchase: Purchase) -> int:
 def _claw_back(locked: LockedAccount, purchase: Purchase, grant_id: uuid.UUID) -> int:
     """Withdraws unspent credits for what was refunded or disputed (never below zero), and
     records what a dispute could not withdraw as the purchase's shortfall."""
-    # A won dispute takes nothing (more) back: its money stayed with us.
-    disputed = purchase.disputed_amount if purchase.dispute_won_at is None else 0
+    # A won dispute takes nothing (more) back: its money stayed with us, and what it had
+    # withdrawn was given back (`restored_amount`, less the shortfall paid by others).
+    won = purchase.dispute_won_at is not None
+    disputed = 0 if won else purchase.disputed_amount
+    given_back = purchase.restored_amount - purchase.shortfall_paid if won else 0
     target = min(purchase.amount, purchase.refunded_amount + disputed)
-    due = target - purchase.withdrawn_amount
+    due = target - (purchase.withdrawn_amount - given_back)
     taken = locked.withdraw(grant_id, due) if due > 0 else 0
     purchase.withdrawn_amount += taken
-    if purchase.dispute_won_at is None:
+    if not won:
         # What is left unwithdrawn was spent; a refund's part is our own choice, so the
         # shortfall counts only the dispute's. It only grows (reports may repeat).
         unwithdrawn = target - purchase.withdrawn_amount

@@ -22,6 +22,8 @@ from tests.support.api import Actor, Api
 from tests.support.billing import LIMIT, RECORD_USAGE
 from tests.support.payments import RecordedAch, charge_event, credits_of, deliver
 
+PURCHASE_DISPUTE = """query($t: ID!) { team(id: $t) { purchases { edges { node {
+  id disputedAmount withdrawnAmount shortfallAmount shortfallOwed disputeWonAt } } } } }"""
 CREDITS_STATE = """query($t: ID!) { team(id: $t) { credits {
   total prepaid invoicedSpendingLimit invoicedRemaining invoicingSuspended } } }"""
 
@@ -60,6 +62,11 @@ async def spend(api: Api, operator: Actor, admin: Actor, amount: str, key: str) 
     return [e["code"] for e in data["recordUsage"]["errors"]]
 
 
+async def purchase_nodes(api: Api, admin: Actor) -> dict[str, dict[str, Any]]:
+    data = await api.ok(PURCHASE_DISPUTE, {"t": admin.team_id}, admin.token)
+    return {e["node"]["id"]: e["node"] for e in data["team"]["purchases"]["edges"]}
+
+
 async def dispute_alerts(admin: Actor) -> list[BillingAlert]:
     return await BillingAlert.filter(
         team_id=uuid.UUID(admin.team_id), kind=AlertKind.PAYMENT_FAILED
@@ -85,6 +92,15 @@ async def test_dispute_after_spending_is_owed_until_a_later_purchase_pays_it(
         0,
     )
     assert await audit() == []
+    nodes = await purchase_nodes(api, admin)
+    assert nodes[first["id"]] == {
+        "id": first["id"],
+        "disputedAmount": "40.00",
+        "withdrawnAmount": "5.00",
+        "shortfallAmount": "35.00",
+        "shortfallOwed": "35.00",
+        "disputeWonAt": None,
+    }
 
     # Invoiced billing is suspended: raising the limit lets no usage beyond credits through.
     changed = await api.ok(LIMIT, {"t": admin.team_id, "l": "100.00"}, admin.token)
@@ -113,6 +129,7 @@ async def test_dispute_after_spending_is_owed_until_a_later_purchase_pays_it(
     stored = await Purchase.get(id=stored.id)
     paying = await Purchase.get(id=uuid.UUID(second["id"]))
     assert (stored.shortfall_paid, paying.covered_shortfall) == (dollars(35), dollars(35))
+    assert (await purchase_nodes(api, admin))[first["id"]]["shortfallOwed"] == "0.00"
     state = await credits_state(api, admin)
     assert (state["prepaid"], state["invoicingSuspended"], state["invoicedRemaining"]) == (
         "15.00",
@@ -195,6 +212,27 @@ async def test_a_paid_invoice_does_not_lift_a_suspension_for_a_shortfall(
     assert await suspended(admin)
     await collection.record_paid(invoice, "pi_paid")
     assert not await suspended(admin)
+
+
+async def test_a_refund_after_a_won_dispute_counts_what_was_given_back(
+    api: Api, client: httpx.AsyncClient, admin: Actor, ach: RecordedAch
+) -> None:
+    purchase = await paid(api, client, admin, "40.00")
+    await deliver(client, dispute_event("charge.dispute.created", purchase, 1000))
+    assert (await credits_of(api, admin))["prepaid"] == "30.00"
+    await deliver(client, dispute_event("charge.dispute.closed", purchase, 1000, "won"))
+    assert (await credits_of(api, admin))["prepaid"] == "40.00"
+    refund = charge_event(
+        "charge.refunded",
+        intent_id=purchase["paymentIntentId"],
+        amount_cents=4000,
+        refunded_cents=2000,
+    )
+    # The $10 the dispute took was given back, so the refund takes its full $20.
+    assert (await deliver(client, refund)).json()["outcome"] == f"withdrew {dollars(20)} units"
+    assert (await credits_of(api, admin))["prepaid"] == "20.00"
+    assert not await suspended(admin)
+    assert await audit() == []
 
 
 ORDER = ("succeeded", "created", "won")
