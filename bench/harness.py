@@ -380,3 +380,36 @@ def seq_scans(database: Database, tables: tuple[str, ...]) -> dict[str, int]:
     )
     found = dict(line.split("|") for line in rows.splitlines() if line)
     return {t: int(found.get(t, 0)) for t in tables}
+
+
+def preload_usage(database: Database, team_id: str, records: int, amount_units: int) -> None:
+    """`records` past usage records of `team_id`, each drawn from its prepaid grant, with
+    time-ordered (UUIDv7-shaped) ids as the service makes them, oldest first."""
+    grant = psql(
+        f"SELECT id FROM credit_grants WHERE team_id = '{team_id}' AND kind = 'PREPAID'",
+        database.name,
+    )
+    total = records * amount_units
+    psql(
+        f"""
+        BEGIN;
+        CREATE TEMP TABLE preload AS
+          SELECT i, ts, uuid(lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0')
+                 || '7' || substr(md5(i::text), 1, 3) || '8' || substr(md5(i::text), 4, 15)) AS id
+          FROM (SELECT i, now() - interval '20 days' + i * interval '1 ms' AS ts
+                FROM generate_series(1, {records}) AS i) AS s;
+        INSERT INTO usage_records (id, team_id, idempotency_key, amount, from_free,
+            from_promotional, from_prepaid, invoiced, description, occurred_at,
+            occurred_at_given, period, created_at)
+          SELECT id, '{team_id}', 'preload-' || i, {amount_units}, 0, 0, {amount_units}, 0,
+                 NULL, ts, false, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM'), ts
+          FROM preload ORDER BY i;
+        INSERT INTO ledger_entries (kind, amount, created_at, grant_id, team_id, usage_id)
+          SELECT 'USAGE', -{amount_units}, ts, '{grant}', '{team_id}', id FROM preload ORDER BY i;
+        UPDATE credit_grants SET remaining = remaining - {total} WHERE id = '{grant}';
+        UPDATE credit_accounts SET prepaid = prepaid - {total} WHERE team_id = '{team_id}';
+        COMMIT;
+        """,
+        database.name,
+    )
+    psql("VACUUM (ANALYZE) usage_records, ledger_entries", database.name)

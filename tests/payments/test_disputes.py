@@ -17,10 +17,16 @@ from app.invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from app.kit import clock
 from app.kit.money import UNITS_PER_DOLLAR
 from app.payments.models import Purchase
-from tests.payments.test_webhooks import bank_purchase, event_for
 from tests.support.api import Actor, Api
 from tests.support.billing import LIMIT, RECORD_USAGE
-from tests.support.payments import RecordedAch, charge_event, credits_of, deliver
+from tests.support.payments import (
+    RecordedAch,
+    bank_purchase,
+    charge_event,
+    credits_of,
+    deliver,
+    event_for,
+)
 
 PURCHASE_DISPUTE = """query($t: ID!) { team(id: $t) { purchases { edges { node {
   id disputedAmount withdrawnAmount shortfallAmount shortfallOwed disputeWonAt } } } } }"""

@@ -26,41 +26,20 @@ from tests.support.api import Actor, Api
 from tests.support.billing import RECORD_USAGE
 from tests.support.payments import (
     ADD_PM,
-    RECORDED_BANK_PAYMENT_METHOD,
     STRIPE_API_KEY,
     RecordedAch,
     add_card,
+    bank_purchase,
     buy,
     charge_event,
     credits_of,
     deliver,
     emulator_client,
+    event_for,
     intent_event,
     methods,
     signed,
 )
-
-
-async def bank_purchase(api: Api, admin: Actor, amount: str = "50.00") -> dict[str, Any]:
-    """A PROCESSING bank transfer (the team's bank account is added on first use)."""
-    if not await PaymentMethod.exists(team_id=uuid.UUID(admin.team_id), type="BANK_ACCOUNT"):
-        await add_card(api, admin, RECORDED_BANK_PAYMENT_METHOD["id"])
-    payload = await buy(api, admin, amount, m="BANK_TRANSFER")
-    purchase: dict[str, Any] = payload["purchase"]
-    assert purchase["status"] == "PROCESSING", payload
-    return purchase
-
-
-def event_for(type: str, purchase: dict[str, Any], admin: Actor, **extra: Any) -> dict[str, Any]:
-    cents = int(purchase["amount"].replace(".", ""))
-    return intent_event(
-        type,
-        purchase_id=purchase["id"],
-        team_id=admin.team_id,
-        intent_id=purchase["paymentIntentId"],
-        amount_cents=cents,
-        **extra,
-    )
 
 
 async def state(purchase_id: str) -> tuple[PurchaseStatus, int]:

@@ -18,6 +18,7 @@ import stripe
 
 from app.config import Settings
 from app.payments import gateway as payment_gateway
+from app.payments.models import PaymentMethod
 from app.payments.stripe import StripeGateway
 from tests.support.api import Actor, Api
 
@@ -364,3 +365,26 @@ async def recorded_ach(
     finally:
         payment_gateway.set_gateway(previous)
         await gateway.aclose()
+
+
+async def bank_purchase(api: Api, admin: Actor, amount: str = "50.00") -> dict[str, Any]:
+    """A PROCESSING bank transfer (the team's bank account is added on first use)."""
+    if not await PaymentMethod.exists(team_id=uuid.UUID(admin.team_id), type="BANK_ACCOUNT"):
+        await add_card(api, admin, RECORDED_BANK_PAYMENT_METHOD["id"])
+    payload = await buy(api, admin, amount, m="BANK_TRANSFER")
+    purchase: dict[str, Any] = payload["purchase"]
+    assert purchase["status"] == "PROCESSING", payload
+    return purchase
+
+
+def event_for(type: str, purchase: dict[str, Any], admin: Actor, **extra: Any) -> dict[str, Any]:
+    """A signed-event body for the purchase's PaymentIntent."""
+    cents = int(purchase["amount"].replace(".", ""))
+    return intent_event(
+        type,
+        purchase_id=purchase["id"],
+        team_id=admin.team_id,
+        intent_id=purchase["paymentIntentId"],
+        amount_cents=cents,
+        **extra,
+    )
