@@ -28,9 +28,8 @@ from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
 from app.events.commit import Transaction, atomic, current
 from app.kit import clock, text
 from app.kit.errors import DomainError, ErrorCode, NotFound
-from app.kit.ids import time_ordered_id, uuid_order
-from app.kit.money import MAX_UNITS, UNITS_PER_DOLLAR, format_units
-from app.kit.text import is_storable
+from app.kit.ids import parse_uuid, time_ordered_id, uuid_order
+from app.kit.money import MAX_UNITS, UNITS_PER_DOLLAR, format_units, parse_field
 from app.teams.audit import service as audit
 from app.teams.audit.models import AuditAction
 from app.teams.models import Team
@@ -449,6 +448,41 @@ async def set_invoiced_limit(team_id: uuid.UUID, limit: int, *, actor: str = aud
 # --- usage -------------------------------------------------------------------------------
 
 
+def usage_request(
+    team_id: str,
+    amount: object,
+    idempotency_key: str,
+    *,
+    description: str | None = None,
+    occurred_at: datetime | None = None,
+    dimensions_value: object = None,
+) -> UsageRequest | DomainError:
+    """A usage event as an interface received it (GraphQL, /v1), parsed into the service's
+    request, or the error naming the field that does not parse. The content is checked by
+    `validate_usage` when the event is recorded."""
+    team = parse_uuid(team_id)
+    if team is None:
+        return DomainError(ErrorCode.NOT_FOUND, "No such team.", "teamId")
+    try:
+        units = parse_field(amount, "amount")
+        parsed_dimensions = dimensions.parse(dimensions_value)
+    except DomainError as error:
+        return error
+    instant = None
+    if occurred_at is not None:
+        instant = clock.to_utc(occurred_at)
+        if instant is None:
+            return DomainError(ErrorCode.INVALID_INPUT, "occurredAt is out of range.", "occurredAt")
+    return UsageRequest(
+        team_id=team,
+        amount=units,
+        idempotency_key=idempotency_key,
+        description=description,
+        occurred_at=instant,
+        dimensions=parsed_dimensions,
+    )
+
+
 def validate_usage(request: UsageRequest) -> DomainError | None:
     """Checks that need no database; None when the request is well formed. Whatever
     passes can be stored: a value the database would refuse fails the whole
@@ -456,7 +490,7 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
     if not 0 < request.amount <= MAX_UNITS:
         return DomainError(ErrorCode.INVALID_AMOUNT, "amount is out of range.", "amount")
     key = request.idempotency_key
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not is_storable(key):
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not text.is_storable(key):
         return DomainError(
             ErrorCode.INVALID_INPUT,
             f"The idempotency key takes 1 to {MAX_IDEMPOTENCY_KEY} characters, "
@@ -471,7 +505,7 @@ def validate_usage(request: UsageRequest) -> DomainError | None:
         )
     description = request.description
     if description is not None and (
-        len(description) > MAX_DESCRIPTION or not is_storable(description)
+        len(description) > MAX_DESCRIPTION or not text.is_storable(description)
     ):
         return DomainError(
             ErrorCode.INVALID_INPUT,
@@ -626,15 +660,9 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             invoiced = None
             if request.amount > account.available - account.held:
                 # Only events that reach the invoiced tier read the month's invoiced total.
-                invoiced = periods.get((request.team_id, period))
-                if invoiced is None:
-                    invoiced = await InvoicedPeriod.filter(
-                        team_id=request.team_id, period=period
-                    ).using_db(conn).first() or InvoicedPeriod(
-                        team_id=request.team_id, period=period, amount=0
-                    )
-                    periods[(request.team_id, period)] = invoiced
-                    invoiced_before[(request.team_id, period)] = invoiced.amount
+                invoiced = await _invoiced_row(
+                    conn, request.team_id, period, periods, invoiced_before
+                )
             result = _draw(account, request, occurred_at, period, invoiced)
             if result.record is not None:
                 records.append(result.record)
@@ -715,6 +743,25 @@ def _draw(
     return UsageResult(record=record)
 
 
+async def _invoiced_row(
+    conn: BaseDBAsyncClient,
+    team_id: uuid.UUID,
+    period: str,
+    periods: dict[tuple[uuid.UUID, str], InvoicedPeriod],
+    invoiced_before: dict[tuple[uuid.UUID, str], int],
+) -> InvoicedPeriod:
+    """The team's invoiced row of `period`, read once per transaction (a new one at 0),
+    its amount before this transaction kept for the 80%/100% alerts."""
+    key = (team_id, period)
+    row = periods.get(key)
+    if row is None:
+        query = InvoicedPeriod.filter(team_id=team_id, period=period).using_db(conn)
+        row = await query.first() or InvoicedPeriod(team_id=team_id, period=period, amount=0)
+        periods[key] = row
+        invoiced_before[key] = row.amount
+    return row
+
+
 async def draw_locked(tx: Transaction, locked: LockedAccount, request: UsageRequest) -> UsageResult:
     """One usage event, stamped now, on an account the caller has locked (a hold's
     capture): `record_usage`'s gate and order, written with the account on success.
@@ -726,10 +773,7 @@ async def draw_locked(tx: Transaction, locked: LockedAccount, request: UsageRequ
     invoiced_before: dict[tuple[uuid.UUID, str], int] = {}
     invoiced = None
     if request.amount > locked.available - locked.held:
-        query = InvoicedPeriod.filter(team_id=team_id, period=period).using_db(conn)
-        invoiced = await query.first() or InvoicedPeriod(team_id=team_id, period=period, amount=0)
-        periods[(team_id, period)] = invoiced
-        invoiced_before[(team_id, period)] = invoiced.amount
+        invoiced = await _invoiced_row(conn, team_id, period, periods, invoiced_before)
     result = _draw(locked, request, locked.now, period, invoiced)
     if result.record is None:
         return result

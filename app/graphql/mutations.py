@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from app import metrics
 from app.billing import limits
-from app.credits import batching, dimensions
+from app.credits import batching
 from app.credits import service as credits
 from app.graphql.audit import actor as audit_actor
 from app.graphql.context import Info
@@ -20,7 +20,6 @@ from app.graphql.payloads import CreditsPayloadMixin, payload_errors, utc
 from app.graphql.scalars import Decimal
 from app.graphql.team import Team
 from app.graphql.types import CreditGrant, CreditKind, Member, Role, UsageRecord
-from app.kit.clock import to_utc
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import parse_field
@@ -159,26 +158,13 @@ class GrantCreditsPayload(CreditsPayloadMixin):
 
 
 def _usage_request(event: RecordUsageInput) -> credits.UsageRequest | DomainError:
-    team_id = parse_uuid(event.team_id)
-    if team_id is None:
-        return DomainError(ErrorCode.NOT_FOUND, "No such team.", "teamId")
-    try:
-        amount = parse_field(event.amount, "amount")
-        event_dimensions = dimensions.parse(event.dimensions)
-    except DomainError as error:
-        return error
-    occurred_at = None
-    if event.occurred_at is not None:
-        occurred_at = to_utc(event.occurred_at)
-        if occurred_at is None:
-            return DomainError(ErrorCode.INVALID_INPUT, "occurredAt is out of range.", "occurredAt")
-    return credits.UsageRequest(
-        team_id=team_id,
-        amount=amount,
-        idempotency_key=event.idempotency_key,
+    return credits.usage_request(
+        event.team_id,
+        event.amount,
+        event.idempotency_key,
         description=event.description,
-        occurred_at=occurred_at,
-        dimensions=event_dimensions,
+        occurred_at=event.occurred_at,
+        dimensions_value=event.dimensions,
     )
 
 

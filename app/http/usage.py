@@ -24,10 +24,8 @@ from app.credits import service as credits
 from app.credits.store import UsageRow
 from app.http.auth import authenticate
 from app.http.errors import ApiError, error_body, json_endpoint, json_response
-from app.kit.clock import to_utc
 from app.kit.errors import DomainError, ErrorCode
-from app.kit.ids import parse_uuid
-from app.kit.money import format_units, parse_field
+from app.kit.money import format_units
 
 MAX_BATCH_EVENTS = 1000
 
@@ -92,26 +90,13 @@ def _event(value: msgspec.Raw | Any) -> UsageEvent | DomainError:
 
 
 def _request(event: UsageEvent) -> credits.UsageRequest | DomainError:
-    """The service's request; checks of the content are `credits.validate_usage`'s."""
-    team_id = parse_uuid(event.team_id)
-    if team_id is None:
-        return DomainError(ErrorCode.NOT_FOUND, "No such team.", "teamId")
-    try:
-        amount = parse_field(event.amount, "amount")
-    except DomainError as error:
-        return error
-    occurred_at = None
-    if event.occurred_at is not None:
-        occurred_at = to_utc(event.occurred_at)
-        if occurred_at is None:
-            return DomainError(ErrorCode.INVALID_INPUT, "occurredAt is out of range.", "occurredAt")
-    return credits.UsageRequest(
-        team_id=team_id,
-        amount=amount,
-        idempotency_key=event.idempotency_key,
+    return credits.usage_request(
+        event.team_id,
+        event.amount,
+        event.idempotency_key,
         description=event.description,
-        occurred_at=occurred_at,
-        dimensions=event.dimensions or None,
+        occurred_at=event.occurred_at,
+        dimensions_value=event.dimensions,
     )
 
 
