@@ -618,6 +618,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     records: list[UsageRow] = []
     async with atomic() as tx:
         conn = tx.conn
+        await store.prefer_index_probes(conn)
         locked = await lock_accounts([r.team_id for r in requests], conn)
         now = clock.now()
         current_period = clock.period_of(now)

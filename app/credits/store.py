@@ -226,6 +226,25 @@ def _rows(conn: BaseDBAsyncClient, row_type: type[Row], rows: Iterable[Sequence[
     return [load(row) for row in rows]
 
 
+# Planner settings of the usage transaction (PostgreSQL). Its statements touch a handful
+# of rows by key, so an index probe is always right; but the planner judges by the
+# statistics, and a freshly created or newly bloated table looks small enough to read
+# whole: the probe of an empty usage_records, or the account and grant updates at a
+# thousand teams, became sequential scans whose cost grew with the table until the next
+# ANALYZE (docs/ingestion.md, "Plans that do not depend on statistics").
+INDEX_PROBES_ONLY = "SET LOCAL enable_seqscan = off"
+
+
+async def prefer_index_probes(conn: BaseDBAsyncClient) -> None:
+    """Plans the rest of this transaction's statements as index probes (PostgreSQL).
+
+    `enable_seqscan = off` only prices a sequential scan out; a table with no usable
+    index is still read. SET LOCAL ends with the transaction.
+    """
+    if _postgres(conn):
+        await conn.execute_script(INDEX_PROBES_ONLY)
+
+
 # --- reads ------------------------------------------------------------------------------
 
 
