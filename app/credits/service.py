@@ -320,10 +320,12 @@ async def lock_accounts(
 ) -> dict[uuid.UUID, LockedAccount]:
     """Locks several teams' account rows in team-id order (so concurrent callers never
     deadlock), loads their live grants and expires due grants and holds (written on
-    flush). Unknown teams are simply absent from the result. Call inside `atomic()`,
+    flush). The rest of the transaction plans its statements as index probes. Unknown teams are simply absent from the result. Call inside `atomic()`,
     with its `tx.conn`.
     """
     ids = sorted(set(team_ids), key=uuid_order)
+    # Every locked section reads and writes a few rows by key (docs/ingestion.md).
+    await store.prefer_index_probes(conn)
     accounts = await store.lock_accounts(conn, ids)
     now = clock.now()
     locked: dict[uuid.UUID, LockedAccount] = {}
@@ -618,7 +620,6 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     records: list[UsageRow] = []
     async with atomic() as tx:
         conn = tx.conn
-        await store.prefer_index_probes(conn)
         locked = await lock_accounts([r.team_id for r in requests], conn)
         now = clock.now()
         current_period = clock.period_of(now)
