@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from app.billing.ledger_audit import audit
 from app.credits import batching
 from app.credits import service as credits
 from app.kit.money import parse
@@ -173,3 +174,42 @@ async def test_a_split_batch_applies_each_teams_events_in_order(
     assert transactions == 2
     assert (await read_credits(api, admin))["total"] == "0.00"
     assert (await read_credits(api, other))["total"] == "0.00"
+
+
+async def test_a_split_batch_commits_its_transactions_side_by_side_on_postgresql(
+    api: Api, admin: Actor, operator: Actor, monkeypatch: Any
+) -> None:
+    """Chunks lock disjoint teams: on PostgreSQL they run at once, each team's events
+    still in input order, every balance exact; SQLite applies them one after another."""
+    teams = [admin.team_id]
+    for number in range(7):
+        teams.append((await sign_up(api, f"side-{number}@example.com")).team_id)
+    for team in teams:
+        await grant(api, operator, team, "0.30")
+    monkeypatch.setattr(credits, "EVENTS_PER_TRANSACTION", 2)
+    in_flight = peak = 0
+    apply_usage = credits._apply_usage
+
+    async def counted(requests: list[credits.UsageRequest]) -> list[credits.UsageResult]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # let the other chunks start, if they may
+            return await apply_usage(requests)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(credits, "_apply_usage", counted)
+    events = [event(teams[i % 8], "0.10", f"side-{i}") for i in range(40)]
+    data = await api.ok(BATCH, {"e": events}, operator.token)
+    accepted = [r["usage"] is not None for r in data["recordUsageBatch"]["results"]]
+    # Each team affords three events: its first three, in input order.
+    assert accepted == [i < 24 for i in range(40)]
+    postgres = credits._concurrent_transactions()
+    assert (peak > 1) is postgres
+    assert peak <= credits.MAX_CONCURRENT_CHUNKS
+    for team in teams:
+        actor = Actor(email="", token=operator.token, team_id=team)
+        assert (await read_credits(api, actor))["total"] == "0.00"
+    assert await audit() == []
