@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from app import db
 from app.billing import collection, sweeper
 from app.billing.ledger_audit import audit_with_summary, report
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, refuse_weak_production
 from app.events import bus
 from app.graphql.schema import schema
 from app.kit.errors import DomainError
@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         "expire-credits", help="expire due credits and holds now, resume stalled auto top-ups"
     ).set_defaults(handler=_run(_expire_credits))
 
+    # Reads no settings that matter: runs anywhere, a production image's build included.
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
-        handler=_export_schema
+        handler=_export_schema, checks_config=False
     )
     _add_keys_commands(sub)
     return parser
@@ -266,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(first["loc"][0]).upper() if first["loc"] else "setting"
         print(f"configuration error: {name}: {first['msg']}", file=sys.stderr)
         return 2
+    if getattr(args, "checks_config", True):
+        try:
+            refuse_weak_production(settings)
+        except SystemExit as refusal:
+            print(refusal.code, file=sys.stderr)
+            return 2
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)
 

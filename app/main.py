@@ -12,7 +12,7 @@ from starlette.routing import Route, WebSocketRoute
 from app import console, db, devauth, metrics
 from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, refuse_weak_production
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
@@ -83,4 +83,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     return starlette
 
 
-app = create_app()
+def _served_app() -> Starlette:
+    """The app uvicorn imports (`app.main:app`); in production, weak settings stop it
+    here too, for a server started without `creditline serve`."""
+    settings = get_settings()
+    refuse_weak_production(settings)
+    return create_app(settings)
+
+
+app = _served_app()
