@@ -186,20 +186,19 @@ class JwksKeys:
         now = time.monotonic()
         found = self._keys.get(kid)
         stale = now - self._fetched_at >= self.refresh_seconds
-        if (found is None or stale) and now - self._attempted_at >= self.min_refresh_seconds:
-            await self._refresh()
+        if found is None or stale:
+            fetching = self._fetching
+            if fetching is not None and not fetching.done():
+                # Another request is fetching already: its answer is this one's too.
+                await asyncio.shield(fetching)
+            elif now - self._attempted_at >= self.min_refresh_seconds:
+                self._attempted_at = now
+                fetching = self._fetching = asyncio.ensure_future(self._fetch())
+                await asyncio.shield(fetching)
             found = self._keys.get(kid)
         if found is None:
             raise InvalidToken("no signing key with this kid")
         return found
-
-    async def _refresh(self) -> None:
-        # One fetch at a time: concurrent requests with a new kid wait for the same one.
-        fetching = self._fetching
-        if fetching is None or fetching.done():
-            self._attempted_at = time.monotonic()
-            fetching = self._fetching = asyncio.ensure_future(self._fetch())
-        await asyncio.shield(fetching)
 
     async def _fetch(self) -> None:
         self.fetches += 1
