@@ -18,6 +18,7 @@ from app.config import Settings, get_settings, refuse_weak_production
 from app.events import bus
 from app.graphql.schema import schema
 from app.kit.errors import DomainError
+from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keys, tokens
 from app.teams.key_models import ServiceScope
@@ -26,6 +27,9 @@ from app.teams.key_models import ServiceScope
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # uvicorn's own lines (start-up, a worker that died) in the app's format: it leaves
+    # logging alone (log_config=None) and its loggers reach the root handler.
+    configure_logging(settings)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -40,6 +44,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_per_message_deflate=False,
         lifespan="on",
         log_level="warning",
+        log_config=None,
         proxy_headers=False,
         # A websocket message is capped like an HTTP body (MAX_REQUEST_BYTES), not at 16 MiB.
         ws_max_size=settings.max_request_bytes,

@@ -7,6 +7,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     environment: Environment = Environment.DEVELOPMENT
+    # Log lines (app/logs.py): one JSON object each, or readable text for a terminal.
+    log_format: Literal["json", "console"] = "json"
     database_url: str = Field(default=f"sqlite://{DATA_DIR}/creditline.sqlite3")
     database_pool_size: int = Field(default=20, ge=1, le=500)
     # HS256 secrets, comma-separated: the first signs, every one verifies (rotation).

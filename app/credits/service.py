@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from app import tracing
 from app.credits import dimensions, held, programs, rules, store
 from app.credits.models import (
     ClosedPeriod,
@@ -614,6 +615,11 @@ _KEY_REUSED = "This idempotency key was used with other parameters."
 
 
 async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
+    with tracing.span("usage.write", {"usage.events": len(requests)}):
+        return await _apply_usage_in_transaction(requests)
+
+
+async def _apply_usage_in_transaction(requests: list[UsageRequest]) -> list[UsageResult]:
     results: list[UsageResult] = []
     records: list[UsageRow] = []
     async with atomic() as tx:
