@@ -232,12 +232,13 @@ class Verifier:
     async def verify(self, token: str) -> Claims:
         """The token's claims; raises InvalidToken (missing, malformed, expired, unknown
         key, wrong issuer or audience, or signed otherwise than its key says)."""
-        algorithm = _header(token).get("alg")
+        header = _header(token)
+        algorithm = header.get("alg")
         if algorithm == ALGORITHM:
             return verify(self.secrets, token)
         if self.jwks is None or algorithm not in JWKS_ALGORITHMS:
             raise InvalidToken("unsupported token algorithm")
-        kid = _header(token).get("kid")
+        kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("the token names no key (kid)")
         key = await self.jwks.key(kid)
