@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from app import db
 from app.billing import collection, sweeper
 from app.billing.ledger_audit import audit_with_summary, report
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, refuse_weak_production
 from app.events import bus
 from app.graphql.schema import schema
 from app.kit.errors import DomainError
+from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keys, tokens
 from app.teams.key_models import ServiceScope
@@ -26,6 +27,9 @@ from app.teams.key_models import ServiceScope
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # uvicorn's own lines (start-up, a worker that died) in the app's format: it leaves
+    # logging alone (log_config=None) and its loggers reach the root handler.
+    configure_logging(settings)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -40,6 +44,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_per_message_deflate=False,
         lifespan="on",
         log_level="warning",
+        log_config=None,
         proxy_headers=False,
         # A websocket message is capped like an HTTP body (MAX_REQUEST_BYTES), not at 16 MiB.
         ws_max_size=settings.max_request_bytes,
@@ -250,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         "expire-credits", help="expire due credits and holds now, resume stalled auto top-ups"
     ).set_defaults(handler=_run(_expire_credits))
 
+    # Reads no settings that matter: runs anywhere, a production image's build included.
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
-        handler=_export_schema
+        handler=_export_schema, checks_config=False
     )
     _add_keys_commands(sub)
     return parser
@@ -266,6 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(first["loc"][0]).upper() if first["loc"] else "setting"
         print(f"configuration error: {name}: {first['msg']}", file=sys.stderr)
         return 2
+    if getattr(args, "checks_config", True):
+        try:
+            refuse_weak_production(settings)
+        except SystemExit as refusal:
+            print(refusal.code, file=sys.stderr)
+            return 2
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)
 

@@ -7,8 +7,9 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path("data")
@@ -26,9 +27,23 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     environment: Environment = Environment.DEVELOPMENT
+    # Log lines (app/logs.py): one JSON object each, or readable text for a terminal.
+    log_format: Literal["json", "console"] = "json"
     database_url: str = Field(default=f"sqlite://{DATA_DIR}/creditline.sqlite3")
     database_pool_size: int = Field(default=20, ge=1, le=500)
+    # HS256 secrets, comma-separated: the first signs, every one verifies (rotation).
     auth_jwt_secret: str = ""
+    # The host platform's identity provider (app/teams/tokens.py): RS256/ES256 tokens are
+    # verified with the keys of this JWKS document, and must name this issuer and audience.
+    auth_jwks_url: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    # How old the JWKS copy may grow before it is fetched again, and how often at most an
+    # unknown `kid` fetches it (rotation picked up without a fetch per forged token).
+    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Tracing (app/tracing.py) is on when this is set; the other OTEL_* variables apply.
+    otel_exporter_otlp_endpoint: str = ""
     stripe_api_key: str = ""
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
@@ -102,14 +117,27 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)  # raises ValueError when malformed
         return value
 
+    @model_validator(mode="after")
+    def _jwks_names_its_tokens(self) -> Settings:
+        # Without both, a token the provider issued for another application would do.
+        if self.auth_jwks_url and not (self.auth_issuer and self.auth_audience):
+            raise ValueError("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE")
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite://")
 
+    def jwt_secrets(self) -> list[str]:
+        """Every HS256 secret, the signing one first (AUTH_JWT_SECRET, comma-separated)."""
+        self.jwt_secret()
+        return [s for s in (part.strip() for part in self.auth_jwt_secret.split(",")) if s]
+
     def jwt_secret(self) -> str:
-        """The signing secret; in development one is generated once and kept under data/."""
+        """The signing secret (the first listed); in development one is generated once
+        and kept under data/."""
         if self.auth_jwt_secret:
-            return self.auth_jwt_secret
+            return self.auth_jwt_secret.split(",", 1)[0].strip()
         if self.environment is Environment.PRODUCTION:
             raise RuntimeError("AUTH_JWT_SECRET must be set in production")
         path = DATA_DIR / "jwt-secret"
@@ -119,6 +147,56 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         self.auth_jwt_secret = path.read_text().strip()
         return self.auth_jwt_secret
+
+
+MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_BYTES = 16
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes these settings unfit to serve real customers; empty when fit, and
+    always empty outside production (docs/deploy.md, "Configuration")."""
+    if settings.environment is not Environment.PRODUCTION:
+        return []
+    problems: list[str] = []
+    secrets_ = [part.strip() for part in settings.auth_jwt_secret.split(",")]
+    if not settings.auth_jwt_secret.strip():
+        problems.append("AUTH_JWT_SECRET is not set (it signs tokens and invoice links)")
+    elif any(len(s.encode()) < MIN_SECRET_BYTES for s in secrets_):
+        problems.append(
+            f"AUTH_JWT_SECRET: each secret needs at least {MIN_SECRET_BYTES} bytes "
+            "(openssl rand -base64 48)"
+        )
+    if settings.is_sqlite:
+        problems.append("DATABASE_URL is SQLite; production needs postgres://")
+    key = settings.stripe_api_key
+    if not key.startswith(("sk_live_", "rk_live_")):
+        what = "is not set" if not key else "is not a live key (sk_live_ or rk_live_)"
+        problems.append(f"STRIPE_API_KEY {what}")
+    if settings.stripe_api_base:
+        problems.append("STRIPE_API_BASE is set: production talks to Stripe, not an emulator")
+    if not settings.stripe_webhook_secret.startswith("whsec_"):
+        problems.append("STRIPE_WEBHOOK_SECRET is not a webhook signing secret (whsec_...)")
+    if settings.stripe_publishable_key and not settings.stripe_publishable_key.startswith(
+        "pk_live_"
+    ):
+        problems.append("STRIPE_PUBLISHABLE_KEY is not a live key (pk_live_)")
+    if settings.metrics_token and len(settings.metrics_token.encode()) < MIN_METRICS_TOKEN_BYTES:
+        problems.append(f"METRICS_TOKEN needs at least {MIN_METRICS_TOKEN_BYTES} bytes")
+    if settings.auth_jwks_url and not settings.auth_jwks_url.startswith("https://"):
+        problems.append("AUTH_JWKS_URL must be https:// (the keys that sign tokens)")
+    if "*" in settings.cors_allow_origins:
+        problems.append("CORS_ALLOW_ORIGINS lists '*': name the console's origins")
+    return problems
+
+
+def refuse_weak_production(settings: Settings) -> None:
+    """Stops start-up (SystemExit: one message, no traceback) when `production_problems`
+    finds any."""
+    problems = production_problems(settings)
+    if problems:
+        lines = "".join(f"\n  - {problem}" for problem in problems)
+        raise SystemExit(f"configuration error: ENVIRONMENT=production refuses:{lines}")
 
 
 @lru_cache(maxsize=1)

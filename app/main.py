@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app import console, db, devauth, metrics
+from app import console, db, devauth, metrics, tracing
 from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, refuse_weak_production
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     the Stripe client (`gateway.init_gateway`) itself."""
     settings = settings or get_settings()
     configure_logging(settings)
+    # Before anything opens a connection: asyncpg, Redis and httpx get instrumented.
+    tracing.configure(settings)
 
     # Closes each month, retries failed payments, catches up on Stripe address syncs. Every
     # worker of every replica runs one, but a pass runs in one of them at a time (an
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             if manage_db:
                 await gateway.close_gateway()
                 await db.close_db()
+            tracing.shutdown()
 
     view = GraphQLView(settings)
     routes = [
@@ -76,11 +79,19 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     ]
     # Last: the console's static mount answers every path no route above took.
     routes += [*devauth.routes(settings), *console.routes(settings)]
-    starlette = Starlette(
-        routes=routes, lifespan=lifespan, middleware=middleware.middleware(settings)
-    )
+    # The tracing middleware first: its server span is the root of the request's tree.
+    layers = [*tracing.middleware(), *middleware.middleware(settings)]
+    starlette = Starlette(routes=routes, lifespan=lifespan, middleware=layers)
     starlette.state.settings = settings
     return starlette
 
 
-app = create_app()
+def _served_app() -> Starlette:
+    """The app uvicorn imports (`app.main:app`); in production, weak settings stop it
+    here too, for a server started without `creditline serve`."""
+    settings = get_settings()
+    refuse_weak_production(settings)
+    return create_app(settings)
+
+
+app = _served_app()

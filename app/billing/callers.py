@@ -49,12 +49,12 @@ _VIEWER_CACHE_SIZE = 10_000
 _viewers: OrderedDict[str, tuple[Viewer, float]] = OrderedDict()
 
 
-async def viewer_for_token(secret: str, token: str) -> Viewer:
+async def viewer_for_token(verifier: tokens.Verifier, token: str) -> Viewer:
     """The viewer a bearer token signs in; raises `tokens.InvalidToken`."""
     cached = _viewers.get(token)
     if cached is not None and cached[1] > time.time():
         return cached[0]
-    claims = tokens.verify(secret, token)
+    claims = await verifier.verify(token)
     viewer = await teams.sign_in(claims, open_team=credits.open_account)
     _viewers[token] = (viewer, claims.expires_at)
     if len(_viewers) > _VIEWER_CACHE_SIZE:
@@ -62,8 +62,8 @@ async def viewer_for_token(secret: str, token: str) -> Viewer:
     return viewer
 
 
-async def resolve(secret: str, authorization: str | None) -> Caller:
-    """The caller an Authorization header value names; `secret` verifies JWTs.
+async def resolve(verifier: tokens.Verifier, authorization: str | None) -> Caller:
+    """The caller an Authorization header value names; `verifier` checks JWTs.
 
     Raises Unauthenticated (HTTP 401) when the header is missing, malformed, or names no
     valid credential (unknown, revoked or expired key; bad or expired token)."""
@@ -77,7 +77,7 @@ async def resolve(secret: str, authorization: str | None) -> Caller:
         except keyring.InvalidKey as exc:
             raise Unauthenticated(str(exc)) from None
     try:
-        return await viewer_for_token(secret, token)
+        return await viewer_for_token(verifier, token)
     except tokens.InvalidToken:
         raise Unauthenticated("invalid or expired bearer token") from None
 
@@ -92,9 +92,11 @@ def require_usage_writer(caller: Caller) -> Viewer | ServiceKeyCaller:
     raise Forbidden("recording usage needs an operator token or a usage:write service key")
 
 
-async def usage_writer(secret: str, authorization: str | None) -> Viewer | ServiceKeyCaller:
+async def usage_writer(
+    verifier: tokens.Verifier, authorization: str | None
+) -> Viewer | ServiceKeyCaller:
     """For the /v1 routes: who records usage; Unauthenticated (401) or Forbidden (403)."""
-    return require_usage_writer(await resolve(secret, authorization))
+    return require_usage_writer(await resolve(verifier, authorization))
 
 
 def team_caller(caller: Caller) -> TeamCaller:

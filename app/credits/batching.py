@@ -20,6 +20,7 @@ import asyncio
 import uuid
 import weakref
 
+from app import tracing
 from app.credits.service import UsageRequest, UsageResult, record_usage
 
 Pending = tuple[UsageRequest, "asyncio.Future[UsageResult]"]
@@ -38,12 +39,15 @@ class UsageBatcher:
     async def submit(self, request: UsageRequest) -> UsageResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[UsageResult] = loop.create_future()
-        self._pending.append((request, future))
-        if not self._scheduled:
-            # Starting on the next turn lets the requests already runnable join.
-            self._scheduled = True
-            loop.call_soon(self._start_batches)
-        return await future
+        # From queueing to the batch's commit. The batch's own span (`usage.batch`) is a
+        # child of the span current where it was scheduled: the first waiter's.
+        with tracing.span("usage.batch_wait"):
+            self._pending.append((request, future))
+            if not self._scheduled:
+                # Starting on the next turn lets the requests already runnable join.
+                self._scheduled = True
+                loop.call_soon(self._start_batches)
+            return await future
 
     def _start_batches(self) -> None:
         self._scheduled = False
@@ -69,7 +73,8 @@ class UsageBatcher:
 
     async def _apply(self, batch: list[Pending], teams: set[uuid.UUID]) -> None:
         try:
-            results = await record_usage([request for request, _ in batch])
+            with tracing.span("usage.batch", {"usage.events": len(batch)}):
+                results = await record_usage([request for request, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
             for _, future in batch:
                 if not future.done():

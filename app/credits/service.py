@@ -17,6 +17,7 @@ import structlog
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from app import tracing
 from app.credits import dimensions, held, programs, rules, store
 from app.credits.models import (
     ClosedPeriod,
@@ -640,6 +641,11 @@ _KEY_REUSED = "This idempotency key was used with other parameters."
 
 
 async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
+    with tracing.span("usage.write", {"usage.events": len(requests)}):
+        return await _apply_usage_in_transaction(requests)
+
+
+async def _apply_usage_in_transaction(requests: list[UsageRequest]) -> list[UsageResult]:
     results: list[UsageResult] = []
     records: list[UsageRow] = []
     async with atomic() as tx:

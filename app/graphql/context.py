@@ -20,6 +20,7 @@ from app.billing.callers import Caller, ServiceKeyCaller, TeamCaller, Viewer
 from app.config import Settings
 from app.kit.errors import Forbidden, Unauthenticated
 from app.kit.ratelimit import RateLimiter
+from app.teams import tokens
 
 
 @dataclass
@@ -36,7 +37,9 @@ class Context:
     async def caller(self) -> Caller:
         """Whoever the credential names; raises Unauthenticated without a valid one."""
         if self._caller is None:
-            self._caller = await callers.resolve(self.settings.jwt_secret(), self._authorization())
+            self._caller = await callers.resolve(
+                tokens.verifier(self.settings), self._authorization()
+            )
         return self._caller
 
     async def viewer(self) -> Viewer:
@@ -55,7 +58,7 @@ class Context:
         """Whether the credential still holds, asked afresh (not the request's copy): a long
         subscription opened with an API key ends once the key is revoked or expires."""
         try:
-            await callers.resolve(self.settings.jwt_secret(), self._authorization())
+            await callers.resolve(tokens.verifier(self.settings), self._authorization())
         except Unauthenticated:
             return False
         return True

@@ -147,14 +147,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 def token_expiry(context: Context) -> float | None:
-    """When the websocket's bearer token expires (Unix seconds); None if it is no JWT."""
+    """When the websocket's bearer token expires (Unix seconds); None if it is no JWT.
+    Called once the connection's caller was verified, so the token is read unverified
+    (an identity provider's token is checked against its JWKS, which is async)."""
     try:
-        claims = tokens.verify(
-            context.settings.jwt_secret(), tokens.bearer(context._authorization())
-        )
+        token = tokens.bearer(context._authorization())
     except tokens.InvalidToken:
         return None
-    return claims.expires_at
+    return tokens.unverified_expiry(token)
 
 
 class GraphQLView(GraphQL[Context, None]):

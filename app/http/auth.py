@@ -10,6 +10,7 @@ from app.billing.callers import ServiceKeyCaller, Viewer
 from app.config import Settings
 from app.http.errors import ApiError
 from app.kit.errors import Forbidden, Unauthenticated
+from app.teams import tokens
 
 
 async def authenticate(request: Request) -> Viewer | ServiceKeyCaller:
@@ -19,7 +20,7 @@ async def authenticate(request: Request) -> Viewer | ServiceKeyCaller:
     settings: Settings = request.app.state.settings
     try:
         return await callers.usage_writer(
-            settings.jwt_secret(), request.headers.get("authorization")
+            tokens.verifier(settings), request.headers.get("authorization")
         )
     except Unauthenticated:
         raise ApiError(

@@ -89,6 +89,14 @@ def json_endpoint(handler: Endpoint) -> Endpoint:
         try:
             return await handler(request)
         except ApiError as error:
+            # The caller's fault (or credits run out): one line, no traceback.
+            log.info(
+                "http.refused",
+                status=error.status,
+                code=error.code,
+                field=error.field,
+                path=request.scope["path"],
+            )
             return error_response(error)
         except Exception:  # masked, logged with an id
             error_id = uuid.uuid4().hex[:12]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import metrics
+from app import metrics, tracing
 from app.credits import batching
 from app.credits import service as credits
 from app.credits.store import UsageRow
@@ -137,19 +137,21 @@ async def _body(request: Request) -> bytes:
 @json_endpoint
 async def record_usage(request: Request) -> Response:
     """One event: 200 with its record, or its refusal's status (errors.STATUS)."""
-    await authenticate(request)
+    with tracing.span("usage.authenticate"):
+        await authenticate(request)
     body = await _body(request)
-    try:
-        event: UsageEvent | DomainError = _event_decoder.decode(body)
-    except msgspec.DecodeError:
-        event = _event(_loads(body))
-    except msgspec.ValidationError as error:
-        event = _invalid(error)
-    parsed = event if isinstance(event, DomainError) else _request(event)
+    with tracing.span("usage.parse"):
+        try:
+            event: UsageEvent | DomainError = _event_decoder.decode(body)
+        except msgspec.DecodeError:
+            event = _event(_loads(body))
+        except msgspec.ValidationError as error:
+            event = _invalid(error)
+        parsed = event if isinstance(event, DomainError) else _request(event)
     if isinstance(parsed, DomainError):
         outcome: UsageRow | DomainError = parsed
     else:
-        # Joins the worker's group commit with concurrent events.
+        # Joins the worker's group commit with concurrent events (the batch wait span).
         outcome = _outcome(await batching.submit(parsed))
     if isinstance(outcome, DomainError):
         metrics.count_usage([outcome.code.value])
@@ -175,15 +177,18 @@ def _batch(body: bytes) -> list[msgspec.Raw] | list[Any]:
 @json_endpoint
 async def record_usage_batch(request: Request) -> Response:
     """1 to 1,000 events, any teams: 200 with one result per event, in input order."""
-    await authenticate(request)
-    events = _batch(await _body(request))
-    if not 1 <= len(events) <= MAX_BATCH_EVENTS:
-        message = f"A batch holds 1 to {MAX_BATCH_EVENTS} events."
-        raise ApiError(400, ErrorCode.INVALID_INPUT.value, message, "events")
-    parsed: list[credits.UsageRequest | DomainError] = []
-    for raw in events:
-        event = _event(raw)
-        parsed.append(event if isinstance(event, DomainError) else _request(event))
+    with tracing.span("usage.authenticate"):
+        await authenticate(request)
+    body = await _body(request)
+    with tracing.span("usage.parse"):
+        events = _batch(body)
+        if not 1 <= len(events) <= MAX_BATCH_EVENTS:
+            message = f"A batch holds 1 to {MAX_BATCH_EVENTS} events."
+            raise ApiError(400, ErrorCode.INVALID_INPUT.value, message, "events")
+        parsed: list[credits.UsageRequest | DomainError] = []
+        for raw in events:
+            event = _event(raw)
+            parsed.append(event if isinstance(event, DomainError) else _request(event))
     requests = [p for p in parsed if isinstance(p, credits.UsageRequest)]
     applied = iter(await credits.record_usage(requests)) if requests else iter(())
     results: list[dict[str, Any]] = []

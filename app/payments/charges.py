@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+import structlog
+
 from app.kit.errors import DomainError, ErrorCode
 from app.payments.customers import ensure_customer
 from app.payments.gateway import UNAVAILABLE_MESSAGE, gateway
@@ -22,6 +24,8 @@ from app.payments.stripe import (
     PaymentIntentResult,
     StripeUnavailable,
 )
+
+log = structlog.get_logger(__name__)
 
 AUTHENTICATION_MESSAGE = "The bank asks the cardholder to authenticate."
 
@@ -73,6 +77,37 @@ async def create_payment(
     idempotency_key: str,
 ) -> ChargeResult:
     """Charges `payment_method`; Stripe's refusals and absence come back as results."""
+    result = await _create_payment(
+        amount_cents,
+        customer,
+        payment_method,
+        method_type,
+        off_session=off_session,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    if result.status in (ChargeStatus.FAILED, ChargeStatus.CANCELED, ChargeStatus.UNAVAILABLE):
+        # Expected refusals (a declined card, Stripe away): one line, never a traceback.
+        log.info(
+            "payments.charge_refused",
+            status=result.status.value,
+            payment_intent=result.payment_intent_id,
+            reason=(result.failure_message or "")[:200],
+            off_session=off_session,
+        )
+    return result
+
+
+async def _create_payment(
+    amount_cents: int,
+    customer: str,
+    payment_method: str,
+    method_type: PaymentMethodType,
+    *,
+    off_session: bool,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> ChargeResult:
     try:
         intent = await gateway().create_payment_intent(
             amount_cents,

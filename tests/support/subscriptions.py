@@ -125,7 +125,9 @@ class ServerProcess(LoopbackAddresses):
         broker_url: str,
         workers: int = 1,
         extra_env: dict[str, str] | None = None,
+        output: Path | None = None,
     ) -> None:
+        """`output`: a file that gets the server's stdout and stderr (its log lines)."""
         self.port = free_port()
         self.workers = workers
         env = {
@@ -138,11 +140,14 @@ class ServerProcess(LoopbackAddresses):
             **(extra_env or {}),
         }
         env.pop("TEST_DATABASE_URL", None)
+        self._output = output.open("wb") if output else None
         self.process = subprocess.Popen(
             [*SERVE, "--port", str(self.port), "--workers", str(workers)],
             cwd=ROOT,
             env=env,
             start_new_session=True,
+            stdout=self._output,
+            stderr=subprocess.STDOUT if output else None,
         )
 
     async def wait_ready(self) -> None:
@@ -192,6 +197,8 @@ class ServerProcess(LoopbackAddresses):
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        if self._output is not None:
+            self._output.close()
 
 
 def _children(pid: int) -> list[int]:

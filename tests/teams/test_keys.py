@@ -20,7 +20,7 @@ from app.events import bus
 from app.kit import clock
 from app.kit.errors import Forbidden, Unauthenticated
 from app.main import create_app
-from app.teams import keyring
+from app.teams import keyring, tokens
 from app.teams.key_models import ServiceKey, TeamApiKey
 from tests.support.api import JWT_SECRET, Actor, Api, sign_up
 from tests.support.keys import (
@@ -215,7 +215,7 @@ async def test_a_usage_read_key_cannot_record_usage(api: Api, operator: Actor) -
 
 async def test_usage_writer_for_the_http_routes(api: Api, operator: Actor) -> None:
     """`callers.usage_writer`: what /v1 authenticates with; 401 and 403 as typed errors."""
-    settings_secret = JWT_SECRET
+    settings_secret = tokens.Verifier((JWT_SECRET,))
     _, writer = await service_key(api, operator.token, ["usage:write"])
     _, reader = await service_key(api, operator.token, ["usage:read"])
     admin = await sign_up(api)
