@@ -301,12 +301,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parent = os.getppid()
     if args.ach_settle_seconds is not None and not 0 <= args.ach_settle_seconds <= 86_400:
         parser.error("--ach-settle-seconds must be between 0 and 86400")
-    emu = StripeEmulator(
-        verbose=not args.quiet,
-        die_with_parent=True,
-        state_file=args.state_file,
-        ach_settle_seconds=args.ach_settle_seconds,
-    )
+    try:
+        emu = StripeEmulator(
+            verbose=not args.quiet,
+            die_with_parent=True,
+            state_file=args.state_file,
+            ach_settle_seconds=args.ach_settle_seconds,
+        )
+    except EmulatorError as error:
+        parser.error(str(error))
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)

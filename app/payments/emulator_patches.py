@@ -24,6 +24,7 @@ import asyncio
 import os
 import pickle
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -279,6 +280,11 @@ def _patch_store(state_file: Path | None) -> None:
             self.update(saved)
         except FileNotFoundError:
             pass
+        except Exception as error:  # noqa: BLE001 - unreadable: keep it aside, start empty
+            aside = state_file.with_name(state_file.name + ".unreadable")
+            os.replace(state_file, aside)
+            print(f"localstripe state {state_file} unreadable ({error!r}); moved to {aside}",
+                  file=sys.stderr)  # fmt: skip
         finally:
             loading = False
 

@@ -167,3 +167,20 @@ async def test_a_failing_test_account_ends_with_stripes_failure_code(
         )
     finally:
         await gateway.aclose()
+
+
+async def test_an_unreadable_state_file_is_kept_aside_and_the_emulator_starts_empty(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "stripe-emulator.pickle"
+    state.write_bytes(b"not a pickle")
+    emulator = StripeEmulator(state_file=state, ach_settle_seconds=1.0)
+    emulator.start()
+    try:
+        async with emulator_client(emulator.url) as http:
+            response = await http.get("/v1/customers")
+        assert response.status_code == 200
+        assert response.json()["data"] == []
+    finally:
+        emulator.stop()
+    assert (tmp_path / "stripe-emulator.pickle.unreadable").read_bytes() == b"not a pickle"
