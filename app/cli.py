@@ -17,6 +17,7 @@ from app.billing.ledger_audit import audit_with_summary, report
 from app.config import Settings, get_settings, refuse_weak_production
 from app.events import bus
 from app.graphql.schema import schema
+from app.invoices import seller
 from app.kit.errors import DomainError
 from app.logs import configure_logging
 from app.payments import gateway
@@ -88,6 +89,7 @@ def _run(
         async def main() -> int:
             await db.init_db(settings)
             gateway.init_gateway(settings)
+            seller.configure(settings)
             try:
                 return await coro(settings)
             finally:

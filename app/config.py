@@ -86,6 +86,22 @@ class Settings(BaseSettings):
     rate_limit_team_per_minute: int = Field(default=300, ge=1)
     rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
 
+    # The seller printed on every invoice and receipt (app/invoices/seller.py). The address
+    # is multi-line: real newlines, or "\n" written out in a one-line variable.
+    seller_name: str = Field(default="Creditline (development)", min_length=1, max_length=200)
+    seller_address: str = Field(
+        default="1 Example Street\nSan Francisco, CA 94105\nUnited States", max_length=1000
+    )
+    seller_tax_id: str = Field(default="US EIN 00-0000000", max_length=100)
+    seller_email: str = Field(default="billing@creditline.example", max_length=254)
+
+    @field_validator("seller_name", "seller_address", "seller_tax_id", "seller_email")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise ValueError("must not hold NUL bytes or lone surrogates")
+        return value.replace("\\n", "\n").strip()
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

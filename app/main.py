@@ -16,6 +16,7 @@ from app.config import Settings, get_settings, refuse_weak_production
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
+from app.invoices import seller
 from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keyring
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     configure_logging(settings)
     # Before anything opens a connection: asyncpg, Redis and httpx get instrumented.
     tracing.configure(settings)
+    seller.configure(settings)
 
     # Closes each month, retries failed payments, catches up on Stripe address syncs. Every
     # worker of every replica runs one, but a pass runs in one of them at a time (an

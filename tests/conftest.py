@@ -33,8 +33,9 @@ def _database_url() -> str:
 
 @pytest.fixture(scope="session")
 def stripe_emulator() -> Iterator[StripeEmulator]:
-    """localstripe on 127.0.0.1 (a free port), state in memory; the run fails if it cannot start."""
-    emulator = StripeEmulator()
+    """localstripe on 127.0.0.1 (a free port), state in memory; the run fails if it cannot start.
+    Its bank debits settle after 1 s."""
+    emulator = StripeEmulator(ach_settle_seconds=1.0)
     emulator.start()
     yield emulator
     emulator.stop()

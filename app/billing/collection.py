@@ -123,15 +123,21 @@ async def charge_invoice(invoice_id: uuid.UUID) -> ChargeOutcome:
         # PAYMENT_METHOD_REQUIRED: nothing on file to charge.
         await collection.record_failure(invoice, error.message, None)
         return ChargeOutcome.FAILED
+    charged = charge.payment_method_id
     if charge.status is ChargeStatus.SUCCEEDED:
-        await collection.record_paid(invoice, charge.payment_intent_id)
+        await collection.record_paid(invoice, charge.payment_intent_id, payment_method_id=charged)
         return ChargeOutcome.PAID
     if charge.status is ChargeStatus.PROCESSING:
-        return await collection.record_processing(invoice, charge.payment_intent_id)
+        return await collection.record_processing(
+            invoice, charge.payment_intent_id, payment_method_id=charged
+        )
     if charge.status is ChargeStatus.UNAVAILABLE:
         return await collection.record_unavailable(invoice, UNAVAILABLE_MESSAGE)
     await collection.record_failure(
-        invoice, charge.failure_message or "The payment failed.", charge.payment_intent_id
+        invoice,
+        charge.failure_message or "The payment failed.",
+        charge.payment_intent_id,
+        payment_method_id=charged,
     )
     return ChargeOutcome.FAILED
 

@@ -22,6 +22,7 @@ from app.kit import origin
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.money import cents_to_units
+from app.payments.models import PaymentMethodType
 from app.teams import service as teams
 
 strawberry.enum(DomainInvoiceKind, name="InvoiceKind")
@@ -68,6 +69,22 @@ class BillingAddress:
             country=address.country,
             tax_id=TaxId(type=tax.type, value=tax.value) if tax else None,
         )
+
+
+@strawberry.type(description="who issued the invoice, as configured when it was issued")
+class InvoiceSeller:
+    name: str
+    address: list[str] = strawberry.field(description="the postal address, one line each")
+    tax_id: str | None
+    email: str | None = strawberry.field(description="where to ask about the invoice")
+
+
+@strawberry.type(description="the payment method that paid the invoice, or is charged for it")
+class InvoicePaymentMethod:
+    type: PaymentMethodType
+    brand: str | None = strawberry.field(description="the card brand, or the bank's name")
+    last4: str
+    description: str = strawberry.field(description='as the PDF prints it: "Visa ending in 4242"')
 
 
 @strawberry.type
@@ -149,6 +166,32 @@ class Invoice:
     def billing_address(self) -> BillingAddress | None:
         address = self.document.billing_address
         return BillingAddress.of(address) if address else None
+
+    @strawberry.field
+    def seller(self) -> InvoiceSeller:
+        seller = self.document.seller
+        return InvoiceSeller(
+            name=seller.name,
+            address=list(seller.address_lines),
+            tax_id=seller.tax_id,
+            email=seller.email,
+        )
+
+    @strawberry.field(
+        description="the period in words, its last day included: "
+        '"1 October 2026 \u2013 31 October 2026"'
+    )
+    def period_text(self) -> str | None:
+        return self.document.period_text
+
+    @strawberry.field
+    def payment_method(self) -> InvoicePaymentMethod | None:
+        method = self.document.payment_method
+        if method is None:
+            return None
+        return InvoicePaymentMethod(
+            type=method.type, brand=method.brand, last4=method.last4, description=method.text()
+        )
 
     @strawberry.field
     def issued_at(self) -> datetime:

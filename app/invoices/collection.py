@@ -87,9 +87,17 @@ async def record_unavailable(invoice: Invoice, message: str) -> ChargeOutcome:
     return ChargeOutcome.UNAVAILABLE
 
 
-async def record_processing(invoice: Invoice, payment_intent_id: str | None) -> ChargeOutcome:
+def _charged(payment_method_id: uuid.UUID | None) -> dict[str, uuid.UUID]:
+    """The method a new charge used, kept for the PDF; a follow-up (None) keeps the last."""
+    return {} if payment_method_id is None else {"payment_method_id": payment_method_id}
+
+
+async def record_processing(
+    invoice: Invoice, payment_intent_id: str | None, *, payment_method_id: uuid.UUID | None = None
+) -> ChargeOutcome:
     """A bank debit under way: stays OPEN; later passes ask Stripe how it ended."""
     await Invoice.filter(id=invoice.id).update(
+        **_charged(payment_method_id),
         payment_intent_id=payment_intent_id,
         charging_until=None,
         next_attempt_at=clock.now() + PROCESSING_RECHECK,
@@ -117,7 +125,9 @@ async def resume_if_settled(tx: Transaction, locked: LockedAccount) -> bool:
     return True
 
 
-async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
+async def record_paid(
+    invoice: Invoice, payment_intent_id: str | None, *, payment_method_id: uuid.UUID | None = None
+) -> None:
     """PAID; lifts the team's suspension once nothing is owed (`resume_if_settled`)."""
     team_id = invoice.team_id
     async with atomic() as tx:
@@ -128,6 +138,7 @@ async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
             .exclude(status=InvoiceStatus.PAID)
             .using_db(conn)
             .update(
+                **_charged(payment_method_id),
                 status=InvoiceStatus.PAID,
                 paid_at=clock.now(),
                 payment_intent_id=payment_intent_id,
@@ -140,7 +151,13 @@ async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
     log.info("invoice.paid", number=invoice.number, team_id=str(team_id))
 
 
-async def record_failure(invoice: Invoice, message: str, payment_intent_id: str | None) -> None:
+async def record_failure(
+    invoice: Invoice,
+    message: str,
+    payment_intent_id: str | None,
+    *,
+    payment_method_id: uuid.UUID | None = None,
+) -> None:
     """PAYMENT_FAILED, the team's invoiced billing suspended, and a PAYMENT_FAILED alert."""
     team_id = invoice.team_id
     attempts = invoice.charge_attempts + 1
@@ -154,6 +171,7 @@ async def record_failure(invoice: Invoice, message: str, payment_intent_id: str 
             )
             .using_db(conn)
             .update(
+                **_charged(payment_method_id),
                 status=InvoiceStatus.PAYMENT_FAILED,
                 failure_message=message[:500],
                 payment_intent_id=payment_intent_id,

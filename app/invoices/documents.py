@@ -9,9 +9,9 @@ units and rounded half-up once per line, and totals are sums of rounded lines.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -20,9 +20,11 @@ from tortoise.functions import Sum
 from app.credits.models import InvoicedPeriod, UsageRecord
 from app.invoices.address import Address
 from app.invoices.models import BillingAddress, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from app.invoices.seller import Seller, current
 from app.kit import clock
 from app.kit.money import format_units, units_to_cents_half_up
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
+from app.payments.models import PaymentMethod, PaymentMethodType
 
 DEFAULT_USAGE_DESCRIPTION = "API usage"
 OTHER_USAGE_DESCRIPTION = "Other usage"
@@ -38,6 +40,44 @@ class LineView:
     unit_amount_cents: int
     amount_cents: int
     exact_units: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MethodView:
+    """The payment method that paid (or is charged for) an invoice."""
+
+    type: PaymentMethodType
+    brand: str | None
+    last4: str
+
+    @classmethod
+    def of(cls, method: PaymentMethod) -> MethodView:
+        return cls(type=method.type, brand=method.brand, last4=method.last4)
+
+    def text(self) -> str:
+        """ "Visa ending in 4242", "STRIPE TEST BANK account ending in 6789"."""
+        if self.type is PaymentMethodType.CARD:
+            brand = (self.brand or "card").replace("_", " ")
+            return f"{brand[:1].upper()}{brand[1:]} ending in {self.last4}"
+        return f"{self.brand or 'Bank'} account ending in {self.last4}"
+
+
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def date_in_words(value: datetime) -> str:
+    """ "1 December 2026" (English, whatever the process locale)."""
+    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
+
+
+def period_in_words(start: datetime, end: datetime) -> str:
+    """The period with its last day, not the exclusive end: "1 December 2026 to 31 December
+    2026" with an en dash between the two."""
+    last_day = max(start, end - timedelta(microseconds=1))
+    return f"{date_in_words(start)} \u2013 {date_in_words(last_day)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +102,28 @@ class InvoiceDocument:
     paid_at: datetime | None
     failure_message: str | None = None
     draft: bool = False
+    # Who issued it (as configured at issue) and what paid, or is charged, for it.
+    seller: Seller = field(default_factory=current)
+    payment_method: MethodView | None = None
+
+    @property
+    def period_text(self) -> str | None:
+        if self.period_start is None or self.period_end is None:
+            return None
+        return period_in_words(self.period_start, self.period_end)
 
     @classmethod
-    def of(cls, invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceDocument:
+    def of(
+        cls,
+        invoice: Invoice,
+        lines: Sequence[InvoiceLine],
+        methods: Mapping[uuid.UUID, MethodView] | None = None,
+    ) -> InvoiceDocument:
+        """`methods`: the payment methods by id (`methods_of`), for what paid."""
         team_id = invoice.team_id
         snapshot = invoice.billing_address
+        sold_by = invoice.seller
+        method_id = invoice.payment_method_id
         return cls(
             id=str(invoice.id),
             team_id=team_id,
@@ -94,7 +151,17 @@ class InvoiceDocument:
             issued_at=invoice.issued_at,
             paid_at=invoice.paid_at,
             failure_message=invoice.failure_message,
+            seller=Seller.from_json(sold_by) if isinstance(sold_by, dict) else current(),
+            payment_method=(methods or {}).get(method_id) if method_id else None,
         )
+
+
+async def methods_of(invoices: Sequence[Invoice]) -> dict[uuid.UUID, MethodView]:
+    """The payment methods of `invoices` (removed ones too: they still paid)."""
+    wanted = {i.payment_method_id for i in invoices if i.payment_method_id is not None}
+    if not wanted:
+        return {}
+    return {m.id: MethodView.of(m) for m in await PaymentMethod.filter(id__in=wanted)}
 
 
 def money_text(cents: int) -> str:
@@ -134,14 +201,15 @@ async def invoice_document(invoice_id: uuid.UUID) -> InvoiceDocument | None:
     if invoice is None:
         return None
     lines = await InvoiceLine.filter(invoice_id=invoice.id)
-    return InvoiceDocument.of(invoice, lines)
+    return InvoiceDocument.of(invoice, lines, await methods_of([invoice]))
 
 
 async def purchase_invoice(purchase_id: uuid.UUID) -> InvoiceDocument | None:
     invoice = await Invoice.get_or_none(source_key=f"purchase:{purchase_id}")
     if invoice is None:
         return None
-    return InvoiceDocument.of(invoice, await InvoiceLine.filter(invoice_id=invoice.id))
+    lines = await InvoiceLine.filter(invoice_id=invoice.id)
+    return InvoiceDocument.of(invoice, lines, await methods_of([invoice]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +232,9 @@ async def list_invoices(team_id: uuid.UUID, first: int = 20, after: str | None =
         issued_at, ident = decode_time_cursor(after)
         query = query.filter(Q(issued_at__lt=issued_at) | Q(issued_at=issued_at, id__lt=ident))
     rows = await query.order_by("-issued_at", "-id").limit(first + 1).prefetch_related("lines")
-    items = [InvoiceDocument.of(row, list(row.lines)) for row in rows[:first]]
+    shown = rows[:first]
+    methods = await methods_of(shown)
+    items = [InvoiceDocument.of(row, list(row.lines), methods) for row in shown]
     return Page(
         items=items,
         has_next_page=len(rows) > first,
@@ -181,6 +251,7 @@ async def upcoming_invoice(team_id: uuid.UUID) -> InvoiceDocument | None:
         return None
     lines = await usage_lines(team_id, period)
     address = await BillingAddress.get_or_none(team_id=team_id)
+    default = await PaymentMethod.get_or_none(team_id=team_id, removed_at=None, is_default=True)
     start, end = clock.period_bounds(period)
     total = sum(line.amount_cents for line in lines)
     return InvoiceDocument(
@@ -201,4 +272,5 @@ async def upcoming_invoice(team_id: uuid.UUID) -> InvoiceDocument | None:
         issued_at=now,
         paid_at=None,
         draft=True,
+        payment_method=MethodView.of(default) if default else None,
     )

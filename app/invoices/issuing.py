@@ -17,7 +17,7 @@ from tortoise.exceptions import IntegrityError
 from app.credits.models import InvoicedPeriod
 from app.credits.service import lock_account
 from app.events.commit import atomic
-from app.invoices import numbering
+from app.invoices import numbering, seller
 from app.invoices.address import Address
 from app.invoices.documents import LineView, usage_lines
 from app.invoices.models import BillingAddress, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
@@ -34,6 +34,7 @@ class PurchaseLike(Protocol):
     team_id: uuid.UUID
     amount: int
     payment_intent_id: str | None
+    payment_method_id: uuid.UUID | None
     settled_at: datetime | None
 
 
@@ -54,6 +55,7 @@ async def _issue(
     purchase_id: uuid.UUID | None = None,
     paid_at: datetime | None = None,
     payment_intent_id: str | None = None,
+    payment_method_id: uuid.UUID | None = None,
 ) -> Invoice:
     """Inserts an invoice and its lines; the number is allocated last (see numbering)."""
     now = clock.now()
@@ -78,7 +80,9 @@ async def _issue(
         tax_cents=tax,
         total_cents=subtotal + tax,
         billing_address=snapshot,
+        seller=seller.current().to_json(),
         purchase_id=purchase_id,
+        payment_method_id=payment_method_id,
         issued_at=now,
         paid_at=paid_at,
         payment_intent_id=payment_intent_id,
@@ -124,6 +128,7 @@ async def issue_purchase_invoice(conn: BaseDBAsyncClient, purchase: PurchaseLike
         purchase_id=purchase.id,
         paid_at=purchase.settled_at or clock.now(),
         payment_intent_id=purchase.payment_intent_id,
+        payment_method_id=purchase.payment_method_id,
     )
 
 

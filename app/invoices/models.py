@@ -78,7 +78,12 @@ class Invoice(Model):
     total_cents = fields.BigIntField()
     # The billing address and tax id as they were at issue (null: none on file then).
     billing_address: Any = fields.JSONField(null=True)
+    # The seller as configured at issue (app/invoices/seller.py; null: issued before it was
+    # kept, shown with the current settings).
+    seller: Any = fields.JSONField(null=True)
     purchase_id = fields.UUIDField(null=True)
+    # The payment method (app.payments PaymentMethod id) that paid, or was last charged.
+    payment_method_id = fields.UUIDField(null=True)
     issued_at = fields.DatetimeField()
     paid_at = fields.DatetimeField(null=True)
     payment_intent_id = fields.CharField(max_length=255, null=True)

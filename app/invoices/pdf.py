@@ -1,4 +1,5 @@
-"""Invoice PDFs (fpdf2): issuer, number, dates, billing details, lines, totals, status."""
+"""Invoice PDFs (fpdf2): the seller, number, dates, period, billing details, lines, totals,
+what paid, status."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from app.invoices.documents import InvoiceDocument
 from app.invoices.models import InvoiceKind, InvoiceStatus
 from app.kit.money import format_units
 
-ISSUER_LINES = ("Creditline", "Team billing for API platforms", "billing@creditline.example")
+# What the core font (Latin-1) cannot show but has a plain stand-in for.
+_CORE_STAND_INS = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2019": "'", "\u2022": "*"})
 
 # The PDF core font (Helvetica, Latin-1, instant) when every text fits it; otherwise a
 # Unicode TrueType font when the system has one (loading it costs about 0.3 s per PDF),
@@ -64,6 +66,9 @@ def _latin1(text: str) -> bool:
 
 def _texts(document: InvoiceDocument) -> list[str]:
     texts = [document.number, document.failure_message or ""]
+    texts += document.seller.printed_lines()
+    if document.payment_method is not None:
+        texts.append(document.payment_method.text())
     texts += [line.description for line in document.lines]
     address = document.billing_address
     if address is not None:
@@ -89,6 +94,7 @@ class _Pdf(FPDF):
     def text_of(self, value: str) -> str:
         if self.unicode_ok:
             return value
+        value = value.translate(_CORE_STAND_INS)
         return value.encode("latin-1", "replace").decode("latin-1")
 
     def line_text(self, value: str, *, size: float = 10, bold: bool = False, h: float = 5) -> None:
@@ -106,11 +112,11 @@ def render(document: InvoiceDocument) -> bytes:
     """The invoice as a PDF; deterministic for a given document."""
     pdf = _Pdf(unicode=not all(_latin1(text) for text in _texts(document)))
     pdf.set_title(f"Invoice {document.number}")
-    pdf.set_author(ISSUER_LINES[0])
+    pdf.set_author(pdf.text_of(document.seller.name))
     pdf.set_creation_date(document.issued_at)
     pdf.add_page()
 
-    for index, line in enumerate(ISSUER_LINES):
+    for index, line in enumerate(document.seller.printed_lines()):
         pdf.line_text(line, size=16 if index == 0 else 9, bold=index == 0, h=7 if index == 0 else 4)
     pdf.ln(6)
     title = "Invoice preview (not issued)" if document.draft else "Invoice"
@@ -120,10 +126,14 @@ def render(document: InvoiceDocument) -> bytes:
         ("Status", _STATUS_TEXT[document.status]),
         ("Issued", _date(document.issued_at)),
     ]
-    if document.period_start and document.period_end:
-        facts.append(("Period", f"{_date(document.period_start)} to {_date(document.period_end)}"))
+    if document.period_text:
+        facts.append(("Period", document.period_text))
     if document.paid_at:
         facts.append(("Paid", _date(document.paid_at)))
+    method = document.payment_method
+    if method is not None:
+        label = "Paid with" if document.status is InvoiceStatus.PAID else "Charged to"
+        facts.append((label, method.text()))
     facts.append(("Currency", document.currency.upper()))
     for label, value in facts:
         pdf.line_text(f"{label}: {value}")
@@ -188,4 +198,6 @@ def render(document: InvoiceDocument) -> bytes:
     else:
         note = "Due on receipt; charged to the default payment method on file."
     pdf.line_text(note, size=9)
+    if document.seller.email:
+        pdf.line_text(f"Questions about this invoice: {document.seller.email}", size=9)
     return bytes(pdf.output())

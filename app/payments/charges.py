@@ -8,7 +8,7 @@ reach included, so no caller compares message texts.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import structlog
@@ -45,6 +45,8 @@ class ChargeResult:
     payment_intent_id: str | None = None
     failure_message: str | None = None
     client_secret: str | None = None
+    # Our PaymentMethod charged (set by `charge_default_method_off_session`).
+    payment_method_id: uuid.UUID | None = None
 
 
 def result_of_intent(intent: PaymentIntentResult) -> ChargeResult:
@@ -148,7 +150,7 @@ async def charge_default_method_off_session(
             ErrorCode.PAYMENT_METHOD_REQUIRED, "No default payment method on file.", None
         )
     customer = await ensure_customer(team_id)
-    return await create_payment(
+    result = await create_payment(
         amount_cents,
         customer,
         method.stripe_id,
@@ -157,3 +159,4 @@ async def charge_default_method_off_session(
         metadata={**metadata, "team_id": str(team_id), "description": description[:500]},
         idempotency_key=idempotency_key,
     )
+    return replace(result, payment_method_id=method.id)

@@ -6,8 +6,10 @@ This module starts it through a tiny ``python -c`` wrapper instead that:
 
 * serves on a socket bound to ``127.0.0.1`` (the parent binds it, so a free
   port is race-free, and hands the file descriptor to the child);
-* keeps state in memory only (``Store.dump_to_disk`` / ``try_load_from_disk``
-  are patched to no-ops, so nothing is read from or written to ``/tmp``).
+* keeps state in memory only, or with ``state_file`` in that one file (development:
+  ``data/stripe-emulator.pickle``, so customers and cards outlive a restart); never ``/tmp``;
+* knows US bank accounts and ACH debits that settle after ``ach_settle_seconds``
+  (`app.payments.emulator_patches`, which also holds the state file's code).
 
 Usage::
 
@@ -37,25 +39,33 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
 
 HOST = "127.0.0.1"
+# How long an emulated ACH debit stays `processing` unless told otherwise.
+ACH_SETTLE_SECONDS_ENV = "EMULATOR_ACH_SETTLE_SECONDS"
+DEFAULT_ACH_SETTLE_SECONDS = 10.0
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Runs in the child: argv[1] = inherited listening socket fd, argv[2] = "1" to log requests.
+# Runs in the child: argv[1] = inherited listening socket fd, argv[2] = "1" to log requests,
+# argv[3] = the state file ("" = memory), argv[4] = ACH settlement seconds, argv[5] = the
+# directory holding the `app` package.
 _WRAPPER = """
 import logging, socket, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[5])
 from aiohttp import web
-from localstripe import resources, server
-resources.Store.dump_to_disk = lambda self: None
-resources.Store.try_load_from_disk = lambda self: None
+from app.payments.emulator_patches import install
+app = install(Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]))
 sock = socket.socket(fileno=int(sys.argv[1]))
 log = None
 if sys.argv[2] == "1":
     log = logging.getLogger("aiohttp.access")
     log.setLevel(logging.DEBUG)
     log.addHandler(logging.StreamHandler())
-web.run_app(server.app, sock=sock, access_log=log, print=None, handle_signals=True)
+web.run_app(app, sock=sock, access_log=log, print=None, handle_signals=True)
 """
 
 
@@ -70,15 +80,41 @@ class EmulatorError(RuntimeError):
     """The emulator could not be started or refused a configuration call."""
 
 
+def ach_settle_seconds_from_env() -> float:
+    """EMULATOR_ACH_SETTLE_SECONDS (default 10): how long a bank debit stays processing."""
+    raw = os.environ.get(ACH_SETTLE_SECONDS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ACH_SETTLE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EmulatorError(f"{ACH_SETTLE_SECONDS_ENV} must be a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise EmulatorError(f"{ACH_SETTLE_SECONDS_ENV} must be between 0 and 86400")
+    return value
+
+
 class StripeEmulator:
-    """One ``localstripe`` child process with in-memory state on 127.0.0.1."""
+    """One ``localstripe`` child process on 127.0.0.1, its state in memory or one file."""
 
     def __init__(
-        self, *, verbose: bool = False, startup_timeout: float = 15.0, die_with_parent: bool = False
+        self,
+        *,
+        verbose: bool = False,
+        startup_timeout: float = 15.0,
+        die_with_parent: bool = False,
+        state_file: Path | None = None,
+        ach_settle_seconds: float | None = None,
     ) -> None:
         """`verbose` lets the child log requests and webhook deliveries to our stderr.
         `die_with_parent` (Linux): the child gets SIGTERM when the thread that started it
-        ends, even if this process is killed outright; for a command run from a script."""
+        ends, even if this process is killed outright; for a command run from a script.
+        `state_file`: keep every object there and read it back at start (None: memory).
+        `ach_settle_seconds`: a bank debit's wait before it settles (None: the env's)."""
+        self._state_file = state_file
+        self._ach_settle_seconds = (
+            ach_settle_seconds if ach_settle_seconds is not None else ach_settle_seconds_from_env()
+        )
         self._verbose = verbose
         self._startup_timeout = startup_timeout
         self._die_with_parent = die_with_parent
@@ -106,6 +142,9 @@ class StripeEmulator:
                     _WRAPPER,
                     str(sock.fileno()),
                     "1" if self._verbose else "0",
+                    str(self._state_file.resolve()) if self._state_file else "",
+                    repr(self._ach_settle_seconds),
+                    str(_PROJECT_ROOT),
                 ],
                 pass_fds=(sock.fileno(),),
                 preexec_fn=_set_parent_death_signal if self._die_with_parent else None,
@@ -235,13 +274,22 @@ class StripeEmulator:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m app.payments.emulator [--port N] [--quiet] [--webhook-url U
-    --webhook-secret S] [--exit-with-parent]``: run in the foreground until SIGTERM, Ctrl-C,
-    or (``--exit-with-parent``) the exit of the process that started it."""
-    parser = argparse.ArgumentParser(description="In-memory localstripe on 127.0.0.1")
+    --webhook-secret S] [--state-file PATH] [--ach-settle-seconds S] [--exit-with-parent]``:
+    run in the foreground until SIGTERM, Ctrl-C, or (``--exit-with-parent``) the exit of the
+    process that started it."""
+    parser = argparse.ArgumentParser(description="localstripe on 127.0.0.1")
     parser.add_argument("--port", type=int, default=8420, help="0 = any free port")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     parser.add_argument("--webhook-url", help="register this endpoint for every event")
     parser.add_argument("--webhook-secret", help="the endpoint's signing secret (whsec_...)")
+    parser.add_argument(
+        "--state-file", type=Path, help="keep the emulator's objects in this file (default: memory)"
+    )
+    parser.add_argument(
+        "--ach-settle-seconds",
+        type=float,
+        help=f"seconds a bank debit stays processing (default: ${ACH_SETTLE_SECONDS_ENV} or 10)",
+    )
     parser.add_argument(
         "--exit-with-parent",
         action="store_true",
@@ -251,7 +299,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if bool(args.webhook_url) != bool(args.webhook_secret):
         parser.error("--webhook-url and --webhook-secret go together")
     parent = os.getppid()
-    emu = StripeEmulator(verbose=not args.quiet, die_with_parent=True)
+    if args.ach_settle_seconds is not None and not 0 <= args.ach_settle_seconds <= 86_400:
+        parser.error("--ach-settle-seconds must be between 0 and 86400")
+    try:
+        emu = StripeEmulator(
+            verbose=not args.quiet,
+            die_with_parent=True,
+            state_file=args.state_file,
+            ach_settle_seconds=args.ach_settle_seconds,
+        )
+    except EmulatorError as error:
+        parser.error(str(error))
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
@@ -262,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         emu.start(args.port or None)
         if args.webhook_url:
             emu.register_webhook("creditline", args.webhook_url, args.webhook_secret)
-        print(f"localstripe (in-memory) on {emu.url}  pid={os.getpid()}", flush=True)
+        state = f"state in {args.state_file}" if args.state_file else "in-memory"
+        print(f"localstripe ({state}) on {emu.url}  pid={os.getpid()}", flush=True)
         if args.webhook_url:
             print(f"  webhooks -> {args.webhook_url}", flush=True)
         while True:

@@ -20,11 +20,15 @@ from app.payments.emulator import StripeEmulator
 from app.payments.models import Purchase, StripeEvent
 from tests.support.api import Actor, Api
 from tests.support.payments import (
+    SETUP_INTENT,
     STRIPE_WEBHOOK_SECRET,
+    add_card,
     authenticate_3ds,
     buy,
     card_payment_method,
+    confirm_bank_setup,
     credits_of,
+    emulator_client,
     methods,
     purchases_of,
     wait_for,
@@ -143,3 +147,90 @@ async def test_decline_and_its_webhook_credit_nothing(
     stored = await Purchase.get(id=uuid.UUID(purchase["id"]))
     assert stored.failure_reason == "Your card was declined."
     assert (await credits_of(api, admin))["total"] == "0.00"
+
+
+# --- bank accounts (the emulator's us_bank_account support) -------------------------------------
+
+
+async def _bank_account(
+    api: Api, admin: Actor, base_url: str, account_number: str
+) -> dict[str, Any]:
+    """A bank account added the console's way: a SetupIntent for us_bank_account, confirmed
+    as Stripe.js confirmUsBankAccountSetup does (instant verification), then put on file."""
+    data = await api.ok(SETUP_INTENT, {"t": admin.team_id, "type": "BANK_ACCOUNT"}, admin.token)
+    setup = data["createSetupIntent"]
+    assert setup["errors"] == []
+    confirmed = await confirm_bank_setup(base_url, setup["clientSecret"], account_number)
+    assert confirmed["status"] == "succeeded"
+    return await add_card(api, admin, confirmed["payment_method"])
+
+
+async def test_bank_transfer_processes_then_credits_on_settlement(
+    api: Api, admin: Actor, stripe_emulator: StripeEmulator, live_server: str
+) -> None:
+    bank = await _bank_account(api, admin, stripe_emulator.url, "000123456789")
+    assert (bank["type"], bank["brand"], bank["last4"]) == (
+        "BANK_ACCOUNT",
+        "STRIPE TEST BANK",
+        "6789",
+    )
+
+    payload = await buy(api, admin, "40.00", m="BANK_TRANSFER", pm=bank["id"])
+    assert payload["errors"] == []
+    purchase = payload["purchase"]
+    assert purchase["status"] == "PROCESSING"
+    assert (await credits_of(api, admin))["total"] == "0.00"
+
+    async def settled() -> bool:
+        return (await purchases_of(api, admin))[0]["status"] == "SUCCEEDED"
+
+    await wait_for(settled, what="payment_intent.succeeded after the debit settled")
+    assert (await credits_of(api, admin))["prepaid"] == "40.00"
+    event = await _event_for(purchase["paymentIntentId"], "payment_intent.succeeded")
+    assert event is not None
+    assert event.outcome == "purchase PROCESSING -> SUCCEEDED"
+
+
+async def test_failed_bank_transfer_is_never_credited(
+    api: Api, admin: Actor, stripe_emulator: StripeEmulator, live_server: str
+) -> None:
+    bank = await _bank_account(api, admin, stripe_emulator.url, "000111111113")
+    payload = await buy(api, admin, "40.00", m="BANK_TRANSFER", pm=bank["id"])
+    purchase = payload["purchase"]
+    assert purchase["status"] == "PROCESSING"
+
+    async def failed() -> bool:
+        return (await purchases_of(api, admin))[0]["status"] == "FAILED"
+
+    await wait_for(failed, what="payment_intent.payment_failed after the debit was returned")
+    done = (await purchases_of(api, admin))[0]
+    assert done["failureReason"] == "The customer's bank account has been closed."
+    await asyncio.sleep(1.5)  # a late or repeated event changes nothing
+    assert (await credits_of(api, admin))["total"] == "0.00"
+    assert await CreditGrant.filter(team_id=uuid.UUID(admin.team_id)).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("routing", "account", "name", "param"),
+    [
+        ("110000001", "000123456789", "Ada", "us_bank_account[routing_number]"),
+        ("11000000", "000123456789", "Ada", "us_bank_account[routing_number]"),
+        ("110000000", "12a4", "Ada", "us_bank_account[account_number]"),
+        ("110000000", "000123456789", "", "billing_details[name]"),
+    ],
+)
+async def test_emulator_refuses_bad_bank_details(
+    stripe_emulator: StripeEmulator, routing: str, account: str, name: str, param: str
+) -> None:
+    async with emulator_client(stripe_emulator.url) as http:
+        response = await http.post(
+            "/v1/payment_methods",
+            data={
+                "type": "us_bank_account",
+                "us_bank_account[routing_number]": routing,
+                "us_bank_account[account_number]": account,
+                "billing_details[name]": name,
+            },
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param

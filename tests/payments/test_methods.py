@@ -159,13 +159,13 @@ async def test_setup_intent_then_add_the_confirmed_method(
     assert body["invoice_settings"]["default_payment_method"] == response.json()["payment_method"]
 
 
-async def test_bank_account_setup_intent_is_refused_by_the_emulator_as_input(
-    api: Api, admin: Actor
-) -> None:
-    # localstripe has no us_bank_account: the refusal is a UserError, never a 500.
+async def test_bank_account_setup_intent_is_created(api: Api, admin: Actor) -> None:
+    # The emulator knows us_bank_account (app/payments/emulator_patches.py); confirming it
+    # is in tests/payments/test_emulator.py.
     data = await api.ok(SETUP_INTENT, {"t": admin.team_id, "type": "BANK_ACCOUNT"}, admin.token)
-    error = data["createSetupIntent"]["errors"][0]
-    assert (error["code"], error["field"]) == ("INVALID_INPUT", "type")
+    setup = data["createSetupIntent"]
+    assert setup["errors"] == []
+    assert setup["clientSecret"].startswith(setup["setupIntentId"] + "_secret_")
 
 
 async def test_invoiced_limit_needs_a_payment_method(api: Api, admin: Actor) -> None:

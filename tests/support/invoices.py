@@ -159,6 +159,7 @@ class FakePurchase:
     amount: int
     payment_intent_id: str | None
     settled_at: datetime | None
+    payment_method_id: uuid.UUID | None = None
 
 
 async def purchase_invoice_for(actor: Actor, dollars: str) -> Invoice:

@@ -237,6 +237,33 @@ async def authenticate_3ds(
     assert response.status_code == 200, response.text
 
 
+async def confirm_bank_setup(
+    base_url: str, client_secret: str, account_number: str, routing_number: str = "110000000"
+) -> dict[str, Any]:
+    """What the emulator's Stripe.js confirmUsBankAccountSetup sends; the SetupIntent answered."""
+    setup_intent = client_secret.split("_secret_")[0]
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        response = await http.post(
+            f"/v1/setup_intents/{setup_intent}/confirm",
+            json={
+                "key": "pk_test_creditline",
+                "client_secret": client_secret,
+                "payment_method_data": {
+                    "type": "us_bank_account",
+                    "us_bank_account": {
+                        "routing_number": routing_number,
+                        "account_number": account_number,
+                        "account_holder_type": "company",
+                    },
+                    "billing_details": {"name": "Ada Lovelace"},
+                },
+            },
+        )
+    assert response.status_code == 200, response.text
+    intent: dict[str, Any] = response.json()
+    return intent
+
+
 # --- recorded Stripe responses (ACH, which localstripe does not model) --------------------------
 
 # Shapes recorded from Stripe's API reference (2026-10-28.endive), ids made up.

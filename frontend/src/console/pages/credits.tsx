@@ -35,6 +35,7 @@ import {
   type PaymentMethod,
   USER_ERRORS,
 } from "./shared";
+import { AddBankAccount, useRefetchWhileProcessing } from "./bank-account";
 
 const CREDITS_QUERY = `query Credits($id: ID!) { team(id: $id) { id credits { ${CREDITS} } } }`;
 const CREDITS_LIVE = `subscription Live($teamId: ID!) { creditsUpdated(teamId: $teamId) { ${CREDITS} } }`;
@@ -382,7 +383,7 @@ function BuyForm(props: {
               ))}
             </div>
           ) : (
-            <span class="field-hint">No bank account on file: add one on the Payment page.</span>
+            <AddBankAccount teamId={props.teamId} first={!props.methods.length} onAdded={(id) => { setSource(id); props.onSaved(); }} />
           )}
           <span class="field-hint">ACH debits take 2–3 business days; credits arrive when the payment clears.</span>
           {cardErrors.map((error) => (
@@ -811,6 +812,7 @@ function Purchases(props: { teamId: string; tick: number }): JSX.Element {
   useEffect(() => {
     if (props.tick) state.reload();
   }, [props.tick]);
+  useRefetchWhileProcessing(!!state.data?.team?.purchases.edges.some((edge) => edge.node.status === "PROCESSING"), state.reload);
   return (
     <Card title="Purchases" subtitle="Each purchase's invoice is on the Invoices page." testid="purchases">
       <Loadable state={state} skeleton={<Skeleton lines={3} />}>

@@ -21,6 +21,7 @@ import {
   useQuery,
 } from "../ui";
 import { CardInput, type CardHandle, describeMethod, PAYMENT_METHOD, type PaymentMethod, USER_ERRORS } from "./shared";
+import { AddBankAccount } from "./bank-account";
 
 export function PaymentPage(props: PageProps): JSX.Element {
   return (
@@ -93,6 +94,7 @@ function PaymentMethods(props: PageProps): JSX.Element {
                   onCancel={() => setAdding(false)}
                 />
               )}
+              {props.canEdit && !adding && <AddBankAccount teamId={props.teamId} first={methods.length === 0} onAdded={state.reload} />}
             </>
           );
         }}
