@@ -1,0 +1,47 @@
+"""`team.unblocked`: a blocked team that can be served again, found by the notifier's pass.
+
+A team becomes blocked on the usage path (`programs.mark_blocked`, told once per
+transition). It becomes servable again through many paths (a grant, a purchase, a raised
+limit, a lifted suspension, a new month); rather than hook each, the notifier re-checks
+the few blocked teams on every pass (woken by any outbox write, and on a timer) and tells
+the transition in the transaction that records it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from app.credits import rules, store
+from app.credits.models import CreditAccount
+from app.credits.service import lock_account
+from app.events import outbox
+from app.events.commit import atomic
+from app.kit import clock
+
+MAX_PER_PASS = 500
+
+
+async def blocked_teams(limit: int = MAX_PER_PASS) -> list[uuid.UUID]:
+    rows = await CreditAccount.filter(blocked=True).limit(limit).values_list("team_id", flat=True)
+    return [uuid.UUID(str(row)) for row in rows]
+
+
+async def unblock_if_served(team_id: uuid.UUID) -> bool:
+    """Records and tells `team.unblocked` when the team's status is ACTIVE again."""
+    async with atomic() as tx:
+        locked = await lock_account(team_id, tx.conn)
+        account = locked.account
+        if not account.blocked:
+            return False
+        period = clock.period_of(clock.now())
+        used = await store.invoiced_amount(tx.conn, team_id, period)
+        limit = int(account.invoiced_limit)
+        headroom = rules.invoiced_headroom(limit, used, account.invoicing_suspended)
+        status = rules.billing_status(locked.available, limit, headroom)
+        if status is not rules.BillingStatus.ACTIVE:
+            return False
+        account.blocked = False
+        await CreditAccount.filter(team_id=team_id).using_db(tx.conn).update(blocked=False)
+        data = {"teamId": str(team_id), "status": status.value}
+        await outbox.emit(tx, "team.unblocked", data, team_id=team_id)
+        return True

@@ -1,0 +1,69 @@
+"""A development SMTP server on loopback that keeps each message as an `.eml` file.
+
+`python -m app.notifications.sink --port 8025 --dir data/outbox` (./scripts/serve starts
+one); tests start their own on a free port. aiosmtpd is a development dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class SaveToDirectory:
+    """Writes every accepted message to `directory/<time>-<random>.eml` (atomically)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(  # noqa: N802 (the name aiosmtpd calls)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.original_content or b""
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+        partial = self.directory / f".{name}.tmp"
+        partial.write_bytes(content)
+        os.replace(partial, self.directory / f"{name}.eml")  # readers never see half a file
+        return "250 OK"
+
+
+def start(directory: Path, port: int = 0, host: str = "127.0.0.1") -> Controller:
+    """A running sink; `controller.port` is where it listens. Stop with `.stop()`."""
+    controller = Controller(SaveToDirectory(directory), hostname=host, port=port)
+    controller.start()
+    return controller
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--dir", default="data/outbox")
+    args = parser.parse_args(argv)
+    controller = start(Path(args.dir), args.port, args.host)
+    print(f"smtp sink on {args.host}:{controller.port}, keeping messages in {args.dir}", flush=True)
+    stop = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait())
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
