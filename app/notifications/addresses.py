@@ -25,12 +25,12 @@ def clean(address: str, field: str = "emails") -> str:
 
 
 def clean_all(addresses: list[str], field: str = "emails") -> list[str]:
-    """Distinct, in order; at most MAX_EMAILS."""
+    """Distinct, in order; at most MAX_EMAILS. An error names the item ("emails.2")."""
     if len(addresses) > MAX_EMAILS:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"At most {MAX_EMAILS} notification emails.", field
         )
-    return list(dict.fromkeys(clean(a, field) for a in addresses))
+    return list(dict.fromkeys(clean(a, f"{field}.{i}") for i, a in enumerate(addresses)))
 
 
 def is_sendable(address: str) -> bool:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -37,7 +38,12 @@ class SaveToDirectory:
 
 
 def start(directory: Path, port: int = 0, host: str = "127.0.0.1") -> Controller:
-    """A running sink; `controller.port` is where it listens. Stop with `.stop()`."""
+    """A running sink; `controller.port` is where it listens (0: a free port). Stop with
+    `.stop()`."""
+    if port == 0:
+        with socket.socket() as probe:  # aiosmtpd's start-up check needs the real port
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
     controller = Controller(SaveToDirectory(directory), hostname=host, port=port)
     controller.start()
     return controller
