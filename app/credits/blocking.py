@@ -1,20 +1,20 @@
 """`team.unblocked`: a blocked team that can be served again, found by the notifier's pass.
 
 A team becomes blocked on the usage path (`programs.mark_blocked`, told once per
-transition). It becomes servable again through many paths (a grant, a purchase, a raised
-limit, a lifted suspension, a new month); rather than hook each, the notifier re-checks
-the few blocked teams on every pass (woken by any outbox write, and on a timer) and tells
-the transition in the transaction that records it.
+transition). Credits added (a grant, a purchase, a promo code, an auto top-up) unblock it
+in their own transaction (`service.flush_accounts`); the other ways back (a raised limit,
+a lifted suspension, a new month) are found here: the notifier re-checks the few blocked
+teams on every pass (woken by any outbox write, and on a timer) and tells the transition
+in the transaction that records it.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from app.credits import rules, store
+from app.credits import programs, rules, store
 from app.credits.models import CreditAccount
 from app.credits.service import lock_account
-from app.events import outbox
 from app.events.commit import atomic
 from app.kit import clock
 
@@ -40,8 +40,6 @@ async def unblock_if_served(team_id: uuid.UUID) -> bool:
         status = rules.billing_status(locked.available, limit, headroom)
         if status is not rules.BillingStatus.ACTIVE:
             return False
-        account.blocked = False
         await CreditAccount.filter(team_id=team_id).using_db(tx.conn).update(blocked=False)
-        data = {"teamId": str(team_id), "status": status.value}
-        await outbox.emit(tx, "team.unblocked", data, team_id=team_id)
+        await programs.mark_unblocked(tx, account)
         return True

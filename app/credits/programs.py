@@ -101,6 +101,14 @@ async def mark_blocked(tx: Transaction, account: Account) -> None:
     await outbox.emit(tx, "team.blocked", data, team_id=team_id)
 
 
+async def mark_unblocked(tx: Transaction, account: Account) -> None:
+    """Tells `team.unblocked` once per transition; the caller writes the row (its flag)."""
+    account.blocked = False
+    team_id = account.team_id
+    data = {"teamId": str(team_id), "status": rules.BillingStatus.ACTIVE.value}
+    await outbox.emit(tx, "team.unblocked", data, team_id=team_id)
+
+
 @functools.lru_cache(maxsize=256)
 def parse_thresholds(text: str) -> tuple[int, ...]:
     """The stored "80,100" as (80, 100): sorted, distinct (read on the usage path)."""

@@ -307,9 +307,13 @@ async def flush_accounts(
                     data = {"teamId": str(locked.team_id), "holdId": str(hold_id)}
                     await outbox.emit(tx, "hold.expired", data, team_id=locked.team_id)
     for locked in accounts:
-        if locked._new_grants:
+        funded = bool(locked._new_grants)
+        if funded:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
         locked._settle()
+        if funded and locked.account.blocked and locked.account.total > 0:
+            # Credits are back: told now (other ways back are found by the notifier).
+            await programs.mark_unblocked(current(), locked.account)
         locked._new_grants.clear()
         locked._new_grant_ids.clear()
         locked._dirty_grants.clear()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+
+from tortoise.expressions import Q
 from dataclasses import dataclass
 
 from app.events import outbox
@@ -79,7 +81,7 @@ async def deliveries(
     query = Delivery.filter(endpoint_id=endpoint.id, channel=Channel.WEBHOOK)
     if after:
         created, row_id = decode_time_cursor(after)
-        query = query.filter(created_at__lte=created).exclude(created_at=created, id__gte=row_id)
+        query = query.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=row_id))
     rows = await query.order_by("-created_at", "-id").limit(first + 1).prefetch_related("event")
     return rows[:first], len(rows) > first
 

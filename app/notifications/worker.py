@@ -17,7 +17,7 @@ import contextlib
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import structlog
@@ -176,21 +176,23 @@ class Notifier:
         await asyncio.gather(*(self._lane(lane, report) for lane in lanes.values()))
 
     async def _lane(self, deliveries: list[Delivery], report: PassReport) -> None:
-        failed_endpoint = False
+        held_until: datetime | None = None
         for delivery in deliveries:
-            if failed_endpoint:
-                # Keep an endpoint's events in order: after a failure, later ones wait too.
-                await self._failed(delivery, "waiting for an earlier event", None, count=False)
+            if held_until is not None:
+                # Keep an endpoint's events in order: after a failure, later ones wait for
+                # the failed one's next attempt (no attempt of their own is counted).
+                await Delivery.filter(id=delivery.id).update(next_attempt_at=held_until)
                 continue
             ok, error, status_code = await self._attempt(delivery)
             if ok:
                 await self._done(delivery, status_code)
                 report.delivered += 1
             else:
-                await self._failed(delivery, error, status_code)
+                retry_at = await self._failed(delivery, error, status_code)
                 report.failed += 1
                 report.errors.append(error or "")
-                failed_endpoint = delivery.channel is Channel.WEBHOOK
+                if delivery.channel is Channel.WEBHOOK:
+                    held_until = retry_at
 
     async def _attempt(self, delivery: Delivery) -> tuple[bool, str | None, int | None]:
         event: OutboxEvent = delivery.event
@@ -225,16 +227,18 @@ class Notifier:
         )
 
     async def _failed(
-        self, delivery: Delivery, error: str | None, status_code: int | None, *, count: bool = True
-    ) -> None:
+        self, delivery: Delivery, error: str | None, status_code: int | None
+    ) -> datetime:
+        """Records a failed attempt; returns when the next one is due."""
         now = clock.now()
-        attempts = delivery.attempts + (1 if count else 0)
+        attempts = delivery.attempts + 1
         expired = now - delivery.event.created_at >= GIVE_UP_AFTER
-        delay = retry_delay(self.settings.notify_retry_base_seconds, max(attempts, 1))
+        retry_at = now + retry_delay(self.settings.notify_retry_base_seconds, attempts)
         await Delivery.filter(id=delivery.id).update(
             status=DeliveryStatus.FAILED if expired else DeliveryStatus.PENDING,
             attempts=attempts,
-            next_attempt_at=now + delay,
+            next_attempt_at=retry_at,
             last_error=(error or "")[:500] or None,
             last_status_code=status_code,
         )
+        return retry_at

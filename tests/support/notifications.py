@@ -68,7 +68,9 @@ class Sink:
         return found
 
     def of_type(self, event_type: str) -> list[EmailMessage]:
-        return [m for m in self.messages() if str(m["X-Creditline-Event"]).endswith(f" {event_type}")]
+        return [
+            m for m in self.messages() if str(m["X-Creditline-Event"]).endswith(f" {event_type}")
+        ]
 
 
 @contextmanager
@@ -174,6 +176,6 @@ async def update_settings(api: Api, actor: Actor, **variables: Any) -> dict[str,
 async def create_endpoint(
     api: Api, operator: Actor, url: str, events: list[str] | None = None
 ) -> dict[str, Any]:
-    data = await api.ok(CREATE_ENDPOINT, {"u": url, "e": events or ALL_EVENTS}, operator.token)
+    data = await api.ok(CREATE_ENDPOINT, {"u": url, "e": ALL_EVENTS if events is None else events}, operator.token)
     payload: dict[str, Any] = data["createWebhookEndpoint"]
     return payload
