@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from tortoise.expressions import Q
-from dataclasses import dataclass
 
 from app.events import outbox
 from app.kit import clock

@@ -123,7 +123,8 @@ async def test_an_invitation_email_carries_the_way_to_accept(
         assert f"http://console.test/?invitation={invitation_id}" in body
         # The invitee accepts with what the email says, signed in as that address.
         found = re.search(r'acceptInvitation\(input: \{invitationId: "([^"]+)"\}\)', body)
-        assert found is not None and found.group(1) == invitation_id
+        assert found is not None
+        assert found.group(1) == invitation_id
         token = make_token("newcomer@example.com")
         data = await api.ok(ACCEPT, {"i": found.group(1)}, token)
         assert data["acceptInvitation"]["errors"] == [], data
@@ -138,7 +139,8 @@ async def test_without_smtp_no_email_deliveries_are_made(
     running = notifier(settings, None)
     await invite(api, admin, admin.team_id, "someone@example.com")
     report = await drain(running)
-    assert report.dispatched == 1 and report.delivered == 0
+    assert report.dispatched == 1
+    assert report.delivered == 0
 
 
 async def test_settings_defaults_and_refusals(api: Api, admin: Actor) -> None:

@@ -87,7 +87,8 @@ async def test_a_receiver_failing_three_times_gets_each_event_once_after_recover
         assert len(failed) == 3
         delivered = [b["id"] for b in bodies(hooks.accepted())]
         types = [b["type"] for b in bodies(hooks.accepted())]
-        assert "team.blocked" in types and "team.unblocked" in types
+        assert "team.blocked" in types
+        assert "team.unblocked" in types
         assert len(delivered) == len(set(delivered))  # each event exactly once after recovery
         # Every event the failures were about is among them (same id, same body).
         assert {json.loads(r.body)["id"] for r in failed} <= set(delivered)
@@ -109,7 +110,7 @@ async def test_events_of_a_team_arrive_with_ids_that_order_them(
         await create_endpoint(api, operator, hooks.url)
         running = notifier(settings, None)
         team_id = uuid.UUID(admin.team_id)
-        for round in range(3):
+        for _round in range(3):
             await blocked_then_unblocked(api, operator, admin)
             await drain(running)  # the unblock is found by the notifier's pass
             assert await use(team_id, "5.00")
@@ -118,7 +119,8 @@ async def test_events_of_a_team_arrive_with_ids_that_order_them(
         kinds = [b["type"] for b in received if b["type"].startswith("team.")]
         assert kinds == ["team.blocked", "team.unblocked"] * 3 + ["team.blocked"]
         ids = [b["id"] for b in received]
-        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
         sequences = [b["sequence"] for b in received]
         assert sequences == sorted(sequences)
         await running.stop()
@@ -135,7 +137,8 @@ async def test_the_log_pages_and_a_replay_sends_the_same_event_again(
         await drain(running)
         page = await api.ok(DELIVERIES, {"i": endpoint_id, "first": 1}, operator.token)
         connection = page["webhookDeliveries"]
-        assert len(connection["edges"]) == 1 and connection["pageInfo"]["hasNextPage"]
+        assert len(connection["edges"]) == 1
+        assert connection["pageInfo"]["hasNextPage"]
         after = connection["pageInfo"]["endCursor"]
         rest = await api.ok(DELIVERIES, {"i": endpoint_id, "after": after}, operator.token)
         nodes = [
@@ -193,7 +196,9 @@ async def test_a_redirect_is_not_followed_and_a_deleted_endpoint_gets_nothing(
         running = notifier(settings, None)
         assert not await use(uuid.UUID(actor.team_id), "1.00")
         report = await running.run_pass()
-        assert report.dispatched == 1 and report.failed == 1 and report.delivered == 0
+        assert report.dispatched == 1
+        assert report.failed == 1
+        assert report.delivered == 0
         assert [r.status for r in moved.requests] == [302]  # tried once, not followed
         assert gone.requests == []
         await running.stop()

@@ -176,6 +176,8 @@ async def update_settings(api: Api, actor: Actor, **variables: Any) -> dict[str,
 async def create_endpoint(
     api: Api, operator: Actor, url: str, events: list[str] | None = None
 ) -> dict[str, Any]:
-    data = await api.ok(CREATE_ENDPOINT, {"u": url, "e": ALL_EVENTS if events is None else events}, operator.token)
+    data = await api.ok(
+        CREATE_ENDPOINT, {"u": url, "e": ALL_EVENTS if events is None else events}, operator.token
+    )
     payload: dict[str, Any] = data["createWebhookEndpoint"]
     return payload
