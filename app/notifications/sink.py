@@ -1,13 +1,15 @@
 """A development SMTP server on loopback that keeps each message as an `.eml` file.
 
-`python -m app.notifications.sink --port 8025 --dir data/outbox` (./scripts/serve starts
-one); tests start their own on a free port. aiosmtpd is a development dependency.
+`python -m app.notifications.sink --port 8025 --dir data/outbox [--exit-with-parent]`
+(./scripts/serve starts one); tests start their own on a free port. aiosmtpd is a
+development dependency: nothing else in the service imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -54,7 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--dir", default="data/outbox")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits (a script's background job)",
+    )
     args = parser.parse_args(argv)
+    parent = os.getppid()
     controller = start(Path(args.dir), args.port, args.host)
     print(f"smtp sink on {args.host}:{controller.port}, keeping messages in {args.dir}", flush=True)
     stop = asyncio.Event()
@@ -63,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        while not stop.is_set():
+            if args.exit_with_parent and os.getppid() != parent:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
     try:
         asyncio.run(wait())
