@@ -9,7 +9,7 @@ from tortoise.expressions import Q
 
 from app.events import outbox
 from app.kit import clock
-from app.kit.errors import DomainError, ErrorCode, NotFound
+from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.kit.pagination import decode_time_cursor, encode_time_cursor
 from app.notifications import webhooks
@@ -57,7 +57,7 @@ async def _endpoint(endpoint_id: object) -> WebhookEndpoint:
         None if parsed is None else await WebhookEndpoint.get_or_none(id=parsed, deleted_at=None)
     )
     if endpoint is None:
-        raise NotFound()
+        raise DomainError(ErrorCode.NOT_FOUND, "No such webhook endpoint.", "endpointId")
     return endpoint
 
 
@@ -76,9 +76,12 @@ async def listed() -> list[WebhookEndpoint]:
 async def deliveries(
     endpoint_id: object, first: int, after: str | None
 ) -> tuple[list[Delivery], bool]:
-    """Newest first, with their events; (page, whether more follow)."""
-    endpoint = await _endpoint(endpoint_id)
-    query = Delivery.filter(endpoint_id=endpoint.id, channel=Channel.WEBHOOK)
+    """Newest first, with their events; (page, whether more follow). A deleted endpoint's
+    log stays readable; an unknown id has none."""
+    parsed = parse_uuid(endpoint_id)
+    if parsed is None:
+        return [], False
+    query = Delivery.filter(endpoint_id=parsed, channel=Channel.WEBHOOK)
     if after:
         created, row_id = decode_time_cursor(after)
         query = query.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=row_id))
@@ -97,7 +100,7 @@ async def replay(delivery_id: object) -> Delivery:
         None if parsed is None else await Delivery.get_or_none(id=parsed, channel=Channel.WEBHOOK)
     )
     if delivery is None:
-        raise NotFound()
+        raise DomainError(ErrorCode.NOT_FOUND, "No such webhook delivery.", "deliveryId")
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = clock.now()
     await delivery.save(update_fields=["status", "next_attempt_at"])
