@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings
+from app.invoices import collection, issuing
+from app.kit import clock
 from app.kit.errors import DomainError
 from app.notifications import addresses
 from tests.support.api import ACCEPT, Actor, Api, invite, join, make_token, sign_up
@@ -189,3 +192,30 @@ async def test_members_neither_read_nor_change_the_settings(api: Api, admin: Act
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     data = await api.ok(SETTINGS, {"t": admin.team_id}, admin.token)
     assert data["team"]["notificationSettings"]["emails"] == []
+
+
+async def test_a_monthly_invoice_and_its_failed_charge_are_emailed(
+    api: Api, admin: Actor, settings: Settings, tmp_path: Path
+) -> None:
+    team_id = uuid.UUID(admin.team_id)
+    clock.freeze(datetime(2026, 10, 20, tzinfo=UTC))
+    await set_limit(admin.team_id, "100.00")
+    assert await use(team_id, "30.00")
+    clock.freeze(datetime(2026, 11, 1, 1, tzinfo=UTC))
+    invoice, issued = await issuing.issue_monthly_invoice(team_id, "2026-10")
+    assert issued
+    assert invoice is not None
+    await collection.record_failure(invoice, "Your card was declined.", None)
+    with smtp_sink(tmp_path / "outbox") as sink:
+        running = notifier(settings, sink.url)
+        await drain(running)
+        (mail,) = sink.of_type("invoice.issued")
+        assert mail["To"] == admin.email
+        assert f"Invoice {invoice.number} for 2026-10" == mail["Subject"]
+        assert "$30.00" in text_of(mail)
+        (pdf,) = mail.iter_attachments()
+        assert pdf.get_content().startswith(b"%PDF")
+        (failed,) = sink.of_type("alert.raised")
+        assert failed["Subject"] == "A payment failed"
+        assert "Your card was declined." in text_of(failed)
+        await running.stop()
