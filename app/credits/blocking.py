@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 
 from app.credits import programs, rules, store
-from app.credits.models import CreditAccount
+from app.credits.models import CreditAccount, InvoicedPeriod
 from app.credits.service import lock_account
 from app.events.commit import atomic
 from app.kit import clock
@@ -21,9 +21,32 @@ from app.kit import clock
 MAX_PER_PASS = 500
 
 
-async def blocked_teams(limit: int = MAX_PER_PASS) -> list[uuid.UUID]:
-    rows = await CreditAccount.filter(blocked=True).limit(limit).values_list("team_id", flat=True)
-    return [uuid.UUID(str(row)) for row in rows]
+async def servable_blocked_teams(limit: int = MAX_PER_PASS) -> list[uuid.UUID]:
+    """Blocked teams that look servable again, read without locks (two queries).
+
+    The cached balances only ever overstate credits (an expiry not yet written), so a team
+    they show without credits or headroom has none: no false negatives. A candidate is
+    confirmed under its lock by `unblock_if_served`.
+    """
+    accounts = await CreditAccount.filter(blocked=True).limit(limit)
+    if not accounts:
+        return []
+    period = clock.period_of(clock.now())
+    used = dict(
+        await InvoicedPeriod.filter(
+            team_id__in=[a.team_id for a in accounts], period=period
+        ).values_list("team_id", "amount")
+    )
+    found = []
+    for account in accounts:
+        limit_units = int(account.invoiced_limit)
+        headroom = rules.invoiced_headroom(
+            limit_units, int(used.get(account.team_id, 0)), account.invoicing_suspended
+        )
+        total = int(account.free + account.promotional + account.prepaid)
+        if rules.billing_status(total, limit_units, headroom) is rules.BillingStatus.ACTIVE:
+            found.append(account.team_id)
+    return found
 
 
 async def unblock_if_served(team_id: uuid.UUID) -> bool:

@@ -65,6 +65,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
+        self._rechecked_at = float("-inf")
 
     # --- the loop -------------------------------------------------------------------
 
@@ -103,9 +104,14 @@ class Notifier:
 
     async def run_pass(self) -> PassReport:
         report = PassReport()
-        for team_id in await blocking.blocked_teams():
-            if await blocking.unblock_if_served(team_id):
-                report.unblocked += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._rechecked_at >= self.settings.notify_interval_seconds:
+            # On the timer only, not on every wake-up: credits added unblock in their own
+            # transaction; this finds the other ways back (a raised limit, a new month).
+            self._rechecked_at = now
+            for team_id in await blocking.servable_blocked_teams():
+                if await blocking.unblock_if_served(team_id):
+                    report.unblocked += 1
         while True:
             dispatched = await self.dispatch()
             report.dispatched += dispatched

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.config import Settings
 from tests.support.api import Actor, Api, sign_up
-from tests.support.billing import grant
+from tests.support.billing import grant, set_limit
 from tests.support.credits import use
 from tests.support.notifications import (
     DELETE_ENDPOINT,
@@ -201,4 +201,21 @@ async def test_a_redirect_is_not_followed_and_a_deleted_endpoint_gets_nothing(
         assert report.delivered == 0
         assert [r.status for r in moved.requests] == [302]  # tried once, not followed
         assert gone.requests == []
+        await running.stop()
+
+
+async def test_a_raised_limit_unblocks_through_the_notifiers_check(
+    api: Api, operator: Actor, admin: Actor, settings: Settings
+) -> None:
+    async with receiver() as hooks:
+        await create_endpoint(api, operator, hooks.url, ["team.blocked", "team.unblocked"])
+        running = notifier(settings, None)
+        assert not await use(uuid.UUID(admin.team_id), "1.00")  # no credits, no limit
+        await drain(running)
+        assert not await use(uuid.UUID(admin.team_id), "1.00")  # still blocked: told once
+        await set_limit(admin.team_id, "10.00")  # no credits added: found by the pass
+        report = await drain(running)
+        assert report.unblocked == 1
+        types = [b["type"] for b in bodies(hooks.accepted())]
+        assert types == ["team.blocked", "team.unblocked"]
         await running.stop()

@@ -143,7 +143,11 @@ async def receiver(failures: int = 0, status: int = 200) -> AsyncIterator[Receiv
 def notifier(settings: Settings, smtp_url: str | None) -> Notifier:
     """A notifier of the suite's database with fast retries (run by the test, pass by pass)."""
     changed = settings.model_copy(
-        update={"smtp_url": smtp_url or "", "notify_retry_base_seconds": 0.05}
+        update={
+            "smtp_url": smtp_url or "",
+            "notify_retry_base_seconds": 0.05,
+            "notify_interval_seconds": 0.05,
+        }
     )
     return Notifier(changed, base_url="http://console.test")
 
