@@ -8,12 +8,17 @@ import hmac
 import json
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from app.config import Settings
+from app.credits import service as credits_service
+from app.kit import clock
+from app.notifications import settings as notification_settings
 from tests.support.api import Actor, Api, sign_up
 from tests.support.billing import grant, set_limit
-from tests.support.credits import use
+from tests.support.credits import give, units, use
+from tests.support.holds import hold
 from tests.support.notifications import (
     DELETE_ENDPOINT,
     DELIVERIES,
@@ -218,4 +223,25 @@ async def test_a_raised_limit_unblocks_through_the_notifiers_check(
         assert report.unblocked == 1
         types = [b["type"] for b in bodies(hooks.accepted())]
         assert types == ["team.blocked", "team.unblocked"]
+        await running.stop()
+
+
+async def test_an_expired_hold_and_low_credits_are_told(
+    api: Api, operator: Actor, admin: Actor, settings: Settings
+) -> None:
+    async with receiver() as hooks:
+        await create_endpoint(api, operator, hooks.url, ["hold.expired", "credits.low"])
+        running = notifier(settings, None)
+        team_id = uuid.UUID(admin.team_id)
+        await give(team_id, "10.00")
+        await notification_settings.update(team_id, low_balance=units("5.00"))
+        held = await hold(team_id, "2.00", ttl=60)
+        clock.freeze(clock.now() + timedelta(minutes=2))
+        assert await credits_service.expire_due(team_id)
+        assert await use(team_id, "6.00")  # 10 -> 4: below the 5.00 threshold
+        await drain(running)
+        received = {b["type"]: b["data"] for b in bodies(hooks.accepted())}
+        assert received["hold.expired"] == {"teamId": admin.team_id, "holdId": str(held.id)}
+        low = received["credits.low"]
+        assert (low["threshold"], low["credits"], low["kind"]) == ("5.00", "4.00", "CREDITS_LOW")
         await running.stop()
