@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"delivered meanwhile (on): {found['emails']} emails, "
                 f"{found['webhooks']} webhooks; "
                 f"{found['deliveries_pending']} pending at the end; teams blocked: "
-                f"{found['on']['blocked_teams']} (on), {found['off']['blocked_teams']} (off)"
+                f"{found['on']['blocked_teams']:.0f} (on), "
+                f"{found['off']['blocked_teams']:.0f} (off)"
             )
         if "subscriptions" in suites:
             try:
