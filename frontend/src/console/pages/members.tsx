@@ -2,23 +2,31 @@
 
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
-import { mutate, type UserError } from "../api";
+import { graphql } from "../../gql";
+import type { MembersQuery, Role } from "../../gql/graphql";
+import { mutate } from "../api";
 import type { PageProps } from "../app";
 import { Badge, Button, Card, EmptyState, Field, FormErrors, IconUsers, Loadable, Notice, Skeleton, useForm, useQuery } from "../ui";
-import { USER_ERRORS } from "./shared";
 
-interface Member {
-  email: string;
-  name: string | null;
-  role: "ADMIN" | "MEMBER";
-  pending?: boolean;
-}
+const MEMBERS = graphql(`query Members($id: ID!) { team(id: $id) { id members { email name role pending } } }`);
+const SET_ROLE = graphql(`
+  mutation SetTeamMemberRole($input: SetTeamMemberRoleInput!) {
+    setTeamMemberRole(input: $input) { member { email role } errors { code message field } }
+  }
+`);
+const REMOVE_MEMBER = graphql(`
+  mutation RemoveTeamMember($input: RemoveTeamMemberInput!) { removeTeamMember(input: $input) { errors { code message field } } }
+`);
+const INVITE = graphql(`
+  mutation AddTeamMember($input: AddTeamMemberInput!) {
+    addTeamMember(input: $input) { member { email role } errors { code message field } }
+  }
+`);
+
+type Member = NonNullable<MembersQuery["team"]>["members"][number];
 
 export function MembersPage(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { members: Member[] } | null }>(
-    `query Members($id: ID!) { team(id: $id) { id members { email name role pending } } }`,
-    { id: props.teamId },
-  );
+  const state = useQuery(MEMBERS, { id: props.teamId });
   return (
     <div class="grid">
       <div class="col-wide">
@@ -56,22 +64,16 @@ export function MembersPage(props: PageProps): JSX.Element {
 function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; onChanged: () => void }): JSX.Element {
   const form = useForm();
   const { member } = props;
-  const setRole = (role: string): void => {
+  const setRole = (role: Role): void => {
     void form.run(async () => {
-      const payload = await mutate<{ errors: UserError[] }>(
-        `mutation Role($input: SetTeamMemberRoleInput!) { setTeamMemberRole(input: $input) { member { email role } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: member.email, role } },
-      );
+      const payload = await mutate(SET_ROLE, { input: { teamId: props.teamId, email: member.email, role } });
       props.onChanged();
       return payload.errors;
     });
   };
   const remove = (): void => {
     void form.run(async () => {
-      const payload = await mutate<{ errors: UserError[] }>(
-        `mutation Remove($input: RemoveTeamMemberInput!) { removeTeamMember(input: $input) { ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: member.email } },
-      );
+      const payload = await mutate(REMOVE_MEMBER, { input: { teamId: props.teamId, email: member.email } });
       if (!payload.errors.length) props.onChanged();
       return payload.errors;
     });
@@ -97,7 +99,7 @@ function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; on
               value={member.role}
               aria-label={`Role of ${member.email}`}
               disabled={form.busy}
-              onChange={(event) => setRole(event.currentTarget.value)}
+              onChange={(event) => setRole(event.currentTarget.value as Role)}
               data-testid="member-role"
             >
               <option value="ADMIN">Admin</option>
@@ -123,14 +125,11 @@ function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; on
 function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
   const form = useForm();
   const [email, setEmail] = useState("");
-  const [role, setRole] = useState<"ADMIN" | "MEMBER">("MEMBER");
+  const [role, setRole] = useState<Role>("MEMBER");
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ member: Member | null; errors: UserError[] }>(
-        `mutation Invite($input: AddTeamMemberInput!) { addTeamMember(input: $input) { member { email role } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: email.trim(), role } },
-      );
+      const payload = await mutate(INVITE, { input: { teamId: props.teamId, email: email.trim(), role } });
       if (payload.errors.length) return payload.errors;
       setEmail("");
       props.onInvited();
@@ -151,7 +150,7 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
           />
         </Field>
         <Field label="Role" name="role" form={form}>
-          <select value={role} onChange={(event) => setRole(event.currentTarget.value as "ADMIN" | "MEMBER")}>
+          <select value={role} onChange={(event) => setRole(event.currentTarget.value as Role)}>
             <option value="MEMBER">Member: reads billing</option>
             <option value="ADMIN">Admin: manages billing and members</option>
           </select>
