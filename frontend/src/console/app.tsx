@@ -8,6 +8,8 @@ import { formatUsd, formatUsdExact } from "../lib/money";
 import { graphql } from "../gql";
 import type { ViewerQuery } from "../gql/graphql";
 import { ApiError, gql, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, subscribe } from "./api";
+import { ActivityPage } from "./pages/activity";
+import { ApiKeysPage } from "./pages/api-keys";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
 import { MembersPage } from "./pages/members";
@@ -31,7 +33,9 @@ import {
   Field,
   FormErrors,
   IconCard,
+  IconClock,
   IconFile,
+  IconKey,
   IconUsers,
   IconWallet,
   Loadable,
@@ -354,7 +358,7 @@ function Console(): JSX.Element {
         <div class="sidebar-menu" id="console-menu">
           <nav class="nav" aria-label="Billing">
             {teamId &&
-              NAV.map(([page, label, Icon]) => (
+              NAV.filter(([, , , adminOnly]) => canEdit || !adminOnly).map(([page, label, Icon]) => (
                 <a
                   key={page}
                   href={href(teamId, page)}
@@ -478,11 +482,14 @@ function Invitations(props: { invitations: Invitation[]; onAnswered: () => void 
   );
 }
 
-const NAV: [Page, string, () => JSX.Element][] = [
-  ["credits", "Credits", IconWallet],
-  ["payment", "Payment", IconCard],
-  ["invoices", "Invoices", IconFile],
-  ["members", "Members", IconUsers],
+/** Pages in the menu; the last two are for admins (members are not shown them). */
+const NAV: [Page, string, () => JSX.Element, boolean][] = [
+  ["credits", "Credits", IconWallet, false],
+  ["payment", "Payment", IconCard, false],
+  ["invoices", "Invoices", IconFile, false],
+  ["members", "Members", IconUsers, false],
+  ["activity", "Activity", IconClock, true],
+  ["api-keys", "API keys", IconKey, true],
 ];
 
 function PageView(props: { page: Page } & PageProps): JSX.Element {
@@ -494,6 +501,10 @@ function PageView(props: { page: Page } & PageProps): JSX.Element {
       return <InvoicesPage key={rest.teamId} {...rest} />;
     case "members":
       return <MembersPage key={rest.teamId} {...rest} />;
+    case "activity":
+      return <ActivityPage key={rest.teamId} {...rest} />;
+    case "api-keys":
+      return <ApiKeysPage key={rest.teamId} {...rest} />;
     default:
       return <CreditsPage key={rest.teamId} {...rest} />;
   }

@@ -239,6 +239,16 @@ function BuyForm(props: {
   const card = useRef<CardHandle | null>(null);
   const key = useRef(newKey("purchase"));
   const [confirming, setConfirming] = useState(false);
+  // A new card that is saved only once 3-D Secure passes: when it joins the list, choose it.
+  const awaiting = useRef<Set<string> | null>(null);
+  useEffect(() => {
+    const known = awaiting.current;
+    const added = known && cards.find((pm) => !known.has(pm.id));
+    if (added) {
+      awaiting.current = null;
+      setSource(added.id);
+    }
+  }, [props.methods]);
   // A chosen method that has gone (removed elsewhere) falls back to the preferred one.
   const list = method === "CARD" ? cards : banks;
   const chosen: Source = source === "new" || list.some((pm) => pm.id === source) ? source : preferred(list);
@@ -281,6 +291,7 @@ function BuyForm(props: {
         // The card is on file now (or once 3-D Secure passes): pay with it next time.
         setCardEntry((value) => value + 1);
         if (purchase.paymentMethod) setSource(purchase.paymentMethod.id);
+        else awaiting.current = new Set(cards.map((pm) => pm.id));
         props.onSaved();
       }
       return finish(purchase);

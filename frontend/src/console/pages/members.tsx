@@ -6,7 +6,21 @@ import { graphql } from "../../gql";
 import type { MembersQuery, Role } from "../../gql/graphql";
 import { mutate } from "../api";
 import type { PageProps } from "../app";
-import { Badge, Button, Card, EmptyState, Field, FormErrors, IconUsers, Loadable, Notice, Skeleton, useForm, useQuery } from "../ui";
+import {
+  Badge,
+  Button,
+  Card,
+  EmptyState,
+  Field,
+  FormErrors,
+  formatDate,
+  IconUsers,
+  Loadable,
+  Notice,
+  Skeleton,
+  useForm,
+  useQuery,
+} from "../ui";
 
 const MEMBERS = graphql(`query Members($id: ID!) { team(id: $id) { id members { email name role pending } } }`);
 const SET_ROLE = graphql(`
@@ -21,6 +35,16 @@ const INVITE = graphql(`
   mutation AddTeamMember($input: AddTeamMemberInput!) {
     addTeamMember(input: $input) { member { email role } errors { code message field } }
   }
+`);
+
+const TEAM_INVITATIONS = graphql(`
+  query TeamInvitations($id: ID!) { team(id: $id) { id invitations { id email role invitedBy createdAt } } }
+`);
+const CANCEL_INVITATION = graphql(`
+  mutation CancelInvitation($input: CancelInvitationInput!) { cancelInvitation(input: $input) { errors { code message field } } }
+`);
+const LEAVE_TEAM = graphql(`
+  mutation LeaveTeam($input: LeaveTeamInput!) { leaveTeam(input: $input) { errors { code message field } } }
 `);
 
 type Member = NonNullable<MembersQuery["team"]>["members"][number];
@@ -52,11 +76,11 @@ export function MembersPage(props: PageProps): JSX.Element {
           </Loadable>
         </Card>
       </div>
-      {props.canEdit && (
-        <div class="col-narrow">
-          <Invite teamId={props.teamId} onInvited={state.reload} />
-        </div>
-      )}
+      <div class="col-narrow">
+        {props.canEdit && <Invite teamId={props.teamId} onInvited={state.reload} />}
+        {props.canEdit && <TeamInvitations teamId={props.teamId} />}
+        <Leave teamId={props.teamId} />
+      </div>
     </div>
   );
 }
@@ -163,6 +187,91 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
           </Button>
         </div>
       </form>
+    </Card>
+  );
+}
+
+/** Open invitations to this team (admins): withdraw one that was sent by mistake. */
+function TeamInvitations(props: { teamId: string }): JSX.Element {
+  const state = useQuery(TEAM_INVITATIONS, { id: props.teamId });
+  const form = useForm();
+  const cancel = (invitationId: string): void => {
+    void form.run(async () => {
+      const payload = await mutate(CANCEL_INVITATION, { input: { teamId: props.teamId, invitationId } });
+      if (!payload.errors.length) state.reload();
+      return payload.errors;
+    });
+  };
+  return (
+    <Card title="Open invitations" testid="team-invitations">
+      <Loadable state={state} skeleton={<Skeleton lines={2} />}>
+        {(data) =>
+          data.team?.invitations.length ? (
+            <ul class="members">
+              {data.team.invitations.map((invitation) => (
+                <li class="member" key={invitation.id} data-testid="team-invitation" data-email={invitation.email}>
+                  <div class="member-main">
+                    <div class="member-who">
+                      <div>{invitation.email}</div>
+                      <div class="muted small">
+                        {invitation.role === "ADMIN" ? "Admin" : "Member"} · sent {formatDate(invitation.createdAt)}
+                        {invitation.invitedBy ? ` by ${invitation.invitedBy}` : ""}
+                      </div>
+                    </div>
+                    <div class="member-actions">
+                      <Button kind="ghost" small type="button" busy={form.busy} onClick={() => cancel(invitation.id)} testid="invitation-cancel">
+                        Withdraw
+                      </Button>
+                    </div>
+                  </div>
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <EmptyState title="No open invitations" />
+          )
+        }
+      </Loadable>
+      <FormErrors form={form} known={[]} />
+    </Card>
+  );
+}
+
+/** Leave the team (asked first); the server refuses it for the last admin, in words. */
+function Leave(props: { teamId: string }): JSX.Element {
+  const form = useForm();
+  const [confirming, setConfirming] = useState(false);
+  const leave = (): void => {
+    void form.run(async () => {
+      const payload = await mutate(LEAVE_TEAM, { input: { teamId: props.teamId } });
+      if (payload.errors.length) {
+        setConfirming(false);
+        return payload.errors;
+      }
+      location.assign("/"); // the viewer (and the team list) starts over without this team
+      return [];
+    });
+  };
+  return (
+    <Card title="Leave this team" testid="leave-team">
+      <p class="muted small">You lose access to its billing at once. An admin can invite you again.</p>
+      {confirming ? (
+        <div class="row">
+          <Button kind="danger" small type="button" busy={form.busy} onClick={leave} testid="leave-confirm">
+            Leave the team
+          </Button>
+          <Button kind="ghost" small type="button" onClick={() => setConfirming(false)}>
+            Stay
+          </Button>
+        </div>
+      ) : (
+        <div class="row">
+          <Button kind="secondary" small type="button" onClick={() => setConfirming(true)} testid="leave-team-button">
+            Leave…
+          </Button>
+        </div>
+      )}
+      <FormErrors form={form} known={[]} testid="leave-error" />
     </Card>
   );
 }
