@@ -364,7 +364,10 @@ function Console(): JSX.Element {
                   href={href(teamId, page)}
                   class={route.page === page ? "nav-link active" : "nav-link"}
                   aria-current={route.page === page ? "page" : undefined}
-                  onClick={(event) => onLinkClick(event, href(teamId, page))}
+                  onClick={(event) => {
+                    setMenuOpen(false);
+                    onLinkClick(event, href(teamId, page));
+                  }}
                   data-testid={`nav-${page}`}
                 >
                   <Icon /> {label}

@@ -333,17 +333,19 @@ function BuyForm(props: {
     <form class="stack" onSubmit={submit} noValidate data-testid="buy-form">
       <Field label="Amount (USD)" name="amount" form={form} hint="Up to 2 decimal places.">
         <div class="amount-row">
-          <span class="prefix" aria-hidden="true">
-            $
+          <span class="amount-input">
+            <span class="prefix" aria-hidden="true">
+              $
+            </span>
+            <input
+              name="amount"
+              inputMode="decimal"
+              value={amount}
+              onInput={(event) => setAmount(event.currentTarget.value)}
+              data-testid="buy-amount"
+              aria-invalid={form.errorFor("amount").length > 0}
+            />
           </span>
-          <input
-            name="amount"
-            inputMode="decimal"
-            value={amount}
-            onInput={(event) => setAmount(event.currentTarget.value)}
-            data-testid="buy-amount"
-            aria-invalid={form.errorFor("amount").length > 0}
-          />
           <div class="chips">
             {PRESETS.map((preset) => (
               <button
