@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     rate_limit_team_per_minute: int = Field(default=300, ge=1)
     rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
 
+    # Notifications (docs/notifications.md): the outbox, email over SMTP, webhooks.
+    # NOTIFICATIONS=off writes no outbox rows (nothing is sent) and runs no notifier.
+    notifications: bool = True
+    # smtp://HOST:PORT or smtps://USER:PASS@HOST:PORT; unset: no email is sent.
+    smtp_url: str = ""
+    email_from: str = "Creditline <billing@localhost>"
+    # The first retry waits this long, each next one twice as long (capped at an hour);
+    # a delivery is given up 3 days after its event.
+    notify_retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The notifier's timer: it is also woken after each commit that wrote to the outbox.
+    notify_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -83,6 +95,13 @@ class Settings(BaseSettings):
     def _known_broker(cls, value: str) -> str:
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://HOST:PORT/N")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: str) -> str:
+        if value and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must be smtp://HOST:PORT or smtps://USER:PASS@HOST:PORT")
         return value
 
     @field_validator("public_url")

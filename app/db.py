@@ -25,6 +25,7 @@ APPS: dict[str, list[str]] = {
     "payments": ["app.payments.models"],
     "invoices": ["app.invoices.models"],
     "audit": ["app.teams.audit.models"],
+    "notifications": ["app.events.outbox", "app.notifications.models"],
 }
 
 

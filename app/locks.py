@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 MIGRATE = "migrate"
 INVOICE_SCHEDULER = "invoice-scheduler"
 CREDITS_SWEEPER = "credits-sweeper"
+NOTIFIER = "notifier"
 
 
 def lock_key(name: str) -> int:

@@ -13,10 +13,12 @@ from app import console, db, devauth, metrics
 from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
+from app.events import outbox
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
+from app.notifications.worker import Notifier
 from app.payments import gateway
 from app.teams import keyring
 
@@ -35,6 +37,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     keyring.ring.cache_seconds = settings.api_key_cache_seconds
     # Evicts revoked keys on the broker's word; writes keys' last uses in batches.
     key_upkeep = keyring.Upkeep(settings.api_key_last_used_flush_seconds)
+    # Emails and webhooks from the outbox (docs/notifications.md): woken after each commit
+    # that wrote one, and on a timer; one replica at a time delivers (an advisory lock).
+    outbox.enabled = settings.notifications
+    notifier = Notifier(settings) if jobs and settings.notifications else None
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -45,6 +51,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             scheduler.start()
         # Expires credits on time, resumes stalled auto top-ups.
         sweeping = sweeper.start_sweeper(settings) if jobs else None
+        if notifier is not None:
+            notifier.start()
         try:
             await live.start(settings.broker_url, settings.subscription_access_recheck_seconds)
             await key_upkeep.start()
@@ -57,6 +65,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             await key_upkeep.stop()
             await live.stop()
             await sweeper.stop_sweeper(sweeping)
+            if notifier is not None:
+                await notifier.stop()
             await scheduler.stop()
             if manage_db:
                 await gateway.close_gateway()

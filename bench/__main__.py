@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from bench import harness, ingest, sustained, usage
+from bench import harness, ingest, notifications, sustained, usage
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -167,14 +167,16 @@ def _print_sustained(figures: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument(
-        "suites", nargs="*", help="ingest, usage, sustained, subscriptions (default: all)"
+        "suites",
+        nargs="*",
+        help="ingest, usage, sustained, subscriptions, notifications (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--seconds", type=float, help="length of each run (default 30, quick 3)")
     args, rest = parser.parse_known_args(argv)
-    suites = args.suites or ["ingest", "usage", "sustained", "subscriptions"]
+    suites = args.suites or ["ingest", "usage", "sustained", "subscriptions", "notifications"]
     harness.require_tools()
     # Sustained figures: short runs overstate the hot path (caches warm, no vacuum yet).
     seconds = args.seconds or (3.0 if args.quick else 30.0)
@@ -224,6 +226,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             print()
             _print_sustained(figures["sustained"])
+        if "notifications" in suites:
+            figures["notifications"] = found = notifications.run(
+                database, seconds=seconds, workers=args.workers
+            )
+            print(
+                f"\n{args.workers} server workers, {seconds:.0f} s runs, {ingest.CLIENTS} clients"
+            )
+            print(_table(notifications.report(found)))
+            print(
+                f"delivered meanwhile (on): {found['emails']} emails, "
+                f"{found['webhooks']} webhooks; "
+                f"{found['deliveries_pending']} pending at the end; teams blocked: "
+                f"{found['on']['blocked_teams']} (on), {found['off']['blocked_teams']} (off)"
+            )
         if "subscriptions" in suites:
             try:
                 subscriptions = importlib.import_module("bench.subscriptions")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 
 from app.credits.service import LockedAccount, lock_account
+from app.events import outbox
 from app.events.commit import Transaction, atomic
 from app.invoices.collection import resume_if_settled
 from app.invoices.issuing import issue_purchase_invoice
 from app.kit.errors import NotFound
+from app.kit.money import format_units
 from app.payments.methods import detach
 from app.payments.models import Purchase, PurchaseMethod, PurchaseStatus
 from app.payments.purchases import Started, start_off_session, start_purchase
@@ -24,11 +26,31 @@ async def apply(
     tx: Transaction, locked: LockedAccount, purchase: Purchase, outcome: Outcome
 ) -> None:
     """Moves `purchase` by `outcome` under the account lock; a settlement is invoiced, and
-    one that paid disputes' shortfalls may lift the team's suspension."""
+    one that paid disputes' shortfalls may lift the team's suspension. Both ends are told
+    through the outbox: `purchase.succeeded` (the receipt email) and `purchase.failed`."""
+    before = purchase.status
     if await apply_outcome(tx, locked, purchase, outcome):
-        await issue_purchase_invoice(tx.conn, purchase)
+        invoice = await issue_purchase_invoice(tx.conn, purchase)
         if purchase.covered_shortfall > 0:
             await resume_if_settled(tx, locked)
+        data = {**_purchase_data(purchase), "invoiceId": str(invoice.id)}
+        await outbox.emit(tx, "purchase.succeeded", data, team_id=purchase.team_id)
+    elif purchase.status is not before and purchase.status in _FAILED:
+        data = {**_purchase_data(purchase), "failureReason": purchase.failure_reason}
+        await outbox.emit(tx, "purchase.failed", data, team_id=purchase.team_id)
+
+
+_FAILED = (PurchaseStatus.FAILED, PurchaseStatus.CANCELED)
+
+
+def _purchase_data(purchase: Purchase) -> dict[str, object]:
+    return {
+        "teamId": str(purchase.team_id),
+        "purchaseId": str(purchase.id),
+        "amount": format_units(purchase.amount),
+        "status": purchase.status.value,
+        "method": purchase.method.value,
+    }
 
 
 async def advance(purchase_id: uuid.UUID, outcome: Outcome) -> Purchase:

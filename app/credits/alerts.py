@@ -1,9 +1,10 @@
-"""Billing alerts: raised once per crossing per month, stored, pushed after commit.
+"""Billing alerts: raised once per crossing, stored, pushed after commit, told by the outbox.
 
 `raise_alert` runs inside the caller's `atomic()` transaction; a unique key on
 (team, kind, dedupe_key) decides whether the alert is new, so concurrent or
 repeated crossings never raise it twice. A new alert is pushed to subscribers by
-the transaction's after-commit work, never before (nor at all on a rollback).
+the transaction's after-commit work, never before (nor at all on a rollback), and
+written to the outbox in the same transaction (emails, webhooks: docs/notifications.md).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import functools
 import re
 import uuid
 from collections.abc import AsyncGenerator, Iterable
+from typing import Any
 
 import structlog
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.credits.models import AlertKind, BillingAlert
-from app.events import bus, commit
+from app.events import bus, commit, outbox
 from app.kit import clock
 
 log = structlog.get_logger(__name__)
@@ -28,6 +30,16 @@ MAX_ALERTS_PAGE = 100
 # never raises this many alerts between two wake-ups (there are six kinds a month).
 STREAM_WINDOW = 50
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+# The outbox event each new alert writes (emailed to the team, and sent to the webhook
+# endpoints subscribed to its type); kinds without a public event are email only.
+EVENT_TYPES: dict[AlertKind, str] = {
+    AlertKind.CREDITS_LOW: "credits.low",
+    AlertKind.CREDITS_EXHAUSTED: "credits.exhausted",
+    AlertKind.INVOICED_LIMIT_80: "invoiced_limit.reached",
+    AlertKind.INVOICED_LIMIT_100: "invoiced_limit.reached",
+}
+ALERT_EVENT = "alert.raised"
 
 
 def alerts_channel(team_id: uuid.UUID) -> str:
@@ -42,6 +54,7 @@ async def raise_alert(
     *,
     period: str | None = None,
     key: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> BillingAlert | None:
     """Stores the alert unless this crossing already raised it; None when it had.
 
@@ -71,6 +84,16 @@ async def raise_alert(
     if not await BillingAlert.filter(id=alert.id).using_db(conn).exists():
         return None
     transaction.after(functools.partial(publish_alerts, [alert]))
+    # Emailed and sent as a webhook from the outbox, written in this same transaction.
+    body = {
+        "teamId": str(team_id),
+        "alertId": str(alert.id),
+        "kind": kind.value,
+        "message": alert.message,
+        "period": period,
+        **(data or {}),
+    }
+    await outbox.emit(transaction, EVENT_TYPES.get(kind, ALERT_EVENT), body, team_id=team_id)
     return alert
 
 

@@ -59,12 +59,20 @@ class CreditAccount(Model):
     # The sum of the team's HELD holds, kept on the locked row so the usage gate compares
     # against what is available without summing the holds (credits/holds.py).
     held = fields.BigIntField(default=0, db_default=0)
+    # Notification settings the usage path reads from the locked row (credits/programs.py):
+    # invoiced-limit thresholds in percent ("80,100"), crossings of the current limit;
+    # the low-balance alert threshold (null: the auto top-up threshold, if any).
+    alert_thresholds = fields.CharField(max_length=64, default="80,100", db_default="80,100")
+    low_balance_threshold = fields.BigIntField(null=True)
+    # Whether `team.blocked` was the last of team.blocked/unblocked emitted (so each
+    # transition is told once); flipped only on a transition.
+    blocked = fields.BooleanField(default=False, db_default=False)
 
     team_id: uuid.UUID
 
     class Meta:
         table = "credit_accounts"
-        indexes = (Index(fields=("next_expiry_at",)),)
+        indexes = (Index(fields=("next_expiry_at",)), Index(fields=("blocked",)))
 
 
 class CreditGrant(Model):

@@ -25,6 +25,7 @@ from app.credits.models import (
 )
 from app.credits.rules import BillingStatus
 from app.credits.store import AccountRow, EntryRow, GrantRow, UsageRow
+from app.events import outbox
 from app.events.commit import Transaction, atomic, current
 from app.kit import clock, text
 from app.kit.errors import DomainError, ErrorCode, NotFound
@@ -302,10 +303,17 @@ async def flush_accounts(
         for locked in accounts:
             if locked._expired_holds:
                 tx.announce(held.HoldsExpired(locked.team_id, tuple(locked._expired_holds)))
+                for hold_id in locked._expired_holds:  # told by the outbox, same transaction
+                    data = {"teamId": str(locked.team_id), "holdId": str(hold_id)}
+                    await outbox.emit(tx, "hold.expired", data, team_id=locked.team_id)
     for locked in accounts:
-        if locked._new_grants:
+        funded = bool(locked._new_grants)
+        if funded:
             locked.account.funding_seq += 1  # credits added: a later drop is a new crossing
         locked._settle()
+        if funded and locked.account.blocked and locked.account.total > 0:
+            # Credits are back: told now (other ways back are found by the notifier).
+            await programs.mark_unblocked(current(), locked.account)
         locked._new_grants.clear()
         locked._new_grant_ids.clear()
         locked._dirty_grants.clear()
@@ -611,6 +619,7 @@ async def _apply_isolated(requests: list[UsageRequest]) -> list[UsageResult]:
 
 
 _KEY_REUSED = "This idempotency key was used with other parameters."
+_REFUSALS = (ErrorCode.CREDITS_EXHAUSTED, ErrorCode.INVOICED_LIMIT_REACHED)
 
 
 async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
@@ -628,6 +637,7 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
                 seen[(record.team_id, record.idempotency_key)] = record
         periods: dict[tuple[uuid.UUID, str], InvoicedPeriod] = {}
         invoiced_before: dict[tuple[uuid.UUID, str], int] = {}  # for the 80%/100% alerts
+        refused: set[uuid.UUID] = set()  # teams refused for want of money (team.blocked)
         closed: dict[str, bool] = {}
         for request in requests:
             account = locked.get(request.team_id)
@@ -667,13 +677,15 @@ async def _apply_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             if result.record is not None:
                 records.append(result.record)
                 seen[(request.team_id, request.idempotency_key)] = result.record
+            elif result.error is not None and result.error.code in _REFUSALS:
+                refused.add(request.team_id)
             results.append(result)
         if records:
             for row in periods.values():
                 if row.amount:
                     await row.save(using_db=conn)
         # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
-        await programs.after_usage(tx, locked, periods, invoiced_before)
+        await programs.after_usage(tx, locked, periods, invoiced_before, refused)
         # Usage drawn wholly from the invoiced tier moves no grant but still changes what
         # the team sees (invoiced this month): stamp and announce those accounts too.
         used = {record.team_id for record in records}

@@ -118,6 +118,9 @@ class AccountRow:
     auto_top_up_pending: bool
     funding_seq: int
     held: int  # the sum of the team's HELD holds
+    alert_thresholds: str  # invoiced-limit thresholds in percent, "80,100"
+    low_balance_threshold: int | None
+    blocked: bool  # team.blocked was the last transition told
 
     @property
     def total(self) -> int:

@@ -26,6 +26,13 @@ from app.graphql.invoices import InvoicesMutation
 from app.graphql.keys import KeysMutation, ServiceKey, service_keys
 from app.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, GuardedValidation
 from app.graphql.mutations import Mutation
+from app.graphql.notifications import (
+    NotificationsMutation,
+    WebhookDeliveryConnection,
+    WebhookEndpointType,
+    webhook_deliveries,
+    webhook_endpoints,
+)
 from app.graphql.payments import PaymentsMutation
 from app.graphql.programs import BillingAlert, ProgramsMutation, billing_alerts_stream
 from app.graphql.scalars import DECIMAL_SCALAR, Decimal
@@ -56,6 +63,20 @@ class Query:
     @strawberry.field(description="Operator only: every service key, revoked ones included.")
     async def service_keys(self, info: Info) -> list[ServiceKey]:
         return await service_keys(info)
+
+    @strawberry.field(description="Operator only: the webhook endpoints in use.")
+    async def webhook_endpoints(self, info: Info) -> list[WebhookEndpointType]:
+        return await webhook_endpoints(info)
+
+    @strawberry.field(description="Operator only: an endpoint's deliveries, newest first.")
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        endpoint_id: strawberry.ID,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> WebhookDeliveryConnection:
+        return await webhook_deliveries(info, endpoint_id, first, after)
 
 
 @strawberry.type
@@ -111,6 +132,7 @@ schema = ApiSchema(
             ProgramsMutation,
             KeysMutation,
             InvitationsMutation,
+            NotificationsMutation,
         ),
     ),
     subscription=Subscription,

@@ -19,6 +19,7 @@ from app.graphql.invoices import (
     team_upcoming_invoice,
 )
 from app.graphql.keys import TeamApiKey, team_api_keys
+from app.graphql.notifications import NotificationSettings, team_notification_settings
 from app.graphql.payments import (
     PaymentMethod,
     PurchaseConnection,
@@ -138,6 +139,10 @@ class Team:
     @strawberry.field(description="the team's API keys, revoked ones included; admins only")
     async def api_keys(self, info: Info) -> list[TeamApiKey]:
         return await team_api_keys(info, self.model.id, self.viewer_role)
+
+    @strawberry.field(description="who is emailed, and the alert thresholds; admins only")
+    async def notification_settings(self, info: Info) -> NotificationSettings:
+        return await team_notification_settings(info, self.model.id, self.viewer_role)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

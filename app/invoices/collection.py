@@ -14,8 +14,10 @@ from tortoise.expressions import Q
 from app.credits import alerts
 from app.credits.models import AlertKind
 from app.credits.service import LockedAccount, lock_account
+from app.events import outbox
 from app.events.commit import Transaction, atomic
 from app.invoices.documents import money_text
+from app.invoices.issuing import invoice_data
 from app.invoices.models import Invoice, InvoiceKind, InvoiceStatus
 from app.kit import clock
 from app.payments.settlement import outstanding_shortfall
@@ -123,7 +125,7 @@ async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
     async with atomic() as tx:
         conn = tx.conn
         locked = await lock_account(team_id, conn)
-        await (
+        paid = await (
             Invoice.filter(id=invoice.id)
             .exclude(status=InvoiceStatus.PAID)
             .using_db(conn)
@@ -136,6 +138,9 @@ async def record_paid(invoice: Invoice, payment_intent_id: str | None) -> None:
                 charging_until=None,
             )
         )
+        if paid:
+            data = {**invoice_data(invoice), "status": InvoiceStatus.PAID.value}
+            await outbox.emit(tx, "invoice.paid", data, team_id=team_id)
         await resume_if_settled(tx, locked)
     log.info("invoice.paid", number=invoice.number, team_id=str(team_id))
 
@@ -176,4 +181,12 @@ async def record_failure(invoice: Invoice, message: str, payment_intent_id: str 
             period=invoice.period or clock.period_of(now),
             key=f"invoice:{invoice.number}",
         )
+        # The alert above is the failed charge's email; this is the platform's event.
+        data = {
+            **invoice_data(invoice),
+            "status": InvoiceStatus.PAYMENT_FAILED.value,
+            "failureMessage": message[:500],
+            "attempts": attempts,
+        }
+        await outbox.emit(tx, "invoice.payment_failed", data, team_id=team_id)
     log.warning("invoice.payment_failed", number=invoice.number, attempts=attempts, error=message)

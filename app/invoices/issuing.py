@@ -16,7 +16,8 @@ from tortoise.exceptions import IntegrityError
 
 from app.credits.models import InvoicedPeriod
 from app.credits.service import lock_account
-from app.events.commit import atomic
+from app.events import outbox
+from app.events.commit import atomic, current
 from app.invoices import numbering
 from app.invoices.address import Address
 from app.invoices.documents import LineView, usage_lines
@@ -99,7 +100,23 @@ async def _issue(
         using_db=conn,
     )
     log.info("invoice.issued", number=number, kind=kind.value, team_id=str(team_id))
+    await outbox.emit(current(), "invoice.issued", invoice_data(invoice), team_id=team_id)
     return invoice
+
+
+def invoice_data(invoice: Invoice) -> dict[str, object]:
+    """What an invoice's outbox events carry (webhook `data`, the email's facts)."""
+    return {
+        "teamId": str(invoice.team_id),
+        "invoiceId": str(invoice.id),
+        "number": invoice.number,
+        "kind": invoice.kind.value,
+        "status": invoice.status.value,
+        "period": invoice.period,
+        "totalCents": invoice.total_cents,
+        "currency": invoice.currency,
+        "purchaseId": str(invoice.purchase_id) if invoice.purchase_id else None,
+    }
 
 
 async def issue_purchase_invoice(conn: BaseDBAsyncClient, purchase: PurchaseLike) -> Invoice:

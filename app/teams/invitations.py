@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.events import outbox
 from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
@@ -36,6 +37,9 @@ class InvitationView:
     role: Role
     invited_by: str | None
     created_at: datetime
+
+
+INVITATION_EVENT = "invitation.created"  # email only: no webhook carries it
 
 
 def _view(invitation: Invitation, team: Team) -> InvitationView:
@@ -95,6 +99,16 @@ async def invite(
         )
         new = _audited(cleaned, role, pending=True)
         await audit.record(tx.conn, team.id, actor, AuditAction.MEMBER_ADDED, None, new)
+        # The invitation email, sent from the outbox once this commits.
+        data = {
+            "teamId": str(team.id),
+            "teamName": team.name,
+            "invitationId": str(invitation.id),
+            "email": cleaned,
+            "role": role.value,
+            "invitedBy": invitation.invited_by,
+        }
+        await outbox.emit(tx, INVITATION_EVENT, data, team_id=team.id)
         return _view(invitation, team)
 
 

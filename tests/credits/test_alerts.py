@@ -15,6 +15,7 @@ from app.events.commit import atomic
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.kit import clock
+from app.notifications import settings as notification_settings
 from tests.support.api import Actor, Api, join, sign_up
 from tests.support.billing import set_limit
 from tests.support.credits import give, units, use
@@ -59,7 +60,7 @@ async def test_invoiced_80_and_100_fire_once_each_however_many_events_cross(api:
     assert len(await kinds(team_id)) == 2
 
 
-async def test_invoiced_alerts_once_per_month(api: Api) -> None:
+async def test_invoiced_alerts_once_per_limit_and_month(api: Api) -> None:
     _, team_id = await team(api)
     clock.freeze(datetime(2026, 8, 20, tzinfo=UTC))
     await set_limit(str(team_id), "10.00")
@@ -67,18 +68,61 @@ async def test_invoiced_alerts_once_per_month(api: Api) -> None:
     assert await kinds(team_id) == []  # 79.9%
     assert await use(team_id, "0.01")
     assert await kinds(team_id) == ["INVOICED_LIMIT_80"]  # exactly 80%
-    # A raised limit and a second pass over 80% in the same month: still one alert.
+    # A raised limit re-arms the thresholds: 16.00 of 20.00 is a new 80% crossing.
     await set_limit(str(team_id), "20.00")
     assert await use(team_id, "8.00")
-    assert await kinds(team_id) == ["INVOICED_LIMIT_80"]
+    assert await kinds(team_id) == ["INVOICED_LIMIT_80", "INVOICED_LIMIT_80"]
+    messages = {a.message for a in await BillingAlert.filter(team_id=team_id)}
+    assert any("80% of the 20.00 spending limit (16.00)" in m for m in messages), messages
+    # Back to the old limit and over it again: that limit's crossing was told this month.
+    await set_limit(str(team_id), "10.00")
+    await set_limit(str(team_id), "20.00")
+    assert await use(team_id, "0.50")
+    assert len(await kinds(team_id)) == 2
     clock.freeze(datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC))
     assert await use(team_id, "20.00")
     rows = await BillingAlert.filter(team_id=team_id).order_by("created_at")
     assert sorted((a.period, str(a.kind)) for a in rows) == [
         ("2026-08", "INVOICED_LIMIT_80"),
+        ("2026-08", "INVOICED_LIMIT_80"),
         ("2026-09", "INVOICED_LIMIT_100"),
         ("2026-09", "INVOICED_LIMIT_80"),
     ]
+
+
+async def test_raising_the_limit_rearms_both_alerts_naming_the_new_limit(api: Api) -> None:
+    """The reported case: limit 10, both fire; raise to 30 and spend to 30: both again."""
+    _, team_id = await team(api)
+    clock.freeze(datetime(2026, 8, 10, tzinfo=UTC))
+    await set_limit(str(team_id), "10.00")
+    assert await use(team_id, "10.00")
+    assert sorted(await kinds(team_id)) == ["INVOICED_LIMIT_100", "INVOICED_LIMIT_80"]
+    await set_limit(str(team_id), "30.00")
+    assert await use(team_id, "20.00")
+    rows = await BillingAlert.filter(team_id=team_id)
+    named = sorted((str(a.kind), a.message.split(" of the ")[1]) for a in rows)
+    assert named == [
+        ("INVOICED_LIMIT_100", "10.00 spending limit (10.00)."),
+        ("INVOICED_LIMIT_100", "30.00 spending limit (30.00)."),
+        ("INVOICED_LIMIT_80", "10.00 spending limit (10.00)."),
+        ("INVOICED_LIMIT_80", "30.00 spending limit (30.00)."),
+    ]
+    assert not await use(team_id, "0.01")  # at the limit: refused, no alert again
+    assert len(await kinds(team_id)) == 4
+
+
+async def test_thresholds_follow_the_team_settings(api: Api) -> None:
+    _, team_id = await team(api)
+    await set_limit(str(team_id), "100.00")
+    await notification_settings.update(team_id, thresholds=[50])
+    assert await use(team_id, "49.99")
+    assert await kinds(team_id) == []
+    assert await use(team_id, "0.01")
+    assert await kinds(team_id) == ["INVOICED_LIMIT_80"]  # the warning kind, at 50%
+    (alert,) = await BillingAlert.filter(team_id=team_id)
+    assert "reached 50% of the 100.00 spending limit" in alert.message
+    assert await use(team_id, "50.00")
+    assert len(await kinds(team_id)) == 1  # 100% is not among this team's thresholds
 
 
 async def test_usage_dated_last_month_alerts_for_last_month(api: Api) -> None:

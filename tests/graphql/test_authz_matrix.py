@@ -218,6 +218,28 @@ EXPECTED: dict[str, Case] = {
     "Mutation.leaveTeam": mutation("leaveTeam", "LeaveTeamInput", lambda t: {"teamId": t})(
         row(NOT_FOUND, OK, OK, OK)
     ),
+    "Mutation.updateNotificationSettings": mutation(
+        "updateNotificationSettings",
+        "UpdateNotificationSettingsInput",
+        lambda t: {"teamId": t, "emails": ["finance@example.com"]},
+    )(TEAM_ADMIN),
+    "Query.webhookEndpoints": Case(OPERATOR, "{ webhookEndpoints { id } }"),
+    "Query.webhookDeliveries": Case(
+        OPERATOR,
+        "query($e: ID!) { webhookDeliveries(endpointId: $e) { edges { cursor } } }",
+        lambda t: {"e": _u()},
+    ),
+    "Mutation.createWebhookEndpoint": mutation(
+        "createWebhookEndpoint",
+        "CreateWebhookEndpointInput",
+        lambda t: {"url": "https://gateway.example/hooks", "events": ["team.blocked"]},
+    )(OPERATOR),
+    "Mutation.deleteWebhookEndpoint": mutation(
+        "deleteWebhookEndpoint", "DeleteWebhookEndpointInput", lambda t: {"endpointId": _u()}
+    )(OPERATOR),
+    "Mutation.replayWebhookDelivery": mutation(
+        "replayWebhookDelivery", "ReplayWebhookDeliveryInput", lambda t: {"deliveryId": _u()}
+    )(OPERATOR),
     "Subscription.creditsUpdated": Case(
         TEAM_READ, "subscription($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }"
     ),
@@ -229,6 +251,7 @@ EXPECTED: dict[str, Case] = {
 # Team's own fields: reading a team is TEAM_READ; these differ.
 TEAM_FIELDS: dict[str, dict[str, str]] = {
     "auditLog": ADMIN_READ,
+    "notificationSettings": ADMIN_READ,  # it lists people's addresses
     "apiKeys": row(NOT_FOUND, FORBIDDEN, OK, OK, other_team_key=NOT_FOUND),  # never a key
     "invitations": row(NOT_FOUND, FORBIDDEN, OK, OK, other_team_key=NOT_FOUND),  # people
 }

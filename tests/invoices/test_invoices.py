@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tortoise.transactions import in_transaction
 
 from app.billing import collection, scheduler
 from app.credits.models import AlertKind, BillingAlert, ClosedPeriod, CreditAccount
+from app.events.commit import atomic
 from app.invoices import close, issuing
 from app.invoices.models import Invoice, InvoiceCounter, InvoiceStatus
 from app.kit import clock
@@ -296,18 +296,18 @@ async def test_a_card_purchase_gets_a_paid_credit_purchase_invoice(api: Api, adm
     assert (await only_invoice(api, admin))["id"] == invoice["id"]
     # Issued once, even when settlement is reported again.
     row = await Invoice.get(id=uuid.UUID(invoice["id"]))
-    async with in_transaction() as conn:
+    async with atomic() as tx:
         again = await issuing.issue_purchase_invoice(
-            conn,
+            tx.conn,
             FakePurchase(uuid.UUID(purchase["id"]), row.team_id, 25 * 10**8, "pi_x", clock.now()),
         )
     assert again.id == row.id
 
 
 async def fail_after_issuing(actor: Actor) -> None:
-    async with in_transaction() as conn:
+    async with atomic() as tx:
         await issuing.issue_purchase_invoice(
-            conn, FakePurchase(uuid.uuid4(), uuid.UUID(actor.team_id), 5 * 10**8, None, None)
+            tx.conn, FakePurchase(uuid.uuid4(), uuid.UUID(actor.team_id), 5 * 10**8, None, None)
         )
         raise RuntimeError("the settlement failed after the invoice")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tortoise.transactions import in_transaction
 
+from app.events.commit import atomic
 from app.invoices import issuing
 from app.invoices.models import Invoice
 from app.kit import clock
@@ -167,5 +167,5 @@ async def purchase_invoice_for(actor: Actor, dollars: str) -> Invoice:
     purchase = FakePurchase(
         uuid.uuid4(), uuid.UUID(actor.team_id), parse(dollars), "pi_test", clock.now()
     )
-    async with in_transaction() as conn:
-        return await issuing.issue_purchase_invoice(conn, purchase)
+    async with atomic() as tx:  # as a settlement does: its invoice.issued event goes with it
+        return await issuing.issue_purchase_invoice(tx.conn, purchase)

@@ -1,0 +1,1 @@
+"""Notifications: emails and outgoing webhooks delivered from the outbox (docs/notifications.md)."""
