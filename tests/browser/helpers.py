@@ -9,7 +9,9 @@ from playwright.async_api import Page, expect
 
 from tests.browser.harness import SCREENS
 
-TEAM_URL = re.compile(r"/t/([^/]+)/(credits|payment|invoices|members|activity|api-keys)$")
+TEAM_URL = re.compile(
+    r"/t/([^/]+)/(credits|payment|invoices|members|notifications|activity|api-keys)$"
+)
 
 
 async def sign_in(page: Page, email: str, name: str | None = None) -> str:

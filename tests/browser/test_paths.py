@@ -235,7 +235,7 @@ async def test_money_and_alerts_read_in_words(
     )
     assert data["recordUsage"]["errors"] == []
     alert = page.get_by_test_id("alerts").locator("[data-kind=INVOICED_LIMIT_80]")
-    await expect(alert).to_contain_text("80% of spending limit")
+    await expect(alert).to_contain_text("Near the spending limit")
     await expect(alert).to_contain_text(
         re.compile(r"for [A-Z][a-z]+ \d{4} reached 80% of the \$10\.00")
     )

@@ -13,6 +13,7 @@ import { ApiKeysPage } from "./pages/api-keys";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
 import { MembersPage } from "./pages/members";
+import { NotificationsPage } from "./pages/notifications";
 import { PaymentPage } from "./pages/payment";
 import { href, navigate, onLinkClick, type Page, useRoute } from "./router";
 import {
@@ -32,6 +33,7 @@ import {
   ErrorState,
   Field,
   FormErrors,
+  IconBell,
   IconCard,
   IconClock,
   IconFile,
@@ -491,6 +493,7 @@ const NAV: [Page, string, () => JSX.Element, boolean][] = [
   ["payment", "Payment", IconCard, false],
   ["invoices", "Invoices", IconFile, false],
   ["members", "Members", IconUsers, false],
+  ["notifications", "Notifications", IconBell, false],
   ["activity", "Activity", IconClock, true],
   ["api-keys", "API keys", IconKey, true],
 ];
@@ -504,6 +507,8 @@ function PageView(props: { page: Page } & PageProps): JSX.Element {
       return <InvoicesPage key={rest.teamId} {...rest} />;
     case "members":
       return <MembersPage key={rest.teamId} {...rest} />;
+    case "notifications":
+      return <NotificationsPage key={rest.teamId} {...rest} />;
     case "activity":
       return <ActivityPage key={rest.teamId} {...rest} />;
     case "api-keys":

@@ -747,7 +747,7 @@ const ALERTS_LIVE = graphql(`
 
 /** Each alert kind in words, and how loud it is. */
 const ALERT_KIND: Record<AlertKind, [string, "amber" | "red"]> = {
-  INVOICED_LIMIT_80: ["80% of spending limit", "amber"],
+  INVOICED_LIMIT_80: ["Near the spending limit", "amber"],
   INVOICED_LIMIT_100: ["Spending limit reached", "red"],
   CREDITS_LOW: ["Credits low", "amber"],
   CREDITS_EXHAUSTED: ["Credits used up", "red"],
