@@ -1,7 +1,7 @@
 // Members: who is on the team and their role; admins invite, change roles and remove.
 
 import type { JSX } from "preact";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { graphql } from "../../gql";
 import type { MembersQuery, Role } from "../../gql/graphql";
 import { mutate } from "../api";
@@ -51,6 +51,7 @@ type Member = NonNullable<MembersQuery["team"]>["members"][number];
 
 export function MembersPage(props: PageProps): JSX.Element {
   const state = useQuery(MEMBERS, { id: props.teamId });
+  const [invited, setInvited] = useState(0);
   return (
     <div class="grid">
       <div class="col-wide">
@@ -77,8 +78,16 @@ export function MembersPage(props: PageProps): JSX.Element {
         </Card>
       </div>
       <div class="col-narrow">
-        {props.canEdit && <Invite teamId={props.teamId} onInvited={state.reload} />}
-        {props.canEdit && <TeamInvitations teamId={props.teamId} />}
+        {props.canEdit && (
+          <Invite
+            teamId={props.teamId}
+            onInvited={() => {
+              state.reload();
+              setInvited((value) => value + 1);
+            }}
+          />
+        )}
+        {props.canEdit && <TeamInvitations teamId={props.teamId} changes={invited} />}
         <Leave teamId={props.teamId} />
       </div>
     </div>
@@ -192,8 +201,11 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
 }
 
 /** Open invitations to this team (admins): withdraw one that was sent by mistake. */
-function TeamInvitations(props: { teamId: string }): JSX.Element {
+function TeamInvitations(props: { teamId: string; changes: number }): JSX.Element {
   const state = useQuery(TEAM_INVITATIONS, { id: props.teamId });
+  useEffect(() => {
+    if (props.changes) state.reload();
+  }, [props.changes]);
   const form = useForm();
   const cancel = (invitationId: string): void => {
     void form.run(async () => {
