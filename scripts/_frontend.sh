@@ -1,10 +1,12 @@
 # Builds the billing console, the balance widget and the GraphQL IDE (frontend/) into
-# app/static/console/ when the build is missing or older than its sources. Sourced by
+# app/static/console/ when the build is missing or older than its sources (frontend/ and
+# schema.graphql, from which the typed client in frontend/src/gql is generated). Sourced by
 # serve and test after _env.sh (so in the repository root). Needs Node 20 and npm.
 frontend_stamp="app/static/console/.built"
 frontend_changed() {
   [ ! -f "$frontend_stamp" ] && return 0
-  [ -n "$(find frontend -path frontend/node_modules -prune -o -type f -newer "$frontend_stamp" -print -quit)" ]
+  [ schema.graphql -nt "$frontend_stamp" ] && return 0
+  [ -n "$(find frontend -path frontend/node_modules -prune -o -path frontend/src/gql -prune -o -type f -newer "$frontend_stamp" -print -quit)" ]
 }
 if frontend_changed; then
   command -v npm >/dev/null || { echo "FATAL: npm (Node 20) is needed to build the console" >&2; exit 1; }

@@ -31,7 +31,7 @@ from app.credits.store import AccountRow
 from app.events.commit import atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
-from app.kit.money import UNITS_PER_DOLLAR, format_units
+from app.kit.money import UNITS_PER_DOLLAR, dollars_text, format_units
 from app.teams.audit import service as audit
 from app.teams.audit.models import AuditAction
 
@@ -282,7 +282,7 @@ async def finish(
                 conn,
                 team_id,
                 AlertKind.AUTO_TOP_UP_FAILED,
-                f"Auto top-up of {format_units(attempt.amount)} failed and is paused: {reason}",
+                f"Auto top-up of {dollars_text(attempt.amount)} failed and is paused: {reason}",
                 key=f"top-up:{attempt.id}",
             )
         await attempt.save(using_db=conn)

@@ -22,7 +22,7 @@ from app.credits.store import AccountRow
 from app.events import outbox
 from app.events.commit import Transaction
 from app.kit import clock
-from app.kit.money import format_units
+from app.kit.money import dollars_text, format_units
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,7 @@ async def credits_moved(
             conn,
             team_id,
             AlertKind.CREDITS_LOW,
-            f"Credits fell below {format_units(low)} (now {format_units(after)}).",
+            f"Credits fell below {dollars_text(low)} (now {dollars_text(after)}).",
             key=f"low:{account.funding_seq}",
             data={"threshold": format_units(low), "credits": format_units(after)},
         )
@@ -215,8 +215,8 @@ async def _invoiced_moved(
                 tx.conn,
                 team_id,
                 kind,
-                f"Invoiced usage for {period} reached {percent}% of the "
-                f"{format_units(limit)} spending limit ({format_units(after)}).",
+                f"Invoiced usage for {clock.month_text(period)} reached {percent}% of the "
+                f"{dollars_text(limit)} monthly spending limit ({dollars_text(after)} so far).",
                 period=period,
                 key=f"limit:{limit}:{percent}",
                 data={

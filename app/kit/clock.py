@@ -67,6 +67,11 @@ def period_of(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m")
 
 
+def month_text(period: str) -> str:
+    """A "YYYY-MM" period as people say it: "2026-12" -> "December 2026"."""
+    return datetime.strptime(period, "%Y-%m").strftime("%B %Y")
+
+
 def period_bounds(period: str) -> tuple[datetime, datetime]:
     """[start, end) of a "YYYY-MM" period; raises ValueError on a bad period."""
     start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)

@@ -60,6 +60,15 @@ def format_units(units: int) -> str:
     return f"{sign}{whole}.{digits}"
 
 
+def dollars_text(units: int) -> str:
+    """Units as people read dollars in messages: "$1,234.57" (cents rounded half up).
+
+    The console and the widget show amounts the same way (docs/console.md)."""
+    cents = units_to_cents_half_up(abs(units))
+    sign = "-" if units < 0 and cents else ""
+    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
+
+
 def units_to_cents_half_up(units: int) -> int:
     """Round units to whole cents, half away from zero (used once per invoice line)."""
     return int((Decimal(units) / UNITS_PER_CENT).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -9,7 +9,9 @@ from playwright.async_api import Page, expect
 
 from tests.browser.harness import SCREENS
 
-TEAM_URL = re.compile(r"/t/([^/]+)/(credits|payment|invoices|members)$")
+TEAM_URL = re.compile(
+    r"/t/([^/]+)/(credits|payment|invoices|members|notifications|activity|api-keys)$"
+)
 
 
 async def sign_in(page: Page, email: str, name: str | None = None) -> str:
@@ -26,8 +28,12 @@ async def sign_in(page: Page, email: str, name: str | None = None) -> str:
 
 
 async def open_page(page: Page, name: str) -> None:
-    """Navigate with the sidebar and wait until no section is loading."""
-    await page.get_by_test_id(f"nav-{name}").click()
+    """Navigate with the sidebar (its menu opened first on a narrow screen) and wait until
+    no section is loading."""
+    link = page.get_by_test_id(f"nav-{name}")
+    if not await link.is_visible():
+        await page.get_by_test_id("menu-toggle").click()
+    await link.click()
     await expect(page).to_have_url(re.compile(rf"/{name}$"))
     await settled(page)
 

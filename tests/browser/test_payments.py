@@ -66,6 +66,12 @@ async def test_removing_the_last_card_shows_its_error(page: Page) -> None:
     await add_card(page)
     row = page.get_by_test_id("payment-method")
     await row.get_by_test_id("remove-method").click()
+    # Removing asks first; "Keep" leaves the card alone.
+    await row.get_by_test_id("confirm-remove-no").click()
+    await expect(row.get_by_test_id("confirm-remove")).to_have_count(0)
+    await row.get_by_test_id("remove-method").click()
+    await screenshot(page, "13-payment-remove-confirm")
+    await row.get_by_test_id("confirm-remove-yes").click()
     error = row.get_by_test_id("payment-method-error")
     await expect(error).to_be_visible()
     await expect(error).to_have_attribute("data-code", "LAST_PAYMENT_METHOD")
@@ -83,6 +89,7 @@ async def test_removing_the_last_card_shows_its_error(page: Page) -> None:
     await expect(second.get_by_test_id("default-badge")).to_be_visible()
     await expect(page.get_by_test_id("default-badge")).to_have_count(1)
     await first.get_by_test_id("remove-method").click()
+    await first.get_by_test_id("confirm-remove-yes").click()
     await expect(rows).to_have_count(1)
     await expect(second.get_by_test_id("default-badge")).to_be_visible()
 
@@ -139,7 +146,10 @@ async def test_billing_address_errors_sit_by_their_fields(page: Page) -> None:
     form = page.get_by_test_id("address-form")
     await form.locator("input[name=name]").fill("Ada Lovelace")
     await form.locator("input[name=city]").fill("Berlin")
-    await form.locator("input[name=country]").fill("ZZ")
+    # Required fields are marked; the country is chosen from a list, by name.
+    for field in ("name", "line1", "city", "country"):
+        await expect(form.get_by_test_id(f"required-{field}")).to_be_visible()
+    await expect(form.get_by_test_id("required-organization")).to_have_count(0)
     await page.get_by_test_id("address-submit").click()
     # Several problems at once, each next to its own field.
     await expect(form.get_by_test_id("error-line1")).to_be_visible()
@@ -149,12 +159,13 @@ async def test_billing_address_errors_sit_by_their_fields(page: Page) -> None:
 
     await form.locator("input[name=line1]").fill("Unter den Linden 1")
     await form.locator("input[name=postalCode]").fill("10117")
-    await form.locator("input[name=country]").fill("DE")
+    await form.locator("select[name=country]").select_option(label="Germany")
     await form.get_by_label("Tax id value").fill("DE136695976")
     await page.get_by_test_id("address-submit").click()
     await expect(form.get_by_test_id("form-notice")).to_contain_text("saved")
     await page.reload()
     await expect(page.locator("input[name=line1]")).to_have_value("Unter den Linden 1")
+    await expect(page.locator("select[name=country]")).to_have_value("DE")
     await expect(page.get_by_label("Tax id value")).to_have_value("DE136695976")
     await add_card(page)
     await screenshot(page, "16-payment-with-address")

@@ -60,6 +60,8 @@ async def test_alerts_arrive_live(page: Page, gql: Gql, operator_token: str) -> 
     assert data["recordUsage"]["errors"] == []
     await expect(page.get_by_test_id("balance-total")).to_have_text("$0.00")
     await expect(alerts.locator("li")).to_have_count(1)
-    await expect(alerts).to_contain_text("Credits Exhausted")
+    # The kind in words, not its enum name.
+    await expect(alerts.get_by_test_id("alert")).to_have_attribute("data-kind", "CREDITS_EXHAUSTED")
+    await expect(alerts).to_contain_text("Credits used up")
     await expect(page.get_by_test_id("billing-status")).to_contain_text("exhausted")
     await screenshot(page, "22-credits-alert")

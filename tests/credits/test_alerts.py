@@ -73,7 +73,10 @@ async def test_invoiced_alerts_once_per_limit_and_month(api: Api) -> None:
     assert await use(team_id, "8.00")
     assert await kinds(team_id) == ["INVOICED_LIMIT_80", "INVOICED_LIMIT_80"]
     messages = {a.message for a in await BillingAlert.filter(team_id=team_id)}
-    assert any("80% of the 20.00 spending limit (16.00)" in m for m in messages), messages
+    assert any(
+        "August 2026 reached 80% of the $20.00 monthly spending limit ($16.00 so far)" in m
+        for m in messages
+    ), messages
     # Back to the old limit and over it again: that limit's crossing was told this month.
     await set_limit(str(team_id), "10.00")
     await set_limit(str(team_id), "20.00")
@@ -102,10 +105,10 @@ async def test_raising_the_limit_rearms_both_alerts_naming_the_new_limit(api: Ap
     rows = await BillingAlert.filter(team_id=team_id)
     named = sorted((str(a.kind), a.message.split(" of the ")[1]) for a in rows)
     assert named == [
-        ("INVOICED_LIMIT_100", "10.00 spending limit (10.00)."),
-        ("INVOICED_LIMIT_100", "30.00 spending limit (30.00)."),
-        ("INVOICED_LIMIT_80", "10.00 spending limit (10.00)."),
-        ("INVOICED_LIMIT_80", "30.00 spending limit (30.00)."),
+        ("INVOICED_LIMIT_100", "$10.00 monthly spending limit ($10.00 so far)."),
+        ("INVOICED_LIMIT_100", "$30.00 monthly spending limit ($30.00 so far)."),
+        ("INVOICED_LIMIT_80", "$10.00 monthly spending limit ($10.00 so far)."),
+        ("INVOICED_LIMIT_80", "$30.00 monthly spending limit ($30.00 so far)."),
     ]
     assert not await use(team_id, "0.01")  # at the limit: refused, no alert again
     assert len(await kinds(team_id)) == 4
@@ -120,7 +123,7 @@ async def test_thresholds_follow_the_team_settings(api: Api) -> None:
     assert await use(team_id, "0.01")
     assert await kinds(team_id) == ["INVOICED_LIMIT_80"]  # the warning kind, at 50%
     (alert,) = await BillingAlert.filter(team_id=team_id)
-    assert "reached 50% of the 100.00 spending limit" in alert.message
+    assert "reached 50% of the $100.00 monthly spending limit" in alert.message
     assert await use(team_id, "50.00")
     assert len(await kinds(team_id)) == 1  # 100% is not among this team's thresholds
 

@@ -79,7 +79,7 @@ async def test_crossing_80_percent_emails_each_recipient_once(
         )
         assert len(event_ids(mails)) == 1  # one event, one message per recipient
         for mail in mails:
-            assert "80% of the 10.00 spending limit" in text_of(mail)
+            assert "80% of the $10.00 monthly spending limit" in text_of(mail)
             assert mail.get_body(preferencelist=("html",)) is not None
         # Still under 100%: no new crossing, no new email.
         assert await use(team_id, "0.50")
@@ -99,7 +99,7 @@ async def test_raising_the_limit_and_crossing_again_emails_the_new_limit(
         await drain(running)
         first = sink.of_type("invoiced_limit.reached")
         assert len(first) == 2  # 80% and 100% of 10.00
-        assert all("of the 10.00 spending limit" in text_of(m) for m in first)
+        assert all("of the $10.00 monthly spending limit" in text_of(m) for m in first)
         await set_limit(admin.team_id, "30.00")
         assert await use(team_id, "20.00")
         await drain(running)
@@ -108,8 +108,8 @@ async def test_raising_the_limit_and_crossing_again_emails_the_new_limit(
         later = [m for m in mails if event_ids([m]) - event_ids(first)]
         texts = sorted(text_of(m) for m in later)
         assert len(texts) == 2
-        assert "reached 100% of the 30.00 spending limit" in texts[0]
-        assert "reached 80% of the 30.00 spending limit" in texts[1]
+        assert "reached 100% of the $30.00 monthly spending limit" in texts[0]
+        assert "reached 80% of the $30.00 monthly spending limit" in texts[1]
         await running.stop()
 
 

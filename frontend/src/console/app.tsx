@@ -4,11 +4,16 @@ import type { JSX } from "preact";
 import { createContext } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
 import type { LiveStatus } from "../lib/live";
-import { formatUsd } from "../lib/money";
-import { ApiError, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, type UserError } from "./api";
+import { formatUsd, formatUsdExact } from "../lib/money";
+import { graphql } from "../gql";
+import type { ViewerQuery } from "../gql/graphql";
+import { ApiError, gql, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, subscribe } from "./api";
+import { ActivityPage } from "./pages/activity";
+import { ApiKeysPage } from "./pages/api-keys";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
 import { MembersPage } from "./pages/members";
+import { NotificationsPage } from "./pages/notifications";
 import { PaymentPage } from "./pages/payment";
 import { href, navigate, onLinkClick, type Page, useRoute } from "./router";
 import {
@@ -28,8 +33,11 @@ import {
   ErrorState,
   Field,
   FormErrors,
+  IconBell,
   IconCard,
+  IconClock,
   IconFile,
+  IconKey,
   IconUsers,
   IconWallet,
   Loadable,
@@ -228,35 +236,80 @@ function Handoff(): JSX.Element {
   );
 }
 
-interface ViewerData {
-  viewer: {
-    id: string;
-    email: string;
-    name: string | null;
-    isOperator: boolean;
-    memberships: { role: "ADMIN" | "MEMBER"; team: { id: string; name: string } }[];
-    invitations: Invitation[];
-  };
+const VIEWER = graphql(`
+  query Viewer {
+    viewer {
+      id email name isOperator
+      memberships { role team { id name } }
+      invitations { id teamId teamName role invitedBy }
+    }
+  }
+`);
+/** Whether the team in the URL exists for this viewer (members, or operators for any). */
+const TEAM = graphql(`query TeamName($id: ID!) { team(id: $id) { id name } }`);
+const ACCEPT = graphql(`
+  mutation AcceptInvitation($input: AcceptInvitationInput!) { acceptInvitation(input: $input) { errors { code message field } } }
+`);
+const DECLINE = graphql(`
+  mutation DeclineInvitation($input: DeclineInvitationInput!) { declineInvitation(input: $input) { errors { code message field } } }
+`);
+const CREATE_TEAM = graphql(`
+  mutation CreateTeam($input: CreateTeamInput!) { createTeam(input: $input) { team { id } errors { code message field } } }
+`);
+const TOTAL_LIVE = graphql(`subscription SidebarTotal($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }`);
+
+type Viewer = ViewerQuery["viewer"];
+type Invitation = Viewer["invitations"][number];
+
+type TeamCheck = { state: "none" } | { state: "checking" } | { state: "found"; name: string } | { state: "missing"; error: ApiError };
+
+/**
+ * The team in the URL: a membership answers at once; anything else (an operator looking
+ * at any team, a stale bookmark, a typo) is asked of the server, and a team that is not
+ * there gets one clear page instead of every section failing on its own.
+ */
+function useTeamCheck(teamId: string | null, viewer: Viewer | null): TeamCheck {
+  const membership = viewer?.memberships.find((m) => m.team.id === teamId);
+  const [asked, setAsked] = useState<{ id: string; check: TeamCheck } | null>(null);
+  useEffect(() => {
+    if (!teamId || !viewer || membership) return;
+    let cancelled = false;
+    gql(TEAM, { id: teamId })
+      .then((data) => {
+        if (cancelled) return;
+        const check: TeamCheck = data.team
+          ? { state: "found", name: data.team.name }
+          : { state: "missing", error: new ApiError(NOT_FOUND_TEXT, "NOT_FOUND") };
+        setAsked({ id: teamId, check });
+      })
+      .catch((caught: unknown) => {
+        if (cancelled) return;
+        const error = caught instanceof ApiError ? caught : new ApiError(NOT_FOUND_TEXT, "NOT_FOUND");
+        const missing = error.code === "NOT_FOUND" || error.code === "FORBIDDEN" || error.code === "BAD_REQUEST";
+        setAsked({ id: teamId, check: { state: "missing", error: missing ? new ApiError(NOT_FOUND_TEXT, "NOT_FOUND") : error } });
+      });
+    return () => {
+      cancelled = true;
+    };
+  }, [teamId, viewer, membership]);
+  if (!teamId) return { state: "none" };
+  if (membership) return { state: "found", name: membership.team.name };
+  if (!viewer) return { state: "checking" };
+  return asked?.id === teamId ? asked.check : { state: "checking" };
 }
 
-interface Invitation {
-  id: string;
-  teamId: string;
-  teamName: string;
-  role: "ADMIN" | "MEMBER";
-  invitedBy: string | null;
-}
-
-const VIEWER = `query Viewer { viewer { id email name isOperator memberships { role team { id name } }
-  invitations { id teamId teamName role invitedBy } } }`;
+const NOT_FOUND_TEXT = "This team does not exist, or you are not a member of it.";
 
 function Console(): JSX.Element {
-  const viewer = useQuery<ViewerData>(VIEWER, {});
+  const viewer = useQuery(VIEWER, {});
   const route = useRoute();
   const [live, setLive] = useState<LiveStatus>(() => liveClient().status);
+  const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => onLiveStatus(setLive), []);
+  useEffect(() => setMenuOpen(false), [route.teamId, route.page]);
 
   const memberships = viewer.data?.viewer.memberships ?? [];
+  const team = useTeamCheck(route.teamId, viewer.data?.viewer ?? null);
   useEffect(() => {
     if (!viewer.data || route.teamId) return;
     const remembered = lastTeam();
@@ -264,8 +317,8 @@ function Console(): JSX.Element {
     if (target) navigate(href(target.team.id, route.page), true);
   }, [viewer.data, route.teamId]);
   useEffect(() => {
-    if (route.teamId) rememberTeam(route.teamId);
-  }, [route.teamId]);
+    if (route.teamId && team.state === "found") rememberTeam(route.teamId);
+  }, [route.teamId, team.state]);
 
   if (viewer.error && !viewer.data) {
     return (
@@ -276,85 +329,111 @@ function Console(): JSX.Element {
   }
   const membership = memberships.find((m) => m.team.id === route.teamId);
   const canEdit = membership?.role === "ADMIN";
+  const teamId = team.state === "found" ? route.teamId : null;
   return (
     <div class="layout">
-      <aside class="sidebar">
-        <div class="brand">
-          <Logo /> Creditline
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header class="sidebar" data-open={menuOpen ? "true" : "false"}>
+        <div class="sidebar-top">
+          <div class="brand">
+            <Logo /> Creditline
+          </div>
+          <button
+            type="button"
+            class="menu-toggle btn btn-ghost btn-small"
+            aria-expanded={menuOpen}
+            aria-controls="console-menu"
+            onClick={() => setMenuOpen((open) => !open)}
+            data-testid="menu-toggle"
+          >
+            {menuOpen ? "Close" : "Menu"}
+          </button>
         </div>
         <Loadable state={viewer} skeleton={<Skeleton lines={1} height={34} />}>
           {(data) => (
-            <TeamSwitcher
-              teams={data.viewer.memberships}
-              current={route.teamId}
-              page={route.page}
-              onCreated={viewer.reload}
-            />
+            <TeamSwitcher teams={data.viewer.memberships} current={route.teamId} page={route.page} onCreated={viewer.reload} />
           )}
         </Loadable>
-        {route.teamId && <SidebarBalance key={route.teamId} teamId={route.teamId} />}
-        <nav class="nav" aria-label="Billing">
-          {route.teamId &&
-            NAV.map(([page, label, Icon]) => (
-              <a
-                key={page}
-                href={href(route.teamId as string, page)}
-                class={route.page === page ? "nav-link active" : "nav-link"}
-                aria-current={route.page === page ? "page" : undefined}
-                onClick={(event) => onLinkClick(event, href(route.teamId as string, page))}
-                data-testid={`nav-${page}`}
-              >
-                <Icon /> {label}
-              </a>
-            ))}
-        </nav>
-        <div class="sidebar-foot">
-          <a class="nav-link" href="/graphql" target="_blank" rel="noopener">
-            GraphQL IDE ↗
-          </a>
-          {viewer.data && (
-            <div class="whoami">
-              <div class="whoami-email" data-testid="viewer-email">
-                {viewer.data.viewer.email}
+        {teamId && <SidebarBalance key={teamId} teamId={teamId} />}
+        <div class="sidebar-menu" id="console-menu">
+          <nav class="nav" aria-label="Billing">
+            {teamId &&
+              NAV.filter(([, , , adminOnly]) => canEdit || !adminOnly).map(([page, label, Icon]) => (
+                <a
+                  key={page}
+                  href={href(teamId, page)}
+                  class={route.page === page ? "nav-link active" : "nav-link"}
+                  aria-current={route.page === page ? "page" : undefined}
+                  onClick={(event) => {
+                    setMenuOpen(false);
+                    onLinkClick(event, href(teamId, page));
+                  }}
+                  data-testid={`nav-${page}`}
+                >
+                  <Icon /> {label}
+                </a>
+              ))}
+          </nav>
+          <div class="sidebar-foot">
+            <a class="nav-link" href="/graphql" target="_blank" rel="noopener">
+              GraphQL IDE <span aria-hidden="true">↗</span>
+              <span class="sr-only">(opens in a new tab)</span>
+            </a>
+            {viewer.data && (
+              <div class="whoami">
+                <div class="whoami-email" data-testid="viewer-email">
+                  {viewer.data.viewer.email}
+                </div>
+                {viewer.data.viewer.isOperator && <Badge tone="blue">Operator</Badge>}
               </div>
-              {viewer.data.viewer.isOperator && <Badge tone="blue">Operator</Badge>}
-            </div>
-          )}
-          <button type="button" class="btn btn-ghost btn-small" onClick={() => setToken(null)} data-testid="sign-out">
-            Sign out
-          </button>
+            )}
+            <button type="button" class="btn btn-ghost btn-small" onClick={() => setToken(null)} data-testid="sign-out">
+              Sign out
+            </button>
+          </div>
         </div>
-      </aside>
-      <main class="main">
+      </header>
+      <main class="main" id="main">
         {viewer.data && viewer.data.viewer.invitations.length > 0 && (
           <Invitations invitations={viewer.data.viewer.invitations} onAnswered={viewer.reload} />
         )}
-        {route.teamId ? (
+        {team.state === "missing" ? (
+          <div class="stack-page" data-testid="team-missing">
+            <header class="page-head">
+              <h1>Team not found</h1>
+            </header>
+            <ErrorState error={team.error} retry={team.error.code === "NOT_FOUND" ? undefined : () => location.reload()} />
+            {memberships[0] && (
+              <p>
+                <a href={href(memberships[0].team.id, "credits")} onClick={(event) => onLinkClick(event, href(memberships[0].team.id, "credits"))}>
+                  Go to {memberships[0].team.name}
+                </a>
+              </p>
+            )}
+          </div>
+        ) : teamId && team.state === "found" ? (
           <>
             <header class="page-head">
               <div>
-                <div class="eyebrow">{membership?.team.name ?? "Team"}</div>
+                <div class="eyebrow">{team.name}</div>
                 <h1>{NAV.find(([page]) => page === route.page)?.[1]}</h1>
               </div>
               <div class="page-head-side">
                 <LiveBadge status={live} />
-                {viewer.data &&
-                  (canEdit ? (
-                    <Badge tone="green">Admin</Badge>
-                  ) : (
-                    <span data-testid="read-only">
-                      <Badge tone="grey">Read-only</Badge>
-                    </span>
-                  ))}
+                {canEdit ? (
+                  <Badge tone="green">Admin</Badge>
+                ) : (
+                  <span data-testid="read-only">
+                    <Badge tone="grey">Read-only</Badge>
+                  </span>
+                )}
               </div>
             </header>
-            {viewer.data ? (
-              <PageView page={route.page} teamId={route.teamId} canEdit={canEdit} />
-            ) : (
-              <Skeleton lines={6} />
-            )}
+            <PageView page={route.page} teamId={teamId} canEdit={canEdit} />
           </>
-        ) : viewer.data && memberships.length === 0 ? (
+        ) : viewer.data && memberships.length === 0 && !route.teamId ? (
           <div class="state state-empty">You are not a member of any team yet.</div>
         ) : (
           <Skeleton lines={6} />
@@ -369,12 +448,8 @@ function Invitations(props: { invitations: Invitation[]; onAnswered: () => void 
   const form = useForm();
   const answer = (invitation: Invitation, accept: boolean): void => {
     void form.run(async () => {
-      const name = accept ? "acceptInvitation" : "declineInvitation";
-      const type = accept ? "AcceptInvitationInput" : "DeclineInvitationInput";
-      const payload = await mutate<{ errors: UserError[] }>(
-        `mutation Answer($input: ${type}!) { ${name}(input: $input) { errors { code message field } } }`,
-        { input: { invitationId: invitation.id } },
-      );
+      const input = { invitationId: invitation.id };
+      const payload = accept ? await mutate(ACCEPT, { input }) : await mutate(DECLINE, { input });
       if (payload.errors.length) return payload.errors;
       props.onAnswered();
       if (accept) navigate(href(invitation.teamId, "credits"));
@@ -412,11 +487,15 @@ function Invitations(props: { invitations: Invitation[]; onAnswered: () => void 
   );
 }
 
-const NAV: [Page, string, () => JSX.Element][] = [
-  ["credits", "Credits", IconWallet],
-  ["payment", "Payment", IconCard],
-  ["invoices", "Invoices", IconFile],
-  ["members", "Members", IconUsers],
+/** Pages in the menu; the last two are for admins (members are not shown them). */
+const NAV: [Page, string, () => JSX.Element, boolean][] = [
+  ["credits", "Credits", IconWallet, false],
+  ["payment", "Payment", IconCard, false],
+  ["invoices", "Invoices", IconFile, false],
+  ["members", "Members", IconUsers, false],
+  ["notifications", "Notifications", IconBell, false],
+  ["activity", "Activity", IconClock, true],
+  ["api-keys", "API keys", IconKey, true],
 ];
 
 function PageView(props: { page: Page } & PageProps): JSX.Element {
@@ -428,6 +507,12 @@ function PageView(props: { page: Page } & PageProps): JSX.Element {
       return <InvoicesPage key={rest.teamId} {...rest} />;
     case "members":
       return <MembersPage key={rest.teamId} {...rest} />;
+    case "notifications":
+      return <NotificationsPage key={rest.teamId} {...rest} />;
+    case "activity":
+      return <ActivityPage key={rest.teamId} {...rest} />;
+    case "api-keys":
+      return <ApiKeysPage key={rest.teamId} {...rest} />;
     default:
       return <CreditsPage key={rest.teamId} {...rest} />;
   }
@@ -448,7 +533,7 @@ function LiveBadge(props: { status: LiveStatus }): JSX.Element {
 }
 
 function TeamSwitcher(props: {
-  teams: ViewerData["viewer"]["memberships"];
+  teams: Viewer["memberships"];
   current: string | null;
   page: Page;
   onCreated: () => void;
@@ -459,10 +544,7 @@ function TeamSwitcher(props: {
   const create = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ team: { id: string } | null; errors: UserError[] }>(
-        `mutation CreateTeam($input: CreateTeamInput!) { createTeam(input: $input) { team { id } errors { code message field } } }`,
-        { input: { name } },
-      );
+      const payload = await mutate(CREATE_TEAM, { input: { name } });
       if (payload.team) {
         setCreating(false);
         setName("");
@@ -478,9 +560,14 @@ function TeamSwitcher(props: {
         <span class="field-label">Team</span>
         <select
           data-testid="team-switcher"
-          value={props.current ?? ""}
+          value={props.teams.some((m) => m.team.id === props.current) ? (props.current ?? "") : ""}
           onChange={(event) => navigate(href(event.currentTarget.value, props.page))}
         >
+          {!props.teams.some((m) => m.team.id === props.current) && (
+            <option value="" disabled>
+              {props.teams.length ? "Choose a team" : "No teams yet"}
+            </option>
+          )}
           {props.teams.map((m) => (
             <option key={m.team.id} value={m.team.id}>
               {m.team.name}
@@ -519,10 +606,10 @@ function SidebarBalance(props: { teamId: string }): JSX.Element {
   const [denied, setDenied] = useState(false);
   useEffect(
     () =>
-      liveClient().subscribe(
-        `subscription Total($teamId: ID!) { creditsUpdated(teamId: $teamId) { total } }`,
+      subscribe(
+        TOTAL_LIVE,
         { teamId: props.teamId },
-        (data) => setTotal((data.creditsUpdated as { total: string }).total),
+        (data) => setTotal(data.creditsUpdated.total),
         () => setDenied(true),
       ),
     [props.teamId],
@@ -531,7 +618,9 @@ function SidebarBalance(props: { teamId: string }): JSX.Element {
   return (
     <div class="sidebar-balance" data-testid="sidebar-balance">
       <span class="muted small">Balance</span>
-      <strong>{total === null ? "…" : formatUsd(total)}</strong>
+      <strong title={total === null ? undefined : `${formatUsdExact(total)} exactly`}>
+        {total === null ? "…" : formatUsd(total)}
+      </strong>
     </div>
   );
 }

@@ -2,8 +2,8 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "credits" | "payment" | "invoices" | "members";
-export const PAGES: Page[] = ["credits", "payment", "invoices", "members"];
+export type Page = "credits" | "payment" | "invoices" | "members" | "notifications" | "activity" | "api-keys";
+export const PAGES: Page[] = ["credits", "payment", "invoices", "members", "notifications", "activity", "api-keys"];
 
 export interface Route {
   teamId: string | null;
@@ -11,7 +11,7 @@ export interface Route {
 }
 
 export function parse(pathname: string): Route {
-  const match = /^\/t\/([^/]+)(?:\/([a-z]+))?\/?$/.exec(pathname);
+  const match = /^\/t\/([^/]+)(?:\/([a-z-]+))?\/?$/.exec(pathname);
   if (!match) return { teamId: null, page: "credits" };
   const page = (PAGES as string[]).includes(match[2] ?? "") ? (match[2] as Page) : "credits";
   return { teamId: decodeURIComponent(match[1]), page };

@@ -3,7 +3,8 @@
 
 import type { ComponentChildren, JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, asUserErrors, gql, type UserError } from "./api";
+import { formatUsd, formatUsdExact } from "../lib/money";
+import { ApiError, asUserErrors, type Document, gql, type UserError } from "./api";
 
 // ---------------------------------------------------------------------------- data
 
@@ -15,9 +16,9 @@ export interface QueryState<T> {
   setData: (update: (previous: T | null) => T | null) => void;
 }
 
-export function useQuery<T>(
-  query: string,
-  variables: Record<string, unknown>,
+export function useQuery<T, V>(
+  query: Document<T, V>,
+  variables: V,
   /** Decides between a fresh answer and what is on screen (default: the answer). */
   merge: (answer: T, shown: T | null) => T = (answer) => answer,
 ): QueryState<T> {
@@ -34,7 +35,7 @@ export function useQuery<T>(
       setDataState(null); // another team: never show the previous team's numbers
       last.current = key;
     }
-    gql<T>(query, variables)
+    gql(query, variables)
       .then((result) => {
         if (cancelled) return;
         setDataState((shown) => merge(result, shown));
@@ -42,7 +43,7 @@ export function useQuery<T>(
       })
       .catch((caught: unknown) => {
         if (cancelled) return;
-        setError(caught instanceof ApiError ? caught : new ApiError(String(caught), "INTERNAL"));
+        setError(caught instanceof ApiError ? caught : new ApiError(asUserErrors(caught)[0].message, "INTERNAL"));
       })
       .finally(() => !cancelled && setLoading(false));
     return () => {
@@ -81,29 +82,26 @@ export function Skeleton(props: { lines?: number; height?: number }): JSX.Elemen
   );
 }
 
+const ERROR_TITLES: Partial<Record<ApiError["code"], string>> = {
+  NOT_FOUND: "Not found",
+  FORBIDDEN: "Not allowed",
+  NETWORK: "Offline",
+  RATE_LIMITED: "Slow down",
+};
+
 export function ErrorState(props: { error: ApiError; retry?: () => void }): JSX.Element {
-  const unavailable = props.error.code === "UNAVAILABLE";
+  // Retrying cannot make a missing team appear, nor grant access.
+  const retryable = props.error.code !== "NOT_FOUND" && props.error.code !== "FORBIDDEN";
   return (
-    <div
-      class={unavailable ? "state state-muted" : "state state-error"}
-      role="alert"
-      data-code={props.error.code}
-      data-testid="error-state"
-    >
-      <div class="state-icon">{unavailable ? <IconClock /> : <IconAlert />}</div>
+    <div class="state state-error" role="alert" data-code={props.error.code} data-testid="error-state">
+      <div class="state-icon">
+        <IconAlert />
+      </div>
       <div>
-        <div class="state-title">
-          {unavailable
-            ? "Coming soon"
-            : props.error.code === "NOT_FOUND"
-              ? "Not found"
-              : props.error.code === "FORBIDDEN"
-                ? "Not allowed"
-                : "Something went wrong"}
-        </div>
+        <div class="state-title">{ERROR_TITLES[props.error.code] ?? "Something went wrong"}</div>
         <div class="state-text">{props.error.message}</div>
       </div>
-      {props.retry && !unavailable && (
+      {props.retry && retryable && (
         <button type="button" class="btn btn-small" onClick={props.retry}>
           Retry
         </button>
@@ -127,7 +125,7 @@ export function EmptyState(props: { title: string; children?: ComponentChildren;
 // --------------------------------------------------------------------------- forms
 
 /** Error fields are the mutation's input names ("amount", "taxId.value"); "input." is ignored. */
-function normalise(field: string | null): string | null {
+function normalise(field: string | null | undefined): string | null {
   return field ? field.replace(/^input\./, "") : null;
 }
 
@@ -189,12 +187,22 @@ export function Field(props: {
   form: FormState;
   hint?: string;
   also?: string[];
+  /** Marked with an asterisk (the form says what it means). */
+  required?: boolean;
   children: ComponentChildren;
 }): JSX.Element {
   const errors = props.form.errorFor(props.name, ...(props.also ?? []));
   return (
     <label class={errors.length ? "field field-invalid" : "field"} data-field={props.name}>
-      <span class="field-label">{props.label}</span>
+      <span class="field-label">
+        {props.label}
+        {props.required && (
+          <span class="required" aria-hidden="true" data-testid={`required-${props.name}`}>
+            {" "}
+            *
+          </span>
+        )}
+      </span>
       {props.children}
       {errors.map((error) => (
         <span class="field-error" role="alert" data-code={error.code} data-testid={`error-${props.name}`} key={error.message}>
@@ -288,17 +296,16 @@ export function Badge(props: { tone?: "green" | "amber" | "red" | "blue" | "grey
   return <span class={`badge badge-${props.tone ?? "grey"}`}>{props.children}</span>;
 }
 
-export function formatDate(value: string | null | undefined, withTime = false): string {
-  if (!value) return "—";
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) return value;
-  return date.toLocaleString("en-US", {
-    year: "numeric",
-    month: "short",
-    day: "numeric",
-    ...(withTime ? { hour: "2-digit", minute: "2-digit" } : {}),
-    timeZone: "UTC",
-  }) + (withTime ? " UTC" : "");
+export { formatDate, formatPeriod } from "../lib/dates";
+
+/** An amount in dollars and cents; the exact value (to 1e-8) on hover. */
+export function Money(props: { value: string | null | undefined; testid?: string; class?: string }): JSX.Element {
+  const exact = formatUsdExact(props.value);
+  return (
+    <span class={props.class} title={props.value ? `${exact} exactly` : undefined} data-testid={props.testid} data-exact={props.value ?? undefined}>
+      {formatUsd(props.value)}
+    </span>
+  );
 }
 
 export function titleCase(value: string): string {
@@ -338,3 +345,5 @@ export const IconUsers = (): JSX.Element =>
   icon(<><circle cx="9" cy="8" r="3.5" /><path d="M3 20c0-3.5 2.7-6 6-6s6 2.5 6 6M16 4.5a3.5 3.5 0 0 1 0 7M21 20c0-3-1.8-5.3-4.5-5.9" /></>);
 export const IconBell = (): JSX.Element =>
   icon(<><path d="M6 16V11a6 6 0 0 1 12 0v5l1.5 2h-15z" /><path d="M10 20.5h4" /></>);
+export const IconKey = (): JSX.Element =>
+  icon(<><circle cx="8" cy="15" r="4" /><path d="M11 12l8-8M16 7l2 2M14 9l2 2" /></>);

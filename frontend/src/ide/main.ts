@@ -1,10 +1,13 @@
-// GraphiQL served by Creditline itself (no CDN): queries over HTTP, subscriptions over
-// graphql-transport-ws with the Authorization header from the headers editor sent in the
-// connection_init payload, as the API expects.
+// GraphiQL 5 served by Creditline itself (no CDN: Monaco and its workers are bundled by
+// Vite): queries over HTTP, subscriptions over graphql-transport-ws with the Authorization
+// header from the headers editor sent in the connection_init payload, as the API expects.
+
+// Monaco's language workers (GraphQL, JSON) from this origin, before any editor mounts.
+import "graphiql/setup-workers/vite";
 
 import { createGraphiQLFetcher, type Fetcher, type FetcherOpts, type FetcherParams } from "@graphiql/toolkit";
 import { GraphiQL } from "graphiql";
-import "graphiql/graphiql.css";
+import "graphiql/style.css";
 import { parse } from "graphql";
 import { createClient } from "graphql-ws";
 import { createElement } from "react";

@@ -32,6 +32,16 @@ export function websocketUrl(httpUrl: string, base: string = location.href): str
   return url.toString();
 }
 
+/**
+ * Delay before reconnect attempt `retry` (0, 1, 2, ...): exponential up to 10 s, with
+ * "equal jitter" (half fixed, half random) so that after a server restart thousands of
+ * widgets do not reconnect in the same instant, yet none waits less than half the step.
+ */
+export function backoff(retry: number, random: () => number = Math.random): number {
+  const step = Math.min(10_000, 500 * 2 ** Math.min(retry, 10));
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
 export class LiveClient {
   private socket: WebSocket | null = null;
   private acked = false;
@@ -105,8 +115,7 @@ export class LiveClient {
       }
       this.setStatus("offline");
       if (!this.closed && this.sinks.size) {
-        const delay = Math.min(10_000, 500 * 2 ** this.retries++);
-        this.timer = setTimeout(() => this.connect(), delay);
+        this.timer = setTimeout(() => this.connect(), backoff(this.retries++));
       }
     };
   }

@@ -9,7 +9,7 @@
 // from script instead of the attribute; `credits` events carry each new state.
 
 import { LiveClient, type LiveStatus, websocketUrl } from "../lib/live";
-import { formatUsd, percentOf, toUnits } from "../lib/money";
+import { formatUsd, formatUsdExact, percentOf, toUnits } from "../lib/money";
 
 interface Credits {
   total: string;
@@ -113,7 +113,16 @@ export class CreditlineBalance extends HTMLElement {
         this.dispatchEvent(new CustomEvent("credits", { detail: this.credits }));
       },
       (errors) => {
-        this.problem = errors[0]?.message ?? "Subscription failed.";
+        // Words by error code; the server's text is for developers.
+        const code = errors[0]?.extensions?.code;
+        this.problem =
+          code === "NOT_FOUND"
+            ? "This team was not found."
+            : code === "FORBIDDEN"
+              ? "This token cannot read this team's balance."
+              : code === "UNAUTHENTICATED"
+                ? "The token was refused."
+                : "The balance is unavailable right now.";
         this.render();
       },
     );
@@ -122,7 +131,9 @@ export class CreditlineBalance extends HTMLElement {
 
   private render(): void {
     const c = this.credits;
-    const live = this.status === "live";
+    // A subscription that failed is not live, whatever the socket's state.
+    const live = this.status === "live" && !this.problem;
+    const state = this.problem ? "off" : live ? "live" : this.status === "offline" ? "reconnecting" : this.status === "unauthorized" ? "off" : "connecting";
     let body: string;
     if (this.problem) {
       body = `<div class="error" part="error">${escapeHtml(this.problem)}</div>`;
@@ -131,14 +142,14 @@ export class CreditlineBalance extends HTMLElement {
     } else {
       const limited = toUnits(c.invoicedSpendingLimit) > 0n;
       body = `
-        <div class="total" part="total">${formatUsd(c.total)}</div>
+        <div class="total" part="total" title="${formatUsdExact(c.total)} exactly">${formatUsd(c.total)}</div>
         <div class="parts"><span>Prepaid ${formatUsd(c.prepaid)}</span><span>Promo ${formatUsd(c.promotional)}</span><span>Free ${formatUsd(c.free)}</span></div>
         ${limited ? `<div class="bar" title="Invoiced ${formatUsd(c.invoicedThisMonth)} of ${formatUsd(c.invoicedSpendingLimit)}"><div class="fill" style="width:${percentOf(c.invoicedThisMonth, c.invoicedSpendingLimit)}%"></div></div>` : ""}`;
     }
     const exhausted = c && c.status !== "ACTIVE" ? " exhausted" : "";
     this.root.innerHTML = `<style>${STYLE}</style>
       <div class="box${live ? " live" : ""}${exhausted}" part="box">
-        <div class="label"><span>Credits</span><span><span class="dot"></span>${live ? "live" : this.status}</span></div>
+        <div class="label"><span>Credits</span><span class="state" data-state="${state}"><span class="dot"></span>${state}</span></div>
         ${body}
       </div>`;
   }

@@ -3,10 +3,19 @@
 
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { formatUsd, percentOf, toUnits } from "../../lib/money";
-import { liveClient, mutate, type UserError } from "../api";
+import { graphql } from "../../gql";
+import type {
+  AlertKind,
+  AutoTopUpFieldsFragment,
+  CreditsQuery,
+  PurchaseCreditsInput,
+  PurchaseCreditsMutation,
+  PurchaseStatus,
+} from "../../gql/graphql";
+import { formatUsd, formatUsdExact, parseAmount, percentOf, toUnits } from "../../lib/money";
+import { mutate, subscribe, type UserError } from "../api";
 import { type PageProps, useConfig } from "../app";
-import { loadStripe, paymentMethodId } from "../stripe";
+import { cardProblem, loadStripe, paymentMethodId } from "../stripe";
 import {
   Badge,
   Button,
@@ -18,8 +27,10 @@ import {
   IconBell,
   IconWallet,
   Loadable,
+  Money,
   newKey,
   Notice,
+  type QueryState,
   Skeleton,
   titleCase,
   useForm,
@@ -28,64 +39,65 @@ import {
 import {
   CardInput,
   type CardHandle,
-  CREDITS,
   type Credits,
   describeMethod,
-  PAYMENT_METHOD,
+  PAYMENT_METHODS,
   type PaymentMethod,
-  USER_ERRORS,
+  SETUP_INTENT,
 } from "./shared";
 import { AddBankAccount, useRefetchWhileProcessing } from "./bank-account";
 
-const CREDITS_QUERY = `query Credits($id: ID!) { team(id: $id) { id credits { ${CREDITS} } } }`;
-const CREDITS_LIVE = `subscription Live($teamId: ID!) { creditsUpdated(teamId: $teamId) { ${CREDITS} } }`;
+const CREDITS_QUERY = graphql(`
+  query Credits($id: ID!) { team(id: $id) { id credits { ...CreditsFields } } }
+`);
+const CREDITS_LIVE = graphql(`
+  subscription CreditsLive($teamId: ID!) { creditsUpdated(teamId: $teamId) { ...CreditsFields } }
+`);
 
 type SetCredits = (credits: Credits) => void;
 
 export function CreditsPage(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { credits: Credits } | null }>(CREDITS_QUERY, { id: props.teamId }, (answer, shown) => {
+  const state = useQuery(CREDITS_QUERY, { id: props.teamId }, (answer, shown) => {
     const [fresh, old] = [answer.team?.credits, shown?.team?.credits];
     return fresh && old && Date.parse(old.updatedAt) > Date.parse(fresh.updatedAt) ? (shown as typeof answer) : answer;
   });
-  const [purchasesTick, setPurchasesTick] = useState(0);
+  // Work that finishes in the background (a 3-D Secure confirmation, a webhook, an auto
+  // top-up charge) shows up as a credits change or an alert: each one bumps `changes`, and
+  // the lists that such work alters (purchases, payment methods, auto top-up) refetch.
+  const [changes, setChanges] = useState(0);
+  const bump = (): void => setChanges((value) => value + 1);
   // The query, mutations and the subscription all deliver Credits; keep the newest, so a
   // slow answer never overwrites a later state the subscription already showed.
   const setCredits: SetCredits = (credits) =>
     state.setData((previous) => {
       const shown = previous?.team?.credits;
-      return shown && Date.parse(shown.updatedAt) > Date.parse(credits.updatedAt) ? previous : { team: { credits } };
+      return shown && Date.parse(shown.updatedAt) > Date.parse(credits.updatedAt) ? previous : { team: { id: props.teamId, credits } };
     });
 
   // Live balance: the subscription answers with the current state, then every change.
-  useEffect(
-    () =>
-      liveClient().subscribe(CREDITS_LIVE, { teamId: props.teamId }, (data) => {
-        const credits = data.creditsUpdated as Credits | undefined;
-        if (credits) setCredits(credits);
-      }),
-    [props.teamId],
-  );
+  useEffect(() => {
+    let first = true;
+    return subscribe(CREDITS_LIVE, { teamId: props.teamId }, (data) => {
+      setCredits(data.creditsUpdated);
+      if (!first) bump();
+      first = false;
+    });
+  }, [props.teamId]);
 
   const credits = state.data?.team?.credits ?? null;
   return (
     <div class="grid">
       <div class="col-wide">
         <BalanceCard state={state} />
-        {props.canEdit && (
-          <BuyCredits
-            teamId={props.teamId}
-            onCredits={setCredits}
-            onPurchase={() => setPurchasesTick((tick) => tick + 1)}
-          />
-        )}
+        {props.canEdit && <BuyCredits teamId={props.teamId} onCredits={setCredits} onPurchase={bump} changes={changes} />}
         <Grants credits={credits} loading={!credits} canEdit={props.canEdit} />
-        <Purchases teamId={props.teamId} tick={purchasesTick} />
+        <Purchases teamId={props.teamId} changes={changes} />
       </div>
       <div class="col-narrow">
         {props.canEdit && <PromoCode teamId={props.teamId} onCredits={setCredits} />}
         <SpendingLimit teamId={props.teamId} credits={credits} canEdit={props.canEdit} onCredits={setCredits} />
-        <AutoTopUp teamId={props.teamId} canEdit={props.canEdit} />
-        <Alerts teamId={props.teamId} />
+        <AutoTopUp teamId={props.teamId} canEdit={props.canEdit} changes={changes} />
+        <Alerts teamId={props.teamId} onAlert={bump} />
       </div>
     </div>
   );
@@ -97,7 +109,7 @@ const STATUS: Record<Credits["status"], [string, "green" | "amber" | "red"]> = {
   INVOICED_LIMIT_REACHED: ["Invoiced limit reached", "red"],
 };
 
-function BalanceCard(props: { state: ReturnType<typeof useQuery<{ team: { credits: Credits } | null }>> }): JSX.Element {
+function BalanceCard(props: { state: QueryState<CreditsQuery> }): JSX.Element {
   return (
     <Card class="balance" testid="balance-card">
       <Loadable
@@ -120,7 +132,7 @@ function BalanceCard(props: { state: ReturnType<typeof useQuery<{ team: { credit
               <div class="balance-head">
                 <div>
                   <div class="eyebrow">Available credits</div>
-                  <div class="balance-total" data-testid="balance-total" title={`${credits.total} USD`}>
+                  <div class="balance-total" data-testid="balance-total" title={`${formatUsdExact(credits.total)} exactly`}>
                     {formatUsd(credits.total)}
                   </div>
                 </div>
@@ -137,8 +149,15 @@ function BalanceCard(props: { state: ReturnType<typeof useQuery<{ team: { credit
                 <div class="invoiced-row">
                   <span>Invoiced this month</span>
                   <span data-testid="invoiced-this-month">
-                    <strong>{formatUsd(credits.invoicedThisMonth)}</strong>
-                    {limitOn ? ` of ${formatUsd(credits.invoicedSpendingLimit)} limit` : ""}
+                    <strong>
+                      <Money value={credits.invoicedThisMonth} />
+                    </strong>
+                    {limitOn && (
+                      <>
+                        {" of "}
+                        <Money value={credits.invoicedSpendingLimit} /> limit
+                      </>
+                    )}
                   </span>
                 </div>
                 {limitOn ? (
@@ -164,50 +183,41 @@ function Tile(props: { label: string; value: string; testid: string }): JSX.Elem
   return (
     <div class="tile">
       <div class="tile-label">{props.label}</div>
-      <div class="tile-value" data-testid={props.testid}>
-        {formatUsd(props.value)}
-      </div>
+      <Money class="tile-value" value={props.value} testid={props.testid} />
     </div>
   );
 }
 
 // ------------------------------------------------------------------ buying credits
 
-const PAYMENT_METHODS = `query Methods($id: ID!) { team(id: $id) { id paymentMethods { ${PAYMENT_METHOD} } } }`;
-const PURCHASE_FIELDS = `purchase { id amount status clientSecret failureReason expectedSettlementAt }
-  credits { ${CREDITS} } ${USER_ERRORS}`;
-
-interface PurchasePayload {
-  purchase: {
-    id: string;
-    amount: string;
-    status: "REQUIRES_ACTION" | "PROCESSING" | "SUCCEEDED" | "FAILED" | "CANCELED";
-    clientSecret: string | null;
-    failureReason: string | null;
-    expectedSettlementAt: string | null;
-  } | null;
-  credits: Credits | null;
-  errors: UserError[];
-}
+const PURCHASE_CREDITS = graphql(`
+  mutation PurchaseCredits($input: PurchaseCreditsInput!) {
+    purchaseCredits(input: $input) {
+      purchase { id amount status clientSecret failureReason expectedSettlementAt paymentMethod { id } }
+      credits { ...CreditsFields }
+      errors { code message field }
+    }
+  }
+`);
 
 const PRESETS = ["10", "25", "100", "500"];
 
-function BuyCredits(props: { teamId: string; onCredits: SetCredits; onPurchase: () => void }): JSX.Element {
-  const methods = useQuery<{ team: { paymentMethods: PaymentMethod[] } | null }>(PAYMENT_METHODS, { id: props.teamId });
+function BuyCredits(props: { teamId: string; onCredits: SetCredits; onPurchase: () => void; changes: number }): JSX.Element {
+  const methods = useQuery(PAYMENT_METHODS, { id: props.teamId });
+  // A card saved by a purchase (at once, or after 3-D Secure) joins the picker.
+  useEffect(() => {
+    if (props.changes) methods.reload();
+  }, [props.changes]);
   return (
     <Card title="Buy credits" subtitle="Prepaid credits are used after free and promotional credits." testid="buy-credits">
       <Loadable state={methods} skeleton={<Skeleton lines={3} />}>
-        {(data) => (
-          <BuyForm
-            {...props}
-            methods={data.team?.paymentMethods ?? []}
-            onSaved={methods.reload}
-          />
-        )}
+        {(data) => <BuyForm {...props} methods={data.team?.paymentMethods ?? []} onSaved={methods.reload} />}
       </Loadable>
     </Card>
   );
 }
+
+type Source = string; // a payment method id, or "new"
 
 function BuyForm(props: {
   teamId: string;
@@ -222,97 +232,128 @@ function BuyForm(props: {
   const banks = props.methods.filter((pm) => pm.type === "BANK_ACCOUNT");
   const [amount, setAmount] = useState("25");
   const [method, setMethod] = useState<"CARD" | "BANK_TRANSFER">("CARD");
-  const preferred = (list: PaymentMethod[]): string => (list.find((pm) => pm.isDefault) ?? list[0])?.id ?? "new";
-  const [source, setSource] = useState<string>(() => preferred(cards));
+  const preferred = (list: PaymentMethod[]): Source => (list.find((pm) => pm.isDefault) ?? list[0])?.id ?? "new";
+  const [source, setSource] = useState<Source>(() => preferred(cards));
+  // The card element is remounted (emptied) after each purchase it paid: a filled-in "New
+  // card" must never be charged (and saved) a second time by the next Buy.
+  const [cardEntry, setCardEntry] = useState(0);
   const card = useRef<CardHandle | null>(null);
   const key = useRef(newKey("purchase"));
   const [confirming, setConfirming] = useState(false);
+  // A new card that is saved only once 3-D Secure passes: when it joins the list, choose it.
+  const awaiting = useRef<Set<string> | null>(null);
+  useEffect(() => {
+    const known = awaiting.current;
+    const added = known && cards.find((pm) => !known.has(pm.id));
+    if (added) {
+      awaiting.current = null;
+      setSource(added.id);
+    }
+  }, [props.methods]);
+  // A chosen method that has gone (removed elsewhere) falls back to the preferred one.
+  const list = method === "CARD" ? cards : banks;
+  const chosen: Source = source === "new" || list.some((pm) => pm.id === source) ? source : preferred(list);
 
-  const chosen = method === "CARD" ? source : banks.length ? source : "";
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const input: Record<string, unknown> = {
-        teamId: props.teamId,
-        amount: amount.trim(),
-        method,
-        idempotencyKey: key.current,
-      };
-      if (method === "CARD" && source === "new") {
+      // Everything a person typed is checked before any card is set up or charged.
+      const value = parseAmount(amount);
+      if (value === null || toUnits(value) <= 0n) {
+        return [{ code: "INVALID_AMOUNT", message: "Enter an amount in dollars, like 25 or 25.50.", field: "amount" }];
+      }
+      const input: PurchaseCreditsInput = { teamId: props.teamId, amount: value, method, idempotencyKey: key.current };
+      const newCard = method === "CARD" && chosen === "new";
+      if (newCard) {
         const handle = card.current;
-        if (!handle) return [{ code: "INVALID_INPUT", message: "Card entry is still loading.", field: "card" }];
-        const setup = await mutate<{ clientSecret: string | null; errors: UserError[] }>(
-          `mutation Setup($input: CreateSetupIntentInput!) { createSetupIntent(input: $input) { clientSecret ${USER_ERRORS} } }`,
-          { input: { teamId: props.teamId, type: "CARD" } },
-        );
+        if (!handle) return [{ code: "CARD_INCOMPLETE", message: "Card entry is still loading.", field: "card" }];
+        if (!handle.complete()) {
+          return [{ code: "CARD_INCOMPLETE", message: "Enter the card number, expiry date and CVC.", field: "card" }];
+        }
+        const setup = await mutate(SETUP_INTENT, { input: { teamId: props.teamId, type: "CARD" } });
         if (setup.errors.length || !setup.clientSecret) return setup.errors;
-        const confirmed = await handle.stripe.confirmCardSetup(setup.clientSecret, {
-          payment_method: { card: handle.element },
-        });
+        const confirmed = await handle.stripe
+          .confirmCardSetup(setup.clientSecret, { payment_method: { card: handle.element } })
+          .catch(() => ({ error: { code: "card_entry_failed" }, setupIntent: undefined }));
         if (confirmed.error || !confirmed.setupIntent) {
-          return [{ code: "PAYMENT_FAILED", message: confirmed.error?.message ?? "The card was not accepted.", field: "card" }];
+          return [{ code: "CARD_DECLINED", message: cardProblem(confirmed.error), field: "card" }];
         }
         input.stripePaymentMethodId = paymentMethodId(confirmed.setupIntent);
-      } else if (chosen && chosen !== "new") {
+      } else if (chosen !== "new") {
         input.paymentMethodId = chosen;
       }
-      const payload = await mutate<PurchasePayload>(
-        `mutation Buy($input: PurchaseCreditsInput!) { purchaseCredits(input: $input) { ${PURCHASE_FIELDS} } }`,
-        { input },
-      );
+      const payload = await mutate(PURCHASE_CREDITS, { input });
       if (payload.credits) props.onCredits(payload.credits);
       const purchase = payload.purchase;
       if (payload.errors.length || !purchase) return payload.errors;
       key.current = newKey("purchase");
       props.onPurchase();
-      if (source === "new") props.onSaved();
-      if (purchase.status === "REQUIRES_ACTION" && purchase.clientSecret) {
-        // 3-D Secure: Stripe.js shows the bank's challenge (loaded now if a saved card paid).
-        const stripe = card.current?.stripe ?? (await loadStripe(config.stripeJsUrl, config.stripePublishableKey));
-        setConfirming(true);
-        try {
-          const result = await stripe.confirmCardPayment(purchase.clientSecret);
-          if (result.error) {
-            return [{ code: "PAYMENT_FAILED", message: result.error.message ?? "Authentication failed.", field: "card" }];
-          }
-        } finally {
-          setConfirming(false);
-          props.onPurchase();
-        }
-        return `Payment of ${formatUsd(purchase.amount)} confirmed. Credits appear in a moment.`;
+      if (newCard) {
+        // The card is on file now (or once 3-D Secure passes): pay with it next time.
+        setCardEntry((value) => value + 1);
+        if (purchase.paymentMethod) setSource(purchase.paymentMethod.id);
+        else awaiting.current = new Set(cards.map((pm) => pm.id));
+        props.onSaved();
       }
-      if (purchase.status === "FAILED" || purchase.status === "CANCELED") {
-        return [{ code: "PAYMENT_FAILED", message: purchase.failureReason ?? "The payment failed.", field: "paymentMethodId" }];
-      }
-      if (purchase.status === "PROCESSING") {
-        return `Bank transfer of ${formatUsd(purchase.amount)} started. Credits arrive when it clears${
-          purchase.expectedSettlementAt ? ` (expected ${formatDate(purchase.expectedSettlementAt)})` : ""
-        }.`;
-      }
-      return `Added ${formatUsd(purchase.amount)} of prepaid credits.`;
+      return finish(purchase);
     });
+  };
+
+  const finish = async (purchase: NonNullable<PurchaseCreditsMutation["purchaseCredits"]["purchase"]>): Promise<UserError[] | string> => {
+    if (purchase.status === "REQUIRES_ACTION" && purchase.clientSecret) {
+      // 3-D Secure: Stripe.js shows the bank's challenge (loaded now if a saved card paid).
+      const stripe = card.current?.stripe ?? (await loadStripe(config.stripeJsUrl, config.stripePublishableKey));
+      setConfirming(true);
+      try {
+        const result = await stripe
+          .confirmCardPayment(purchase.clientSecret)
+          .catch(() => ({ error: { code: "card_entry_failed" }, paymentIntent: undefined }));
+        if (result.error) return [{ code: "CARD_DECLINED", message: cardProblem(result.error, "authentication"), field: "card" }];
+      } finally {
+        setConfirming(false);
+        props.onPurchase();
+        props.onSaved();
+      }
+      return `Payment of ${formatUsd(purchase.amount)} confirmed. Credits appear in a moment.`;
+    }
+    if (purchase.status === "FAILED" || purchase.status === "CANCELED") {
+      return [{ code: "PAYMENT_FAILED", message: purchase.failureReason ?? "The payment failed.", field: "paymentMethodId" }];
+    }
+    if (purchase.status === "PROCESSING") {
+      return `Bank transfer of ${formatUsd(purchase.amount)} started. Credits arrive when it clears${
+        purchase.expectedSettlementAt ? ` (expected ${formatDate(purchase.expectedSettlementAt)})` : ""
+      }.`;
+    }
+    return `Added ${formatUsd(purchase.amount)} of prepaid credits.`;
   };
 
   // Card-level errors from Stripe.js or the payment method chosen.
   const cardErrors = form.errorFor("card", "stripePaymentMethodId", "paymentMethodId");
+  const typed = parseAmount(amount);
   return (
     <form class="stack" onSubmit={submit} noValidate data-testid="buy-form">
       <Field label="Amount (USD)" name="amount" form={form} hint="Up to 2 decimal places.">
         <div class="amount-row">
-          <span class="prefix">$</span>
-          <input
-            name="amount"
-            inputMode="decimal"
-            value={amount}
-            onInput={(event) => setAmount(event.currentTarget.value)}
-            data-testid="buy-amount"
-          />
+          <span class="amount-input">
+            <span class="prefix" aria-hidden="true">
+              $
+            </span>
+            <input
+              name="amount"
+              inputMode="decimal"
+              value={amount}
+              onInput={(event) => setAmount(event.currentTarget.value)}
+              data-testid="buy-amount"
+              aria-invalid={form.errorFor("amount").length > 0}
+            />
+          </span>
           <div class="chips">
             {PRESETS.map((preset) => (
               <button
                 type="button"
                 key={preset}
                 class={amount === preset ? "chip chip-on" : "chip"}
+                aria-pressed={amount === preset}
                 onClick={() => setAmount(preset)}
               >
                 ${preset}
@@ -322,7 +363,7 @@ function BuyForm(props: {
         </div>
       </Field>
       <Field label="Pay with" name="method" form={form}>
-        <div class="segmented" role="radiogroup">
+        <div class="segmented" role="radiogroup" aria-label="Pay with">
           {(["CARD", "BANK_TRANSFER"] as const).map((value) => (
             <button
               type="button"
@@ -341,12 +382,12 @@ function BuyForm(props: {
         </div>
       </Field>
       {method === "CARD" ? (
-        <div class="field" data-field="paymentMethodId">
-          <span class="field-label">Card</span>
+        <fieldset class="field" data-field="paymentMethodId">
+          <legend class="field-label">Card</legend>
           <div class="choices">
             {cards.map((pm) => (
               <label class="choice" key={pm.id}>
-                <input type="radio" name="source" checked={source === pm.id} onChange={() => setSource(pm.id)} />
+                <input type="radio" name="source" checked={chosen === pm.id} onChange={() => setSource(pm.id)} />
                 {describeMethod(pm)}
                 {pm.isDefault && <Badge tone="blue">Default</Badge>}
               </label>
@@ -355,29 +396,29 @@ function BuyForm(props: {
               <input
                 type="radio"
                 name="source"
-                checked={source === "new"}
+                checked={chosen === "new"}
                 onChange={() => setSource("new")}
                 data-testid="buy-new-card"
               />
               New card
             </label>
           </div>
-          {source === "new" && <CardInput handle={card} invalid={cardErrors.length > 0} />}
-          {source === "new" && <span class="field-hint">Saved to the team's payment methods once the payment succeeds.</span>}
+          {chosen === "new" && <CardInput key={cardEntry} handle={card} invalid={cardErrors.length > 0} />}
+          {chosen === "new" && <span class="field-hint">Saved to the team's payment methods once the payment succeeds.</span>}
           {cardErrors.map((error) => (
             <span class="field-error" role="alert" data-code={error.code} data-testid="error-card" key={error.message}>
               {error.message}
             </span>
           ))}
-        </div>
+        </fieldset>
       ) : (
-        <div class="field" data-field="paymentMethodId">
-          <span class="field-label">Bank account</span>
+        <fieldset class="field" data-field="paymentMethodId">
+          <legend class="field-label">Bank account</legend>
           {banks.length ? (
             <div class="choices">
               {banks.map((pm) => (
                 <label class="choice" key={pm.id}>
-                  <input type="radio" name="source" checked={source === pm.id} onChange={() => setSource(pm.id)} />
+                  <input type="radio" name="source" checked={chosen === pm.id} onChange={() => setSource(pm.id)} />
                   {describeMethod(pm)}
                 </label>
               ))}
@@ -391,24 +432,26 @@ function BuyForm(props: {
               {error.message}
             </span>
           ))}
-        </div>
+        </fieldset>
       )}
       <FormErrors form={form} known={["amount", "method", "card", "stripePaymentMethodId", "paymentMethodId"]} />
       <Notice form={form} />
       <div class="row">
         <Button busy={form.busy} testid="buy-submit">
-          {confirming ? "Confirming with your bank…" : `Buy ${formatUsdSafe(amount)}`}
+          {confirming ? "Confirming with your bank…" : `Buy ${typed !== null && typed !== "0" ? formatUsd(typed) : "credits"}`}
         </Button>
       </div>
     </form>
   );
 }
 
-function formatUsdSafe(amount: string): string {
-  return /^\d+(\.\d{1,2})?$/.test(amount.trim()) ? formatUsd(amount.trim()) : "credits";
-}
-
 // --------------------------------------------------------------------- promo codes
+
+const REDEEM = graphql(`
+  mutation RedeemPromoCode($input: RedeemPromoCodeInput!) {
+    redeemPromoCode(input: $input) { grant { amount expiresAt } credits { ...CreditsFields } errors { code message field } }
+  }
+`);
 
 function PromoCode(props: { teamId: string; onCredits: SetCredits }): JSX.Element {
   const form = useForm();
@@ -416,11 +459,8 @@ function PromoCode(props: { teamId: string; onCredits: SetCredits }): JSX.Elemen
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ grant: { amount: string } | null; credits: Credits | null; errors: UserError[] }>(
-        `mutation Redeem($input: RedeemPromoCodeInput!) { redeemPromoCode(input: $input) {
-          grant { amount expiresAt } credits { ${CREDITS} } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, code: code.trim() } },
-      );
+      if (!code.trim()) return [{ code: "INVALID_INPUT", message: "Enter the code.", field: "code" }];
+      const payload = await mutate(REDEEM, { input: { teamId: props.teamId, code: code.trim() } });
       if (payload.credits) props.onCredits(payload.credits);
       if (payload.errors.length) return payload.errors;
       setCode("");
@@ -454,6 +494,12 @@ function PromoCode(props: { teamId: string; onCredits: SetCredits }): JSX.Elemen
 
 // ------------------------------------------------------------------ spending limit
 
+const SET_LIMIT = graphql(`
+  mutation SetInvoicedSpendingLimit($input: SetInvoicedSpendingLimitInput!) {
+    setInvoicedSpendingLimit(input: $input) { credits { ...CreditsFields } errors { code message field } }
+  }
+`);
+
 function SpendingLimit(props: {
   teamId: string;
   credits: Credits | null;
@@ -467,11 +513,11 @@ function SpendingLimit(props: {
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ credits: Credits | null; errors: UserError[] }>(
-        `mutation Limit($input: SetInvoicedSpendingLimitInput!) { setInvoicedSpendingLimit(input: $input) {
-          credits { ${CREDITS} } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, limit: value.trim() } },
-      );
+      const limitValue = parseAmount(value);
+      if (limitValue === null) {
+        return [{ code: "INVALID_AMOUNT", message: "Enter a monthly limit in dollars, like 500 (0 turns it off).", field: "limit" }];
+      }
+      const payload = await mutate(SET_LIMIT, { input: { teamId: props.teamId, limit: limitValue } });
       if (payload.errors.length) return payload.errors;
       if (payload.credits) props.onCredits(payload.credits);
       setLimit(null);
@@ -512,8 +558,11 @@ function SpendingLimit(props: {
         <div class="readout" data-testid="limit-readout">
           {toUnits(props.credits.invoicedSpendingLimit) > 0n ? (
             <>
-              <span class="readout-value">{formatUsd(props.credits.invoicedSpendingLimit)}</span>
-              <span class="muted"> per month · {formatUsd(props.credits.invoicedRemaining)} left</span>
+              <Money class="readout-value" value={props.credits.invoicedSpendingLimit} />
+              <span class="muted">
+                {" "}
+                per month · <Money value={props.credits.invoicedRemaining} /> left
+              </span>
             </>
           ) : (
             <>
@@ -536,20 +585,29 @@ function formatPlain(value: string): string {
 
 // ---------------------------------------------------------------------- auto top-up
 
-interface AutoTopUpData {
-  enabled: boolean;
-  threshold: string;
-  amount: string;
-  monthlyLimit: string;
-  pausedReason: string | null;
-}
-const AUTO_TOP_UP = "enabled threshold amount monthlyLimit pausedReason";
+const AUTO_TOP_UP_FIELDS = graphql(`
+  fragment AutoTopUpFields on AutoTopUp { enabled threshold amount monthlyLimit pausedReason }
+`);
+void AUTO_TOP_UP_FIELDS; // spread by name in the documents below
 
-function AutoTopUp(props: { teamId: string; canEdit: boolean }): JSX.Element {
-  const state = useQuery<{ team: { autoTopUp: AutoTopUpData } | null }>(
-    `query AutoTopUp($id: ID!) { team(id: $id) { id autoTopUp { ${AUTO_TOP_UP} } } }`,
-    { id: props.teamId },
-  );
+const AUTO_TOP_UP = graphql(`
+  query AutoTopUp($id: ID!) { team(id: $id) { id autoTopUp { ...AutoTopUpFields } } }
+`);
+const CONFIGURE_AUTO_TOP_UP = graphql(`
+  mutation ConfigureAutoTopUp($input: ConfigureAutoTopUpInput!) {
+    configureAutoTopUp(input: $input) { autoTopUp { ...AutoTopUpFields } errors { code message field } }
+  }
+`);
+
+type AutoTopUpData = AutoTopUpFieldsFragment;
+
+function AutoTopUp(props: { teamId: string; canEdit: boolean; changes: number }): JSX.Element {
+  const state = useQuery(AUTO_TOP_UP, { id: props.teamId });
+  // A top-up runs after the save, in the background: its failure pauses auto top-up and
+  // arrives as an alert (a success as a credits change), so refetch on either.
+  useEffect(() => {
+    if (props.changes) state.reload();
+  }, [props.changes]);
   return (
     <Card title="Auto top-up" subtitle="Buy credits with the default card when the balance runs low." testid="auto-top-up">
       <Loadable state={state} skeleton={<Skeleton lines={3} />}>
@@ -559,7 +617,7 @@ function AutoTopUp(props: { teamId: string; canEdit: boolean }): JSX.Element {
               teamId={props.teamId}
               canEdit={props.canEdit}
               initial={data.team.autoTopUp}
-              onSaved={(autoTopUp) => state.setData(() => ({ team: { autoTopUp } }))}
+              onSaved={(autoTopUp) => state.setData(() => ({ team: { id: props.teamId, autoTopUp } }))}
             />
           ) : (
             <EmptyState title="Team not found" />
@@ -584,17 +642,21 @@ function AutoTopUpForm(props: {
   const [amount, setAmount] = useState(fresh ? "50.00" : formatPlain(props.initial.amount));
   const [monthlyLimit, setMonthlyLimit] = useState(fresh ? "500.00" : formatPlain(props.initial.monthlyLimit));
   const paused = props.initial.pausedReason;
+  // "Auto top-up is on." must not stay up once the first charge has failed and paused it.
+  useEffect(() => {
+    if (paused) form.setNotice(null);
+  }, [paused]);
   if (!props.canEdit) {
     return (
-      <div class="readout stack-tight">
+      <div class="readout stack-tight" data-testid="auto-top-up-readout">
         <div>
-          {props.initial.enabled ? <Badge tone="green">On</Badge> : <Badge>Off</Badge>}
+          {props.initial.enabled && !paused ? <Badge tone="green">On</Badge> : !props.initial.enabled ? <Badge>Off</Badge> : null}
           {paused && <Badge tone="amber">Paused</Badge>}
         </div>
         {props.initial.enabled && (
           <span class="muted">
-            Buys {formatUsd(props.initial.amount)} when the balance falls below {formatUsd(props.initial.threshold)}, at
-            most {formatUsd(props.initial.monthlyLimit)} a month.
+            Buys <Money value={props.initial.amount} /> when the balance falls below <Money value={props.initial.threshold} />, at
+            most <Money value={props.initial.monthlyLimit} /> a month.
           </span>
         )}
         {paused && <span class="muted">{paused}</span>}
@@ -604,29 +666,31 @@ function AutoTopUpForm(props: {
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ autoTopUp: AutoTopUpData | null; errors: UserError[] }>(
-        `mutation AutoTopUp($input: ConfigureAutoTopUpInput!) { configureAutoTopUp(input: $input) {
-          autoTopUp { ${AUTO_TOP_UP} } ${USER_ERRORS} } }`,
-        {
-          input: {
-            teamId: props.teamId,
-            enabled,
-            threshold: threshold.trim(),
-            amount: amount.trim(),
-            monthlyLimit: monthlyLimit.trim(),
-          },
+      const values = { threshold: parseAmount(threshold), amount: parseAmount(amount), monthlyLimit: parseAmount(monthlyLimit) };
+      const bad = (Object.keys(values) as (keyof typeof values)[]).filter((name) => values[name] === null);
+      if (bad.length) {
+        return bad.map((field) => ({ code: "INVALID_AMOUNT" as const, message: "Enter an amount in dollars, like 50.", field }));
+      }
+      const payload = await mutate(CONFIGURE_AUTO_TOP_UP, {
+        input: {
+          teamId: props.teamId,
+          enabled,
+          threshold: values.threshold as string,
+          amount: values.amount as string,
+          monthlyLimit: values.monthlyLimit as string,
         },
-      );
+      });
       if (payload.errors.length) return payload.errors;
       if (payload.autoTopUp) props.onSaved(payload.autoTopUp);
+      if (payload.autoTopUp?.pausedReason) return undefined; // the paused banner says it
       return enabled ? "Auto top-up is on." : "Auto top-up is off.";
     });
   };
   return (
     <form class="stack" onSubmit={submit} noValidate data-testid="auto-top-up-form">
       {paused && (
-        <div class="form-warning" role="status">
-          Paused: {paused}
+        <div class="form-warning" role="status" data-testid="auto-top-up-paused">
+          Paused: {paused} Save again to resume.
         </div>
       )}
       <div class="field" data-field="enabled">
@@ -637,7 +701,7 @@ function AutoTopUpForm(props: {
             onChange={(event) => setEnabled(event.currentTarget.checked)}
             data-testid="auto-top-up-enabled"
           />
-          <span class="toggle-track" />
+          <span class="toggle-track" aria-hidden="true" />
           Top up automatically
         </label>
         {form.errorFor("enabled").map((error) => (
@@ -675,39 +739,36 @@ function AutoTopUpForm(props: {
 
 // ---------------------------------------------------------------------------- alerts
 
-interface Alert {
-  id: string;
-  kind: string;
-  message: string;
-  createdAt: string;
-}
+const ALERT_FIELDS = graphql(`fragment AlertFields on BillingAlert { id kind message createdAt }`);
+void ALERT_FIELDS;
+const ALERTS = graphql(`query Alerts($id: ID!) { team(id: $id) { id alerts(first: 10) { ...AlertFields } } }`);
+const ALERTS_LIVE = graphql(`
+  subscription AlertsLive($teamId: ID!) { billingAlerts(teamId: $teamId) { ...AlertFields } }
+`);
 
-const ALERT = "id kind message createdAt";
-const ALERT_TONE: Record<string, "amber" | "red"> = {
-  INVOICED_LIMIT_80: "amber",
-  CREDITS_LOW: "amber",
+/** Each alert kind in words, and how loud it is. */
+const ALERT_KIND: Record<AlertKind, [string, "amber" | "red"]> = {
+  INVOICED_LIMIT_80: ["Near the spending limit", "amber"],
+  INVOICED_LIMIT_100: ["Spending limit reached", "red"],
+  CREDITS_LOW: ["Credits low", "amber"],
+  CREDITS_EXHAUSTED: ["Credits used up", "red"],
+  AUTO_TOP_UP_FAILED: ["Auto top-up failed", "red"],
+  PAYMENT_FAILED: ["Payment failed", "red"],
 };
 
-function Alerts(props: { teamId: string }): JSX.Element {
-  const state = useQuery<{ team: { alerts: Alert[] } | null }>(
-    `query Alerts($id: ID!) { team(id: $id) { id alerts(first: 10) { ${ALERT} } } }`,
-    { id: props.teamId },
-  );
+function Alerts(props: { teamId: string; onAlert: () => void }): JSX.Element {
+  const state = useQuery(ALERTS, { id: props.teamId });
   useEffect(
     () =>
-      liveClient().subscribe(
-        `subscription Alerts($teamId: ID!) { billingAlerts(teamId: $teamId) { ${ALERT} } }`,
-        { teamId: props.teamId },
-        (data) => {
-          const alert = data.billingAlerts as Alert | undefined;
-          if (!alert) return;
-          state.setData((previous) => {
-            const alerts = previous?.team?.alerts ?? [];
-            if (alerts.some((known) => known.id === alert.id)) return previous;
-            return { team: { alerts: [alert, ...alerts].slice(0, 10) } };
-          });
-        },
-      ),
+      subscribe(ALERTS_LIVE, { teamId: props.teamId }, (data) => {
+        const alert = data.billingAlerts;
+        props.onAlert();
+        state.setData((previous) => {
+          const alerts = previous?.team?.alerts ?? [];
+          if (alerts.some((known) => known.id === alert.id)) return previous;
+          return { team: { id: props.teamId, alerts: [alert, ...alerts].slice(0, 10) } };
+        });
+      }),
     [props.teamId],
   );
   return (
@@ -716,15 +777,18 @@ function Alerts(props: { teamId: string }): JSX.Element {
         {(data) =>
           data.team?.alerts.length ? (
             <ul class="alerts">
-              {data.team.alerts.map((alert) => (
-                <li key={alert.id} class="alert-item">
-                  <Badge tone={ALERT_TONE[alert.kind] ?? "red"}>{titleCase(alert.kind)}</Badge>
-                  <div>
-                    <div>{alert.message}</div>
-                    <div class="muted small">{formatDate(alert.createdAt, true)}</div>
-                  </div>
-                </li>
-              ))}
+              {data.team.alerts.map((alert) => {
+                const [label, tone] = ALERT_KIND[alert.kind] ?? [titleCase(alert.kind), "red"];
+                return (
+                  <li key={alert.id} class="alert-item" data-testid="alert" data-kind={alert.kind}>
+                    <Badge tone={tone}>{label}</Badge>
+                    <div>
+                      <div>{alert.message}</div>
+                      <div class="muted small">{formatDate(alert.createdAt, true)}</div>
+                    </div>
+                  </li>
+                );
+              })}
             </ul>
           ) : (
             <EmptyState title="No alerts" icon={<IconBell />}>
@@ -759,14 +823,17 @@ function Grants(props: { credits: Credits | null; loading: boolean; canEdit: boo
           <tbody>
             {props.credits.grants.map((grant) => (
               <tr key={grant.id}>
-                <td>
+                <td data-label="Kind">
                   <Badge tone={KIND_TONE[grant.kind]}>{titleCase(grant.kind)}</Badge>
                 </td>
-                <td>{grant.description ?? <span class="muted">—</span>}</td>
-                <td class="num">
-                  {formatUsd(grant.remaining)} <span class="muted">of {formatUsd(grant.amount)}</span>
+                <td data-label="Description">{grant.description ?? <span class="muted">—</span>}</td>
+                <td class="num" data-label="Remaining">
+                  <Money value={grant.remaining} />{" "}
+                  <span class="muted">
+                    of <Money value={grant.amount} />
+                  </span>
                 </td>
-                <td>{grant.expiresAt ? formatDate(grant.expiresAt) : <span class="muted">Never</span>}</td>
+                <td data-label="Expires">{grant.expiresAt ? formatDate(grant.expiresAt) : <span class="muted">Never</span>}</td>
               </tr>
             ))}
           </tbody>
@@ -784,34 +851,32 @@ function Grants(props: { credits: Credits | null; loading: boolean; canEdit: boo
 
 // ------------------------------------------------------------------------- purchases
 
-interface Purchase {
-  id: string;
-  amount: string;
-  method: string;
-  status: string;
-  failureReason: string | null;
-  createdAt: string;
-  paymentMethod: { type: "CARD" | "BANK_ACCOUNT"; brand: string | null; last4: string } | null;
-}
+const PURCHASES = graphql(`
+  query Purchases($id: ID!) {
+    team(id: $id) {
+      id
+      purchases(first: 10) {
+        edges { node { id amount method status failureReason createdAt paymentMethod { type brand last4 } } }
+      }
+    }
+  }
+`);
 
-const PURCHASE_TONE: Record<string, "green" | "amber" | "red" | "grey"> = {
-  SUCCEEDED: "green",
-  PROCESSING: "amber",
-  REQUIRES_ACTION: "amber",
-  FAILED: "red",
-  CANCELED: "grey",
+const PURCHASE_STATUS: Record<PurchaseStatus, [string, "green" | "amber" | "red" | "grey"]> = {
+  SUCCEEDED: ["Paid", "green"],
+  PROCESSING: ["Processing", "amber"],
+  REQUIRES_ACTION: ["Needs authentication", "amber"],
+  FAILED: ["Failed", "red"],
+  CANCELED: ["Canceled", "grey"],
 };
 
-function Purchases(props: { teamId: string; tick: number }): JSX.Element {
-  const state = useQuery<{ team: { purchases: { edges: { node: Purchase }[] } } | null }>(
-    `query Purchases($id: ID!) { team(id: $id) { id purchases(first: 10) { edges { node {
-      id amount method status failureReason createdAt paymentMethod { type brand last4 }
-    } } } } }`,
-    { id: props.teamId },
-  );
+function Purchases(props: { teamId: string; changes: number }): JSX.Element {
+  const state = useQuery(PURCHASES, { id: props.teamId });
+  // New purchases (ours, auto top-ups) and status changes (3-D Secure, bank transfers
+  // clearing) all change credits: refetch on each.
   useEffect(() => {
-    if (props.tick) state.reload();
-  }, [props.tick]);
+    if (props.changes) state.reload();
+  }, [props.changes]);
   useRefetchWhileProcessing(!!state.data?.team?.purchases.edges.some((edge) => edge.node.status === "PROCESSING"), state.reload);
   return (
     <Card title="Purchases" subtitle="Each purchase's invoice is on the Invoices page." testid="purchases">
@@ -820,35 +885,41 @@ function Purchases(props: { teamId: string; tick: number }): JSX.Element {
           const purchases = data.team?.purchases.edges.map((edge) => edge.node) ?? [];
           if (!purchases.length) return <EmptyState title="No purchases yet" />;
           return (
-            <table class="table">
-              <thead>
-                <tr>
-                  <th>Date</th>
-                  <th>Paid with</th>
-                  <th>Status</th>
-                  <th class="num">Amount</th>
-                </tr>
-              </thead>
-              <tbody>
-                {purchases.map((purchase) => (
-                  <tr key={purchase.id}>
-                    <td>{formatDate(purchase.createdAt, true)}</td>
-                    <td>
-                      {purchase.paymentMethod ? describeMethod(purchase.paymentMethod) : titleCase(purchase.method)}
-                    </td>
-                    <td>
-                      <Badge tone={PURCHASE_TONE[purchase.status] ?? "grey"}>{titleCase(purchase.status)}</Badge>
-                      {purchase.failureReason && <div class="muted small">{purchase.failureReason}</div>}
-                    </td>
-                    <td class="num">{formatUsd(purchase.amount)}</td>
+            <div class="table-scroll">
+              <table class="table table-stack">
+                <thead>
+                  <tr>
+                    <th>Date</th>
+                    <th>Paid with</th>
+                    <th>Status</th>
+                    <th class="num">Amount</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {purchases.map((purchase) => {
+                    const [label, tone] = PURCHASE_STATUS[purchase.status] ?? [titleCase(purchase.status), "grey"];
+                    return (
+                      <tr key={purchase.id} data-testid="purchase-row" data-status={purchase.status}>
+                        <td data-label="Date">{formatDate(purchase.createdAt, true)}</td>
+                        <td data-label="Paid with">
+                          {purchase.paymentMethod ? describeMethod(purchase.paymentMethod) : titleCase(purchase.method)}
+                        </td>
+                        <td data-label="Status">
+                          <Badge tone={tone}>{label}</Badge>
+                          {purchase.failureReason && <div class="muted small">{purchase.failureReason}</div>}
+                        </td>
+                        <td class="num" data-label="Amount">
+                          <Money value={purchase.amount} />
+                        </td>
+                      </tr>
+                    );
+                  })}
+                </tbody>
+              </table>
+            </div>
           );
         }}
       </Loadable>
     </Card>
   );
 }
-

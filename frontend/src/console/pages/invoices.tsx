@@ -2,8 +2,9 @@
 
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
-import { formatUsd } from "../../lib/money";
-import { gql, mutate, type UserError } from "../api";
+import { graphql } from "../../gql";
+import type { InvoiceFieldsFragment } from "../../gql/graphql";
+import { asUserErrors, gql, mutate } from "../api";
 import type { PageProps } from "../app";
 import {
   Badge,
@@ -11,45 +12,44 @@ import {
   Card,
   EmptyState,
   formatDate,
+  formatPeriod,
   IconFile,
   Loadable,
+  Money,
   Skeleton,
   titleCase,
   useForm,
   useQuery,
 } from "../ui";
 
-interface Invoice {
-  id: string;
-  number: string;
-  kind: "CREDIT_PURCHASE" | "MONTHLY_USAGE";
-  status: "OPEN" | "PAID" | "PAYMENT_FAILED" | "VOID";
-  currency: string;
-  periodStart: string | null;
-  periodEnd: string | null;
-  total: string;
-  issuedAt: string;
-  paidAt: string | null;
-  pdfUrl: string;
-}
+const INVOICE_FIELDS = graphql(`
+  fragment InvoiceFields on Invoice { id number kind status currency periodStart periodEnd total issuedAt paidAt pdfUrl }
+`);
+void INVOICE_FIELDS;
+const INVOICES = graphql(`
+  query Invoices($id: ID!, $after: String) {
+    team(id: $id) {
+      id
+      invoices(first: 20, after: $after) { edges { node { ...InvoiceFields } } pageInfo { hasNextPage endCursor } }
+    }
+  }
+`);
+const UPCOMING = graphql(`
+  query UpcomingInvoice($id: ID!) {
+    team(id: $id) {
+      id
+      upcomingInvoice { periodStart periodEnd subtotal tax total lines { description quantity unitAmount amount } }
+    }
+  }
+`);
+const PAY_INVOICE = graphql(`
+  mutation PayInvoice($input: PayInvoiceInput!) {
+    payInvoice(input: $input) { invoice { id status } errors { code message field } }
+  }
+`);
 
-interface Upcoming {
-  periodStart: string | null;
-  periodEnd: string | null;
-  subtotal: string;
-  tax: string;
-  total: string;
-  lines: { description: string; quantity: string; unitAmount: string; amount: string }[];
-}
-
-interface Page {
-  edges: { node: Invoice }[];
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
-}
-
-const INVOICE = "id number kind status currency periodStart periodEnd total issuedAt paidAt pdfUrl";
-const INVOICES = `query Invoices($id: ID!, $after: String) { team(id: $id) { id
-  invoices(first: 20, after: $after) { edges { node { ${INVOICE} } } pageInfo { hasNextPage endCursor } } } }`;
+type Invoice = InvoiceFieldsFragment;
+type PageInfo = { hasNextPage: boolean; endCursor: string | null };
 
 const STATUS_TONE: Record<Invoice["status"], "green" | "amber" | "red" | "grey"> = {
   PAID: "green",
@@ -68,31 +68,30 @@ export function InvoicesPage(props: PageProps): JSX.Element {
 }
 
 function UpcomingInvoice(props: { teamId: string }): JSX.Element | null {
-  const state = useQuery<{ team: { upcomingInvoice: Upcoming | null } | null }>(
-    `query Upcoming($id: ID!) { team(id: $id) { id upcomingInvoice {
-      periodStart periodEnd subtotal tax total lines { description quantity unitAmount amount } } } }`,
-    { id: props.teamId },
-  );
+  const state = useQuery(UPCOMING, { id: props.teamId });
   if (state.data && !state.data.team?.upcomingInvoice) return null;
   return (
     <Card title="This month so far" subtitle="Invoiced usage to be billed at the end of the month." testid="upcoming-invoice">
       <Loadable state={state} skeleton={<Skeleton lines={2} />}>
         {(data) => {
-          const upcoming = data.team?.upcomingInvoice as Upcoming;
+          const upcoming = data.team?.upcomingInvoice;
+          if (!upcoming) return null;
           return (
             <div class="upcoming">
               <div>
-                <div class="eyebrow">
-                  {formatDate(upcoming.periodStart)} – {formatDate(upcoming.periodEnd)}
+                <div class="eyebrow" data-testid="upcoming-period">
+                  {formatPeriod(upcoming.periodStart, upcoming.periodEnd)}
                 </div>
-                <div class="balance-total balance-total-small">{formatUsd(upcoming.total)}</div>
+                <Money class="balance-total balance-total-small" value={upcoming.total} testid="upcoming-total" />
               </div>
               <table class="table">
                 <tbody>
                   {upcoming.lines.map((line) => (
                     <tr key={line.description}>
                       <td>{line.description}</td>
-                      <td class="num">{formatUsd(line.amount)}</td>
+                      <td class="num">
+                        <Money value={line.amount} />
+                      </td>
                     </tr>
                   ))}
                 </tbody>
@@ -106,9 +105,9 @@ function UpcomingInvoice(props: { teamId: string }): JSX.Element | null {
 }
 
 function InvoiceList(props: { teamId: string; canEdit: boolean }): JSX.Element {
-  const state = useQuery<{ team: { invoices: Page } | null }>(INVOICES, { id: props.teamId, after: null });
+  const state = useQuery(INVOICES, { id: props.teamId, after: null });
   const [more, setMore] = useState<Invoice[]>([]);
-  const [cursor, setCursor] = useState<{ hasNextPage: boolean; endCursor: string | null } | null>(null);
+  const [cursor, setCursor] = useState<PageInfo | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
   const [moreError, setMoreError] = useState<string | null>(null);
   const loadMore = (): void => {
@@ -116,12 +115,14 @@ function InvoiceList(props: { teamId: string; canEdit: boolean }): JSX.Element {
     if (!pageInfo?.endCursor) return;
     setLoadingMore(true);
     setMoreError(null);
-    gql<{ team: { invoices: Page } }>(INVOICES, { id: props.teamId, after: pageInfo.endCursor })
+    gql(INVOICES, { id: props.teamId, after: pageInfo.endCursor })
       .then((data) => {
-        setMore((previous) => [...previous, ...data.team.invoices.edges.map((edge) => edge.node)]);
-        setCursor(data.team.invoices.pageInfo);
+        if (!data.team) return;
+        const page = data.team.invoices;
+        setMore((previous) => [...previous, ...page.edges.map((edge) => edge.node)]);
+        setCursor(page.pageInfo);
       })
-      .catch((caught: Error) => setMoreError(caught.message))
+      .catch((caught: unknown) => setMoreError(asUserErrors(caught)[0].message))
       .finally(() => setLoadingMore(false));
   };
   return (
@@ -188,10 +189,7 @@ function InvoiceRow(props: { teamId: string; invoice: Invoice; canEdit: boolean;
   const payable = props.canEdit && (invoice.status === "PAYMENT_FAILED" || invoice.status === "OPEN");
   const pay = (): void => {
     void form.run(async () => {
-      const payload = await mutate<{ invoice: Invoice | null; errors: UserError[] }>(
-        `mutation Pay($input: PayInvoiceInput!) { payInvoice(input: $input) { invoice { id status } errors { code message field } } }`,
-        { input: { teamId: props.teamId, invoiceId: invoice.id } },
-      );
+      const payload = await mutate(PAY_INVOICE, { input: { teamId: props.teamId, invoiceId: invoice.id } });
       if (!payload.errors.length) props.onPaid();
       return payload.errors;
     });
@@ -199,14 +197,14 @@ function InvoiceRow(props: { teamId: string; invoice: Invoice; canEdit: boolean;
   return (
     <>
       <tr data-testid="invoice-row">
-        <td class="mono">{invoice.number}</td>
-        <td>{invoice.kind === "MONTHLY_USAGE" ? "Monthly usage" : "Credit purchase"}</td>
-        <td>
+        <td class="mono" data-label="Number">{invoice.number}</td>
+        <td data-label="Kind">{invoice.kind === "MONTHLY_USAGE" ? "Monthly usage" : "Credit purchase"}</td>
+        <td data-label="Period">
           {invoice.kind === "MONTHLY_USAGE" && invoice.periodStart
-            ? `${formatDate(invoice.periodStart)} – ${formatDate(invoice.periodEnd)}`
+            ? formatPeriod(invoice.periodStart, invoice.periodEnd)
             : formatDate(invoice.issuedAt)}
         </td>
-        <td>
+        <td data-label="Status">
           <Badge tone={STATUS_TONE[invoice.status]}>{titleCase(invoice.status)}</Badge>
           {payable && (
             <Button kind="secondary" small type="button" busy={form.busy} onClick={pay} testid="invoice-pay">
@@ -214,10 +212,10 @@ function InvoiceRow(props: { teamId: string; invoice: Invoice; canEdit: boolean;
             </Button>
           )}
         </td>
-        <td class="num">
-          {formatUsd(invoice.total)} <span class="muted">{invoice.currency.toUpperCase()}</span>
+        <td class="num" data-label="Total">
+          <Money value={invoice.total} /> <span class="muted">{invoice.currency.toUpperCase()}</span>
         </td>
-        <td class="num">
+        <td class="num" data-label="PDF">
           <a href={invoice.pdfUrl} target="_blank" rel="noopener" data-testid="invoice-pdf">
             Download
           </a>

@@ -1,24 +1,57 @@
 // Members: who is on the team and their role; admins invite, change roles and remove.
 
 import type { JSX } from "preact";
-import { useState } from "preact/hooks";
-import { mutate, type UserError } from "../api";
+import { useEffect, useState } from "preact/hooks";
+import { graphql } from "../../gql";
+import type { MembersQuery, Role } from "../../gql/graphql";
+import { mutate } from "../api";
 import type { PageProps } from "../app";
-import { Badge, Button, Card, EmptyState, Field, FormErrors, IconUsers, Loadable, Notice, Skeleton, useForm, useQuery } from "../ui";
-import { USER_ERRORS } from "./shared";
+import {
+  Badge,
+  Button,
+  Card,
+  EmptyState,
+  Field,
+  FormErrors,
+  formatDate,
+  IconUsers,
+  Loadable,
+  Notice,
+  Skeleton,
+  useForm,
+  useQuery,
+} from "../ui";
 
-interface Member {
-  email: string;
-  name: string | null;
-  role: "ADMIN" | "MEMBER";
-  pending?: boolean;
-}
+const MEMBERS = graphql(`query Members($id: ID!) { team(id: $id) { id members { email name role pending } } }`);
+const SET_ROLE = graphql(`
+  mutation SetTeamMemberRole($input: SetTeamMemberRoleInput!) {
+    setTeamMemberRole(input: $input) { member { email role } errors { code message field } }
+  }
+`);
+const REMOVE_MEMBER = graphql(`
+  mutation RemoveTeamMember($input: RemoveTeamMemberInput!) { removeTeamMember(input: $input) { errors { code message field } } }
+`);
+const INVITE = graphql(`
+  mutation AddTeamMember($input: AddTeamMemberInput!) {
+    addTeamMember(input: $input) { member { email role } errors { code message field } }
+  }
+`);
+
+const TEAM_INVITATIONS = graphql(`
+  query TeamInvitations($id: ID!) { team(id: $id) { id invitations { id email role invitedBy createdAt } } }
+`);
+const CANCEL_INVITATION = graphql(`
+  mutation CancelInvitation($input: CancelInvitationInput!) { cancelInvitation(input: $input) { errors { code message field } } }
+`);
+const LEAVE_TEAM = graphql(`
+  mutation LeaveTeam($input: LeaveTeamInput!) { leaveTeam(input: $input) { errors { code message field } } }
+`);
+
+type Member = NonNullable<MembersQuery["team"]>["members"][number];
 
 export function MembersPage(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { members: Member[] } | null }>(
-    `query Members($id: ID!) { team(id: $id) { id members { email name role pending } } }`,
-    { id: props.teamId },
-  );
+  const state = useQuery(MEMBERS, { id: props.teamId });
+  const [invited, setInvited] = useState(0);
   return (
     <div class="grid">
       <div class="col-wide">
@@ -44,11 +77,19 @@ export function MembersPage(props: PageProps): JSX.Element {
           </Loadable>
         </Card>
       </div>
-      {props.canEdit && (
-        <div class="col-narrow">
-          <Invite teamId={props.teamId} onInvited={state.reload} />
-        </div>
-      )}
+      <div class="col-narrow">
+        {props.canEdit && (
+          <Invite
+            teamId={props.teamId}
+            onInvited={() => {
+              state.reload();
+              setInvited((value) => value + 1);
+            }}
+          />
+        )}
+        {props.canEdit && <TeamInvitations teamId={props.teamId} changes={invited} />}
+        <Leave teamId={props.teamId} />
+      </div>
     </div>
   );
 }
@@ -56,22 +97,16 @@ export function MembersPage(props: PageProps): JSX.Element {
 function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; onChanged: () => void }): JSX.Element {
   const form = useForm();
   const { member } = props;
-  const setRole = (role: string): void => {
+  const setRole = (role: Role): void => {
     void form.run(async () => {
-      const payload = await mutate<{ errors: UserError[] }>(
-        `mutation Role($input: SetTeamMemberRoleInput!) { setTeamMemberRole(input: $input) { member { email role } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: member.email, role } },
-      );
+      const payload = await mutate(SET_ROLE, { input: { teamId: props.teamId, email: member.email, role } });
       props.onChanged();
       return payload.errors;
     });
   };
   const remove = (): void => {
     void form.run(async () => {
-      const payload = await mutate<{ errors: UserError[] }>(
-        `mutation Remove($input: RemoveTeamMemberInput!) { removeTeamMember(input: $input) { ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: member.email } },
-      );
+      const payload = await mutate(REMOVE_MEMBER, { input: { teamId: props.teamId, email: member.email } });
       if (!payload.errors.length) props.onChanged();
       return payload.errors;
     });
@@ -97,7 +132,7 @@ function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; on
               value={member.role}
               aria-label={`Role of ${member.email}`}
               disabled={form.busy}
-              onChange={(event) => setRole(event.currentTarget.value)}
+              onChange={(event) => setRole(event.currentTarget.value as Role)}
               data-testid="member-role"
             >
               <option value="ADMIN">Admin</option>
@@ -123,14 +158,11 @@ function MemberRow(props: { teamId: string; member: Member; canEdit: boolean; on
 function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
   const form = useForm();
   const [email, setEmail] = useState("");
-  const [role, setRole] = useState<"ADMIN" | "MEMBER">("MEMBER");
+  const [role, setRole] = useState<Role>("MEMBER");
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const payload = await mutate<{ member: Member | null; errors: UserError[] }>(
-        `mutation Invite($input: AddTeamMemberInput!) { addTeamMember(input: $input) { member { email role } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, email: email.trim(), role } },
-      );
+      const payload = await mutate(INVITE, { input: { teamId: props.teamId, email: email.trim(), role } });
       if (payload.errors.length) return payload.errors;
       setEmail("");
       props.onInvited();
@@ -151,7 +183,7 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
           />
         </Field>
         <Field label="Role" name="role" form={form}>
-          <select value={role} onChange={(event) => setRole(event.currentTarget.value as "ADMIN" | "MEMBER")}>
+          <select value={role} onChange={(event) => setRole(event.currentTarget.value as Role)}>
             <option value="MEMBER">Member: reads billing</option>
             <option value="ADMIN">Admin: manages billing and members</option>
           </select>
@@ -164,6 +196,94 @@ function Invite(props: { teamId: string; onInvited: () => void }): JSX.Element {
           </Button>
         </div>
       </form>
+    </Card>
+  );
+}
+
+/** Open invitations to this team (admins): withdraw one that was sent by mistake. */
+function TeamInvitations(props: { teamId: string; changes: number }): JSX.Element {
+  const state = useQuery(TEAM_INVITATIONS, { id: props.teamId });
+  useEffect(() => {
+    if (props.changes) state.reload();
+  }, [props.changes]);
+  const form = useForm();
+  const cancel = (invitationId: string): void => {
+    void form.run(async () => {
+      const payload = await mutate(CANCEL_INVITATION, { input: { teamId: props.teamId, invitationId } });
+      if (!payload.errors.length) state.reload();
+      return payload.errors;
+    });
+  };
+  return (
+    <Card title="Open invitations" testid="team-invitations">
+      <Loadable state={state} skeleton={<Skeleton lines={2} />}>
+        {(data) =>
+          data.team?.invitations.length ? (
+            <ul class="members">
+              {data.team.invitations.map((invitation) => (
+                <li class="member" key={invitation.id} data-testid="team-invitation" data-email={invitation.email}>
+                  <div class="member-main">
+                    <div class="member-who">
+                      <div>{invitation.email}</div>
+                      <div class="muted small">
+                        {invitation.role === "ADMIN" ? "Admin" : "Member"} · sent {formatDate(invitation.createdAt)}
+                        {invitation.invitedBy ? ` by ${invitation.invitedBy}` : ""}
+                      </div>
+                    </div>
+                    <div class="member-actions">
+                      <Button kind="ghost" small type="button" busy={form.busy} onClick={() => cancel(invitation.id)} testid="invitation-cancel">
+                        Withdraw
+                      </Button>
+                    </div>
+                  </div>
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <EmptyState title="No open invitations" />
+          )
+        }
+      </Loadable>
+      <FormErrors form={form} known={[]} />
+    </Card>
+  );
+}
+
+/** Leave the team (asked first); the server refuses it for the last admin, in words. */
+function Leave(props: { teamId: string }): JSX.Element {
+  const form = useForm();
+  const [confirming, setConfirming] = useState(false);
+  const leave = (): void => {
+    void form.run(async () => {
+      const payload = await mutate(LEAVE_TEAM, { input: { teamId: props.teamId } });
+      if (payload.errors.length) {
+        setConfirming(false);
+        return payload.errors;
+      }
+      location.assign("/"); // the viewer (and the team list) starts over without this team
+      return [];
+    });
+  };
+  return (
+    <Card title="Leave this team" testid="leave-team">
+      <p class="muted small">You lose access to its billing at once. An admin can invite you again.</p>
+      {confirming ? (
+        <div class="row">
+          <Button kind="danger" small type="button" busy={form.busy} onClick={leave} testid="leave-confirm">
+            Leave the team
+          </Button>
+          <Button kind="ghost" small type="button" onClick={() => setConfirming(false)}>
+            Stay
+          </Button>
+        </div>
+      ) : (
+        <div class="row">
+          <Button kind="secondary" small type="button" onClick={() => setConfirming(true)} testid="leave-team-button">
+            Leave…
+          </Button>
+        </div>
+      )}
+      <FormErrors form={form} known={[]} testid="leave-error" />
     </Card>
   );
 }

@@ -3,9 +3,12 @@
 
 import type { JSX } from "preact";
 import { useRef, useState } from "preact/hooks";
-import { mutate, type UserError } from "../api";
+import { graphql } from "../../gql";
+import type { BillingAddressFieldsFragment, UpdateBillingAddressInput } from "../../gql/graphql";
+import { countries, countryName } from "../../lib/countries";
+import { mutate } from "../api";
 import type { PageProps } from "../app";
-import { paymentMethodId } from "../stripe";
+import { cardProblem, paymentMethodId } from "../stripe";
 import {
   Badge,
   Button,
@@ -20,7 +23,7 @@ import {
   useForm,
   useQuery,
 } from "../ui";
-import { CardInput, type CardHandle, describeMethod, PAYMENT_METHOD, type PaymentMethod, USER_ERRORS } from "./shared";
+import { CardInput, type CardHandle, describeMethod, PAYMENT_METHODS, type PaymentMethod, SETUP_INTENT } from "./shared";
 import { AddBankAccount } from "./bank-account";
 
 export function PaymentPage(props: PageProps): JSX.Element {
@@ -39,10 +42,7 @@ export function PaymentPage(props: PageProps): JSX.Element {
 // ------------------------------------------------------------------ payment methods
 
 function PaymentMethods(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { paymentMethods: PaymentMethod[] } | null }>(
-    `query Methods($id: ID!) { team(id: $id) { id paymentMethods { ${PAYMENT_METHOD} } } }`,
-    { id: props.teamId },
-  );
+  const state = useQuery(PAYMENT_METHODS, { id: props.teamId });
   const [adding, setAdding] = useState(false);
   return (
     <Card
@@ -103,23 +103,32 @@ function PaymentMethods(props: PageProps): JSX.Element {
   );
 }
 
+const SET_DEFAULT = graphql(`
+  mutation SetDefaultPaymentMethod($input: SetDefaultPaymentMethodInput!) {
+    setDefaultPaymentMethod(input: $input) { paymentMethod { id } errors { code message field } }
+  }
+`);
+const REMOVE = graphql(`
+  mutation RemovePaymentMethod($input: RemovePaymentMethodInput!) {
+    removePaymentMethod(input: $input) { removedPaymentMethodId errors { code message field } }
+  }
+`);
+const ADD = graphql(`
+  mutation AddPaymentMethod($input: AddPaymentMethodInput!) {
+    addPaymentMethod(input: $input) { paymentMethod { id } errors { code message field } }
+  }
+`);
+
 function MethodRow(props: { teamId: string; pm: PaymentMethod; canEdit: boolean; onChanged: () => void }): JSX.Element {
   const form = useForm();
   const { pm } = props;
+  // Removing is asked twice: a stray click must not take the card the team pays with.
+  const [confirming, setConfirming] = useState(false);
   const act = (action: "default" | "remove"): void => {
     void form.run(async () => {
-      const payload =
-        action === "default"
-          ? await mutate<{ errors: UserError[] }>(
-              `mutation Default($input: SetDefaultPaymentMethodInput!) { setDefaultPaymentMethod(input: $input) {
-                paymentMethod { id } ${USER_ERRORS} } }`,
-              { input: { teamId: props.teamId, paymentMethodId: pm.id } },
-            )
-          : await mutate<{ errors: UserError[] }>(
-              `mutation Remove($input: RemovePaymentMethodInput!) { removePaymentMethod(input: $input) {
-                removedPaymentMethodId ${USER_ERRORS} } }`,
-              { input: { teamId: props.teamId, paymentMethodId: pm.id } },
-            );
+      const input = { teamId: props.teamId, paymentMethodId: pm.id };
+      const payload = action === "default" ? await mutate(SET_DEFAULT, { input }) : await mutate(REMOVE, { input });
+      setConfirming(false);
       if (!payload.errors.length) props.onChanged();
       return payload.errors;
     });
@@ -151,12 +160,30 @@ function MethodRow(props: { teamId: string; pm: PaymentMethod; canEdit: boolean;
                 Make default
               </Button>
             )}
-            <Button kind="danger" small type="button" busy={form.busy} onClick={() => act("remove")} testid="remove-method">
-              Remove
-            </Button>
+            {!confirming && (
+              <Button kind="danger" small type="button" busy={form.busy} onClick={() => setConfirming(true)} testid="remove-method">
+                Remove
+              </Button>
+            )}
           </div>
         )}
       </div>
+      {confirming && (
+        <div class="confirm" role="alertdialog" aria-label={`Remove ${describeMethod(pm)}?`} data-testid="confirm-remove">
+          <span>
+            Remove <strong>{describeMethod(pm)}</strong>?{" "}
+            {pm.isDefault ? "It is the default: auto top-up and invoices need another card." : "It can be added again later."}
+          </span>
+          <div class="row">
+            <Button kind="danger" small type="button" busy={form.busy} onClick={() => act("remove")} testid="confirm-remove-yes">
+              Remove
+            </Button>
+            <Button kind="ghost" small type="button" onClick={() => setConfirming(false)} testid="confirm-remove-no">
+              Keep
+            </Button>
+          </div>
+        </div>
+      )}
       {form.errors.map((error) => (
         <div class="field-error row-error" role="alert" data-code={error.code} data-testid="payment-method-error" key={error.message}>
           {error.message}
@@ -174,26 +201,23 @@ function AddCard(props: { teamId: string; first: boolean; onDone: () => void; on
     event.preventDefault();
     void form.run(async () => {
       const handle = card.current;
-      if (!handle) return [{ code: "INVALID_INPUT", message: "Card entry is still loading.", field: "card" }];
-      const setup = await mutate<{ clientSecret: string | null; errors: UserError[] }>(
-        `mutation Setup($input: CreateSetupIntentInput!) { createSetupIntent(input: $input) { clientSecret setupIntentId ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, type: "CARD" } },
-      );
+      if (!handle) return [{ code: "CARD_INCOMPLETE", message: "Card entry is still loading.", field: "card" }];
+      if (!handle.complete()) return [{ code: "CARD_INCOMPLETE", message: "Enter the card number, expiry date and CVC.", field: "card" }];
+      const setup = await mutate(SETUP_INTENT, { input: { teamId: props.teamId, type: "CARD" } });
       if (setup.errors.length || !setup.clientSecret) return setup.errors;
-      const confirmed = await handle.stripe.confirmCardSetup(setup.clientSecret, { payment_method: { card: handle.element } });
+      const confirmed = await handle.stripe
+        .confirmCardSetup(setup.clientSecret, { payment_method: { card: handle.element } })
+        .catch(() => ({ error: { code: "card_entry_failed" }, setupIntent: undefined }));
       if (confirmed.error || !confirmed.setupIntent) {
-        return [{ code: "PAYMENT_FAILED", message: confirmed.error?.message ?? "The card was not accepted.", field: "card" }];
+        return [{ code: "CARD_DECLINED", message: cardProblem(confirmed.error), field: "card" }];
       }
-      const added = await mutate<{ paymentMethod: { id: string } | null; errors: UserError[] }>(
-        `mutation Add($input: AddPaymentMethodInput!) { addPaymentMethod(input: $input) { paymentMethod { id } ${USER_ERRORS} } }`,
-        {
-          input: {
-            teamId: props.teamId,
-            stripePaymentMethodId: paymentMethodId(confirmed.setupIntent),
-            makeDefault: props.first || makeDefault,
-          },
+      const added = await mutate(ADD, {
+        input: {
+          teamId: props.teamId,
+          stripePaymentMethodId: paymentMethodId(confirmed.setupIntent),
+          makeDefault: props.first || makeDefault,
         },
-      );
+      });
       if (added.errors.length) return added.errors;
       props.onDone();
       return [];
@@ -232,38 +256,37 @@ function AddCard(props: { teamId: string; first: boolean; onDone: () => void; on
 
 // ------------------------------------------------------------------ billing address
 
-interface BillingAddress {
-  name: string;
-  organization: string | null;
-  email: string | null;
-  line1: string;
-  line2: string | null;
-  city: string;
-  state: string | null;
-  postalCode: string | null;
-  country: string;
-  taxId: { type: string; value: string } | null;
-}
+const ADDRESS_FIELDS = graphql(`
+  fragment BillingAddressFields on BillingAddress {
+    name organization email line1 line2 city state postalCode country taxId { type value }
+  }
+`);
+void ADDRESS_FIELDS;
+const ADDRESS = graphql(`
+  query BillingAddress($id: ID!) { team(id: $id) { id billingAddress { ...BillingAddressFields } } }
+`);
+const UPDATE_ADDRESS = graphql(`
+  mutation UpdateBillingAddress($input: UpdateBillingAddressInput!) {
+    updateBillingAddress(input: $input) { billingAddress { ...BillingAddressFields } errors { code message field } }
+  }
+`);
 
-const ADDRESS = "name organization email line1 line2 city state postalCode country taxId { type value }";
-const FIELDS: [keyof BillingAddress, string, boolean][] = [
-  ["name", "Name", true],
-  ["organization", "Organization", false],
-  ["email", "Billing email", false],
-  ["line1", "Address line 1", true],
-  ["line2", "Address line 2", false],
-  ["city", "City", true],
-  ["state", "State / region", false],
-  ["postalCode", "Postal code", false],
-  ["country", "Country (2 letters)", true],
+type BillingAddress = BillingAddressFieldsFragment;
+type TextField = "name" | "organization" | "email" | "line1" | "line2" | "city" | "state" | "postalCode";
+const FIELDS: [TextField, string, boolean, string][] = [
+  ["name", "Name", true, "name"],
+  ["organization", "Organization", false, "organization"],
+  ["email", "Billing email", false, "email"],
+  ["line1", "Address line 1", true, "address-line1"],
+  ["line2", "Address line 2", false, "address-line2"],
+  ["city", "City", true, "address-level2"],
+  ["state", "State / region", false, "address-level1"],
+  ["postalCode", "Postal code", false, "postal-code"],
 ];
 const TAX_TYPES = ["eu_vat", "gb_vat", "us_ein", "au_abn", "nz_gst", "ca_bn", "ch_vat", "in_gst", "jp_cn", "es_cif"];
 
 function BillingAddressCard(props: PageProps): JSX.Element {
-  const state = useQuery<{ team: { billingAddress: BillingAddress | null } | null }>(
-    `query Address($id: ID!) { team(id: $id) { id billingAddress { ${ADDRESS} } } }`,
-    { id: props.teamId },
-  );
+  const state = useQuery(ADDRESS, { id: props.teamId });
   return (
     <Card title="Billing address" subtitle="Printed on invoices issued from now on." testid="billing-address">
       <Loadable state={state} skeleton={<Skeleton lines={6} />}>
@@ -272,7 +295,7 @@ function BillingAddressCard(props: PageProps): JSX.Element {
             <AddressForm
               teamId={props.teamId}
               initial={data.team?.billingAddress ?? null}
-              onSaved={(billingAddress) => state.setData(() => ({ team: { billingAddress } }))}
+              onSaved={(billingAddress) => state.setData(() => ({ team: { id: props.teamId, billingAddress } }))}
             />
           ) : data.team?.billingAddress ? (
             <AddressView address={data.team.billingAddress} />
@@ -294,7 +317,7 @@ function AddressView(props: { address: BillingAddress }): JSX.Element {
       <div>{a.line1}</div>
       {a.line2 && <div>{a.line2}</div>}
       <div>{[a.postalCode, a.city, a.state].filter(Boolean).join(" ")}</div>
-      <div>{a.country}</div>
+      <div>{countryName(a.country)}</div>
       {a.email && <div class="muted">{a.email}</div>}
       {a.taxId && (
         <div class="muted">
@@ -313,7 +336,8 @@ function AddressForm(props: {
   const form = useForm();
   const [values, setValues] = useState<Record<string, string>>(() => {
     const initial: Record<string, string> = {};
-    for (const [key] of FIELDS) initial[key] = (props.initial?.[key] as string | null) ?? "";
+    for (const [key] of FIELDS) initial[key] = props.initial?.[key] ?? "";
+    initial.country = props.initial?.country ?? "";
     initial.taxType = props.initial?.taxId?.type ?? "eu_vat";
     initial.taxValue = props.initial?.taxId?.value ?? "";
     return initial;
@@ -323,18 +347,24 @@ function AddressForm(props: {
   const submit = (event: Event): void => {
     event.preventDefault();
     void form.run(async () => {
-      const input: Record<string, unknown> = { teamId: props.teamId };
-      for (const [key, , required] of FIELDS) {
-        const value = values[key].trim();
-        input[key] = value || (required ? "" : null);
-      }
-      input.country = String(input.country).toUpperCase();
-      input.taxId = values.taxValue.trim() ? { type: values.taxType, value: values.taxValue.trim() } : null;
-      const payload = await mutate<{ billingAddress: BillingAddress | null; errors: UserError[] }>(
-        `mutation Address($input: UpdateBillingAddressInput!) { updateBillingAddress(input: $input) {
-          billingAddress { ${ADDRESS} } ${USER_ERRORS} } }`,
-        { input },
-      );
+      const missing = [...FIELDS.filter(([key, , required]) => required && !values[key].trim()).map(([key]) => key as string)];
+      if (!values.country) missing.push("country");
+      if (missing.length) return missing.map((field) => ({ code: "INVALID_INPUT" as const, message: "Required.", field }));
+      const optional = (key: TextField): string | null => values[key].trim() || null;
+      const input: UpdateBillingAddressInput = {
+        teamId: props.teamId,
+        name: values.name.trim(),
+        organization: optional("organization"),
+        email: optional("email"),
+        line1: values.line1.trim(),
+        line2: optional("line2"),
+        city: values.city.trim(),
+        state: optional("state"),
+        postalCode: optional("postalCode"),
+        country: values.country,
+        taxId: values.taxValue.trim() ? { type: values.taxType, value: values.taxValue.trim() } : null,
+      };
+      const payload = await mutate(UPDATE_ADDRESS, { input });
       if (payload.errors.length) return payload.errors;
       if (payload.billingAddress) props.onSaved(payload.billingAddress);
       return "Billing address saved.";
@@ -342,11 +372,34 @@ function AddressForm(props: {
   };
   return (
     <form class="stack" onSubmit={submit} noValidate data-testid="address-form">
-      {FIELDS.map(([key, label]) => (
-        <Field key={key} label={label} name={key} form={form}>
-          <input name={key} value={values[key]} onInput={set(key)} maxLength={key === "country" ? 2 : 200} />
+      <p class="muted small">
+        Fields marked <span aria-hidden="true">*</span>
+        <span class="sr-only">with an asterisk</span> are required.
+      </p>
+      {FIELDS.map(([key, label, required, autoComplete]) => (
+        <Field key={key} label={label} name={key} form={form} required={required}>
+          <input
+            name={key}
+            value={values[key]}
+            onInput={set(key)}
+            maxLength={200}
+            required={required}
+            aria-required={required}
+            autoComplete={autoComplete}
+            type={key === "email" ? "email" : "text"}
+          />
         </Field>
       ))}
+      <Field label="Country" name="country" form={form} required>
+        <select name="country" value={values.country} onChange={set("country")} required aria-required="true" autoComplete="country">
+          <option value="">Choose a country</option>
+          {countries().map((country) => (
+            <option key={country.code} value={country.code}>
+              {country.name}
+            </option>
+          ))}
+        </select>
+      </Field>
       <Field label="Tax id" name="taxId" form={form} hint="Optional: VAT, GST or EIN as registered.">
         <div class="row">
           <select value={values.taxType} onChange={set("taxType")} class="tax-type" aria-label="Tax id type">
@@ -359,7 +412,7 @@ function AddressForm(props: {
           <input name="taxId.value" value={values.taxValue} onInput={set("taxValue")} aria-label="Tax id value" />
         </div>
       </Field>
-      <FormErrors form={form} known={[...FIELDS.map(([key]) => key as string), "taxId"]} />
+      <FormErrors form={form} known={[...FIELDS.map(([key]) => key as string), "country", "taxId"]} />
       <Notice form={form} />
       <div class="row">
         <Button busy={form.busy} testid="address-submit">

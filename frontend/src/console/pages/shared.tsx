@@ -2,58 +2,49 @@
 
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { graphql } from "../../gql";
+import type { CreditsFieldsFragment, PaymentMethodFieldsFragment } from "../../gql/graphql";
 import { useConfig } from "../app";
 import { loadStripe, type StripeCardElement, type StripeClient } from "../stripe";
 
-export const USER_ERRORS = "errors { code message field }";
+export const CREDITS_FIELDS = graphql(`
+  fragment CreditsFields on Credits {
+    total free promotional prepaid invoicedSpendingLimit invoicedThisMonth invoicedRemaining
+    status updatedAt grants { id kind amount remaining description grantedAt expiresAt }
+  }
+`);
 
-export const CREDITS = `total free promotional prepaid invoicedSpendingLimit invoicedThisMonth invoicedRemaining
-  status updatedAt grants { id kind amount remaining description grantedAt expiresAt }`;
+export type Credits = CreditsFieldsFragment;
+export type Grant = Credits["grants"][number];
 
-export interface Grant {
-  id: string;
-  kind: "FREE" | "PROMOTIONAL" | "PREPAID";
-  amount: string;
-  remaining: string;
-  description: string | null;
-  grantedAt: string;
-  expiresAt: string | null;
-}
+export const PAYMENT_METHOD_FIELDS = graphql(`
+  fragment PaymentMethodFields on PaymentMethod { id type brand last4 expMonth expYear isDefault createdAt }
+`);
 
-export interface Credits {
-  total: string;
-  free: string;
-  promotional: string;
-  prepaid: string;
-  invoicedSpendingLimit: string;
-  invoicedThisMonth: string;
-  invoicedRemaining: string;
-  status: "ACTIVE" | "CREDITS_EXHAUSTED" | "INVOICED_LIMIT_REACHED";
-  updatedAt: string;
-  grants: Grant[];
-}
+export type PaymentMethod = PaymentMethodFieldsFragment;
 
-export const PAYMENT_METHOD = "id type brand last4 expMonth expYear isDefault createdAt";
-
-export interface PaymentMethod {
-  id: string;
-  type: "CARD" | "BANK_ACCOUNT";
-  brand: string | null;
-  last4: string;
-  expMonth: number | null;
-  expYear: number | null;
-  isDefault: boolean;
-  createdAt: string;
-}
+/** The team's payment methods: the Payment page and the Buy form's picker read the same. */
+export const PAYMENT_METHODS = graphql(`
+  query PaymentMethods($id: ID!) { team(id: $id) { id paymentMethods { ...PaymentMethodFields } } }
+`);
 
 export function describeMethod(pm: Pick<PaymentMethod, "type" | "brand" | "last4">): string {
   const brand = pm.brand ? pm.brand.charAt(0).toUpperCase() + pm.brand.slice(1) : pm.type === "CARD" ? "Card" : "Bank account";
   return `${brand} •••• ${pm.last4}`;
 }
 
+/** Sets up a card with Stripe.js before it is saved or charged. */
+export const SETUP_INTENT = graphql(`
+  mutation CreateSetupIntent($input: CreateSetupIntentInput!) {
+    createSetupIntent(input: $input) { clientSecret setupIntentId errors { code message field } }
+  }
+`);
+
 export interface CardHandle {
   stripe: StripeClient;
   element: StripeCardElement;
+  /** Stripe.js reports every field filled in and valid (checked before any request). */
+  complete: () => boolean;
 }
 
 /**
@@ -71,9 +62,17 @@ export function CardInput(props: { handle: { current: CardHandle | null }; inval
     loadStripe(config.stripeJsUrl, config.stripePublishableKey)
       .then((stripe) => {
         if (cancelled || !target.current) return;
+        // Stripe.js says `complete` on each change; a change without it (the emulator's
+        // copy) at least proves something was typed. Untouched is never complete.
+        let touched = false;
+        let complete: boolean | null = null;
         element = stripe.elements().create("card", { hidePostalCode: false });
+        element.on("change", (event) => {
+          touched = true;
+          complete = typeof event?.complete === "boolean" ? event.complete : null;
+        });
         element.mount(target.current);
-        props.handle.current = { stripe, element };
+        props.handle.current = { stripe, element, complete: () => touched && complete !== false };
         setState("ready");
       })
       .catch((caught: Error) => {
