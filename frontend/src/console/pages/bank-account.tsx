@@ -5,11 +5,18 @@
 
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
+import { graphql } from "../../gql";
 import { mutate, type UserError } from "../api";
 import { useConfig } from "../app";
 import { loadStripe, paymentMethodId, type StripeClient } from "../stripe";
 import { Button, Field, FormErrors, useForm } from "../ui";
-import { USER_ERRORS } from "./shared";
+import { SETUP_INTENT } from "./shared";
+
+const ADD_BANK_ACCOUNT = graphql(`
+  mutation AddBankAccount($input: AddPaymentMethodInput!) {
+    addPaymentMethod(input: $input) { paymentMethod { id } errors { code message field } }
+  }
+`);
 
 interface StripeError {
   message?: string;
@@ -111,10 +118,7 @@ function BankAccountForm(props: {
     void form.run(async () => {
       const invalid = localErrors(values);
       if (invalid.length) return invalid;
-      const setup = await mutate<{ clientSecret: string | null; errors: UserError[] }>(
-        `mutation Setup($input: CreateSetupIntentInput!) { createSetupIntent(input: $input) { clientSecret ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, type: "BANK_ACCOUNT" } },
-      );
+      const setup = await mutate(SETUP_INTENT, { input: { teamId: props.teamId, type: "BANK_ACCOUNT" } });
       if (setup.errors.length || !setup.clientSecret) return setup.errors;
       const stripe = bankStripe(await loadStripe(config.stripeJsUrl, config.stripePublishableKey));
       if (!stripe) return [{ code: "INVALID_INPUT", message: "Bank accounts are unavailable: Stripe.js lacks them.", field: "bankAccount" }];
@@ -139,10 +143,9 @@ function BankAccountForm(props: {
       if (intent.status !== "succeeded") {
         return [{ code: "INVALID_INPUT", message: `The bank account could not be verified (${intent.status}).`, field: "bankAccount" }];
       }
-      const added = await mutate<{ paymentMethod: { id: string } | null; errors: UserError[] }>(
-        `mutation Add($input: AddPaymentMethodInput!) { addPaymentMethod(input: $input) { paymentMethod { id } ${USER_ERRORS} } }`,
-        { input: { teamId: props.teamId, stripePaymentMethodId: paymentMethodId(intent), makeDefault: props.first } },
-      );
+      const added = await mutate(ADD_BANK_ACCOUNT, {
+        input: { teamId: props.teamId, stripePaymentMethodId: paymentMethodId(intent), makeDefault: props.first },
+      });
       if (added.errors.length || !added.paymentMethod) return added.errors;
       props.onAdded(added.paymentMethod.id);
       return [];
