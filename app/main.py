@@ -16,6 +16,7 @@ from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
+from app.kit.ratelimit import limiter_for
 from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keyring
@@ -35,6 +36,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     keyring.ring.cache_seconds = settings.api_key_cache_seconds
     # Evicts revoked keys on the broker's word; writes keys' last uses in batches.
     key_upkeep = keyring.Upkeep(settings.api_key_last_used_flush_seconds)
+    # One limiter for GraphQL's mutations and the /v1 endpoints: in Redis, cluster-wide,
+    # unless BROKER_URL is memory:// (app/kit/ratelimit.py).
+    rate_limiter = limiter_for(settings.broker_url, prefix=settings.rate_limit_redis_prefix)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             yield
         finally:
             await key_upkeep.stop()
+            await rate_limiter.close()
             await live.stop()
             await sweeper.stop_sweeper(sweeping)
             await scheduler.stop()
@@ -62,7 +67,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await gateway.close_gateway()
                 await db.close_db()
 
-    view = GraphQLView(settings)
+    view = GraphQLView(settings, rate_limiter)
     routes = [
         # First: the router tries routes in order, and every usage event comes here.
         Route("/graphql", view, methods=["GET", "POST"]),
@@ -80,6 +85,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         routes=routes, lifespan=lifespan, middleware=middleware.middleware(settings)
     )
     starlette.state.settings = settings
+    starlette.state.rate_limiter = rate_limiter
     return starlette
 
 

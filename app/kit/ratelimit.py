@@ -1,9 +1,13 @@
-"""Token buckets in process memory: O(1) per check, bounded in size.
+"""Rate limits: `limiter_for` picks where the counts live.
 
-Per process: with `serve --workers N` (or several hosts) each process keeps its own
-buckets, so the effective limit is N times the configured one. That is the trade made
-to keep the check off the network on the usage hot path; a shared limit would need
-Redis (one round trip per mutation).
+- With a Redis broker (`BROKER_URL=redis://...`): in Redis, shared by every worker of
+  every replica, so a limit of N a minute admits N across the whole cluster. Each check
+  is one round trip (the `limits` library's sliding window counter, a Lua script).
+- With `BROKER_URL=memory://` (one process, development and tests): token buckets in
+  process memory, O(1) per check, bounded in size.
+
+Keys are built by the caller from who it authenticated (`user:<id>`, `team:<id>`), never
+from anything a client sends before it is known.
 """
 
 from __future__ import annotations
@@ -11,6 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+log = structlog.get_logger(__name__)
 
 MAX_KEYS = 100_000
 
@@ -31,8 +43,18 @@ class Rate:
         return self.per_minute / 60.0
 
 
+class Limiter(Protocol):
+    """What the interfaces call: `allow` spends `cost` from each named limit in turn and
+    returns None, or the key of the first one that is used up (and spends nothing more)."""
+
+    async def allow(self, checks: Sequence[tuple[str, Rate]], cost: int = 1) -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
 class RateLimiter:
-    """Buckets by key; `allow` takes one token from each named bucket, or from none."""
+    """Token buckets by key in this process; `take` takes one token from each named
+    bucket, or from none."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS
@@ -65,22 +87,84 @@ class RateLimiter:
         for key in stale:
             del self._buckets[key]
 
-    def allow(self, checks: Sequence[tuple[str, Rate]]) -> str | None:
-        """Takes a token from every bucket and returns None; or, when one is empty, takes
-        none and returns that bucket's key."""
+    def take(self, checks: Sequence[tuple[str, Rate]], cost: int = 1) -> str | None:
+        """Takes `cost` tokens from every bucket and returns None; or, when one holds fewer,
+        takes none and returns that bucket's key."""
         now = self._clock()
         buckets = []
         for key, rate in checks:
             bucket = self._level(key, rate, now)
-            if bucket[0] < 1.0:
+            if bucket[0] < cost:
                 return key
             buckets.append(bucket)
         for bucket in buckets:
-            bucket[0] -= 1.0
+            bucket[0] -= cost
         return None
+
+    async def allow(self, checks: Sequence[tuple[str, Rate]], cost: int = 1) -> str | None:
+        return self.take(checks, cost)
+
+    async def close(self) -> None:
+        self.clear()
 
     def clear(self) -> None:
         self._buckets.clear()
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class RedisLimiter:
+    """Limits shared by every process through Redis: a sliding window counter per key (two
+    counters, one round trip per check), so N a minute admits N in any minute, give or
+    take the weighting of the previous window.
+
+    Checks run in order and stop at the first refusal: a refused team check has already
+    spent the caller's own (never the other way round), which costs only the caller.
+    When Redis cannot be reached the request goes through (logged): the limits protect
+    the service from abuse, and billing must not stop because they cannot be counted.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "creditline:ratelimit") -> None:
+        self._storage = RedisStorage(
+            "async+" + url,
+            implementation="redispy",
+            key_prefix=prefix,
+            wrap_exceptions=True,
+            # A check waits at most this long for Redis before letting the request on.
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        self._strategy = SlidingWindowCounterRateLimiter(self._storage)
+        self._items: dict[int, RateLimitItemPerMinute] = {}
+
+    def _item(self, rate: Rate) -> RateLimitItemPerMinute:
+        item = self._items.get(rate.per_minute)
+        if item is None:
+            item = self._items[rate.per_minute] = RateLimitItemPerMinute(rate.per_minute)
+        return item
+
+    async def allow(self, checks: Sequence[tuple[str, Rate]], cost: int = 1) -> str | None:
+        for key, rate in checks:
+            try:
+                admitted = await self._strategy.hit(self._item(rate), key, cost=cost)
+            except Exception as error:  # noqa: BLE001 - any storage failure: fail open
+                log.warning("ratelimit.unavailable", error=str(error))
+                return None
+            if not admitted:
+                return key
+        return None
+
+    async def close(self) -> None:
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        aclose = getattr(client, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def limiter_for(broker_url: str, *, prefix: str = "creditline:ratelimit") -> Limiter:
+    """Redis-backed limits with a Redis broker; buckets in this process only with
+    `memory://` (which already means one process)."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisLimiter(broker_url, prefix=prefix)
+    return RateLimiter()

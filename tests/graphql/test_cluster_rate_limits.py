@@ -1,0 +1,126 @@
+"""Rate limits shared through Redis: every replica draws from the same counts.
+
+Each "replica" here is an app of its own (its own limiter, its own Redis connection) on
+the suite's database, as separate processes would be; the Redis keys live under a random
+prefix. Needs the Redis on 127.0.0.1:6379 (TEST_REDIS_URL), and fails loudly without it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.credits.models import UsageRecord
+from app.kit.ratelimit import Rate, RateLimiter, RedisLimiter, limiter_for
+from app.main import create_app
+from tests.support.api import Api, sign_up
+from tests.support.billing import grant
+from tests.support.subscriptions import REDIS_URL
+
+LIMIT = """mutation($t: ID!) { setInvoicedSpendingLimit(input: {teamId: $t, limit: "0"}) {
+  errors { code } } }"""
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-ratelimit-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def replicas(database: Settings, prefix: str) -> AsyncIterator[list[Api]]:
+    """Three apps with a Redis broker: 5 mutations a minute per team, 4 /v1 requests a
+    minute per operator; users are not the binding limit."""
+    settings = database.model_copy(
+        update={
+            "broker_url": REDIS_URL,
+            "rate_limit_redis_prefix": prefix,
+            "rate_limit_user_per_minute": 1000,
+            "rate_limit_team_per_minute": 5,
+            "rate_limit_operator_per_minute": 4,
+        }
+    )
+    apps = [create_app(settings, manage_db=False) for _ in range(3)]
+    clients = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        for app in apps
+    ]
+    try:
+        yield [Api(client) for client in clients]
+    finally:
+        for client in clients:
+            await client.aclose()
+        for app in apps:
+            await app.state.rate_limiter.close()
+
+
+def test_the_broker_decides_where_limits_live() -> None:
+    assert isinstance(limiter_for("memory://"), RateLimiter)
+    assert isinstance(limiter_for("redis://127.0.0.1:6379/0"), RedisLimiter)
+
+
+async def test_a_teams_limit_holds_across_replicas(replicas: list[Api]) -> None:
+    owner = await sign_up(replicas[0], "cluster-owner@example.com")
+    answers = []
+    for i in range(9):  # round robin, as the load balancer spreads them
+        data = await replicas[i % 3].ok(LIMIT, {"t": owner.team_id}, owner.token)
+        answers.append(data["setInvoicedSpendingLimit"]["errors"])
+    # Per process the team would have had 5 on each replica (15); across the cluster, 5.
+    assert answers == [[]] * 5 + [[{"code": "RATE_LIMITED"}]] * 4
+    # Another team has its own count.
+    other = await sign_up(replicas[1], "cluster-other@example.com")
+    data = await replicas[2].ok(LIMIT, {"t": other.team_id}, other.token)
+    assert data["setInvoicedSpendingLimit"]["errors"] == []
+
+
+async def test_v1_requests_are_limited_per_caller_across_replicas(replicas: list[Api]) -> None:
+    operator = await sign_up(replicas[0], "cluster-ops@platform.example", operator=True)
+    team = await sign_up(replicas[0], "cluster-customer@example.com")
+    await grant(replicas[0], operator, team.team_id, "10.00")  # a mutation: 1 of the 4
+    statuses = []
+    for i in range(5):
+        response = await replicas[i % 3].http.post(
+            "/v1/usage",
+            json={"teamId": team.team_id, "amount": "0.01", "idempotencyKey": f"c{i}"},
+            headers={"Authorization": f"Bearer {operator.token}"},
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert response.json()["error"]["code"] == "RATE_LIMITED"
+            assert response.headers["retry-after"] == "1"
+    assert statuses == [200, 200, 200, 429, 429]
+    assert await UsageRecord.all().count() == 3
+    # A stranger without credentials is refused as before, and spends nobody's count.
+    response = await replicas[1].http.post("/v1/usage", json={})
+    assert response.status_code == 401
+
+
+async def test_two_limiters_share_one_count(prefix: str) -> None:
+    first, second = RedisLimiter(REDIS_URL, prefix=prefix), RedisLimiter(REDIS_URL, prefix=prefix)
+    try:
+        rate = Rate(per_minute=10)
+        admitted = 0
+        for i in range(30):
+            if await (first if i % 2 else second).allow([("team:x", rate)]) is None:
+                admitted += 1
+        assert admitted == 10
+        # The first of two checks that refuses is named; a batch's cost counts whole.
+        assert await first.allow([("user:y", Rate(100)), ("team:x", rate)]) == "team:x"
+        assert await second.allow([("team:z", rate)], cost=10) is None
+        assert await first.allow([("team:z", rate)]) == "team:z"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_without_redis_requests_go_through(prefix: str) -> None:
+    """Nothing listens on port 9: the limits cannot be counted, billing goes on."""
+    limiter = RedisLimiter("redis://127.0.0.1:9/0", prefix=prefix)
+    try:
+        assert await limiter.allow([("team:x", Rate(1))]) is None
+        assert await limiter.allow([("team:x", Rate(1))]) is None
+    finally:
+        await limiter.close()
