@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app import db, locks
+from app import db, locks, metrics
 from app.billing import collection, sweeper
 from app.billing.ledger_audit import audit_with_summary, report
 from app.config import Settings, get_settings
@@ -26,6 +26,16 @@ from app.teams.key_models import ServiceScope
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # Before the workers start: they inherit the directory they share their metrics in.
+    made = metrics.prepare_multiprocess_dir(args.workers)
+    try:
+        _run_uvicorn(uvicorn, args, settings)
+    finally:
+        metrics.remove_multiprocess_dir(made)
+    return 0
+
+
+def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -44,7 +54,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # A websocket message is capped like an HTTP body (MAX_REQUEST_BYTES), not at 16 MiB.
         ws_max_size=settings.max_request_bytes,
     )
-    return 0
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
