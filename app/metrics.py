@@ -230,7 +230,7 @@ def scrape_registry() -> CollectorRegistry:
         return registry
     mark_dead_workers(path)
     merged = CollectorRegistry()
-    multiprocess.MultiProcessCollector(merged, path=path)
+    multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
     for collector in _local_collectors:
         merged.register(collector)
     return merged
@@ -246,7 +246,7 @@ def mark_dead_workers(path: str) -> list[int]:
             pids.add(int(found.group(1)))
     dead = [pid for pid in sorted(pids) if not _alive(pid)]
     for pid in dead:
-        multiprocess.mark_process_dead(pid, path)
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
     return dead
 
 
