@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     rate_limit_user_per_minute: int = Field(default=120, ge=1)
     rate_limit_team_per_minute: int = Field(default=300, ge=1)
     rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
+    # Requests to /v1 with missing or bad credentials, per client address (app/http/auth.py).
+    rate_limit_unauthenticated_per_minute: int = Field(default=600, ge=1)
 
     @field_validator("database_url")
     @classmethod

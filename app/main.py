@@ -16,7 +16,7 @@ from app.config import Settings, get_settings
 from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
-from app.kit.ratelimit import limiter_for
+from app.kit.ratelimit import Blocklist, limiter_for
 from app.logs import configure_logging
 from app.payments import gateway
 from app.teams import keyring
@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     )
     starlette.state.settings = settings
     starlette.state.rate_limiter = rate_limiter
+    # Client addresses over their limit of failed /v1 authentications (app/http/auth.py).
+    starlette.state.strangers = Blocklist()
     return starlette
 
 

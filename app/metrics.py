@@ -77,7 +77,8 @@ http_responses = Counter(
 )
 rate_limited = Counter(
     "creditline_rate_limited_total",
-    "Mutations refused with RATE_LIMITED, by the bucket that was empty (user, operator, team).",
+    "Requests refused with RATE_LIMITED, by the bucket that was empty (user, operator, team, "
+    "address).",
     ["scope"],
     registry=registry,
 )

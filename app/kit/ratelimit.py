@@ -168,3 +168,36 @@ def limiter_for(broker_url: str, *, prefix: str = "creditline:ratelimit") -> Lim
     if broker_url.startswith(("redis://", "rediss://")):
         return RedisLimiter(broker_url, prefix=prefix)
     return RateLimiter()
+
+
+class Blocklist:
+    """Keys refused in this process until a moment, checked without a network call: what
+    a shared limit said was over stays refused here for a while without asking again.
+    Bounded: when full, the entries that have run out go, else the oldest half."""
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
+    ) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+        self._until: dict[str, float] = {}
+
+    def blocked(self, key: str) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if self._clock() < until:
+            return True
+        del self._until[key]
+        return False
+
+    def block(self, key: str, seconds: float) -> None:
+        now = self._clock()
+        if len(self._until) >= self._max_keys:
+            spent = [k for k, until in self._until.items() if until <= now]
+            for k in spent or list(self._until)[: len(self._until) // 2]:
+                del self._until[k]
+        self._until[key] = now + seconds
+
+    def __bool__(self) -> bool:
+        return bool(self._until)

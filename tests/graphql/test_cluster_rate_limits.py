@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from app.config import Settings
 from app.credits.models import UsageRecord
-from app.kit.ratelimit import Rate, RateLimiter, RedisLimiter, limiter_for
+from app.kit.origin import client_address
+from app.kit.ratelimit import Blocklist, Rate, RateLimiter, RedisLimiter, limiter_for
 from app.main import create_app
 from tests.support.api import Api, sign_up
 from tests.support.billing import grant
@@ -33,7 +35,8 @@ def prefix() -> str:
 @pytest.fixture
 async def replicas(database: Settings, prefix: str) -> AsyncIterator[list[Api]]:
     """Three apps with a Redis broker: 5 mutations a minute per team, 4 /v1 requests a
-    minute per operator; users are not the binding limit."""
+    minute per operator, 3 failed /v1 authentications a minute per client address; users
+    are not the binding limit."""
     settings = database.model_copy(
         update={
             "broker_url": REDIS_URL,
@@ -41,6 +44,7 @@ async def replicas(database: Settings, prefix: str) -> AsyncIterator[list[Api]]:
             "rate_limit_user_per_minute": 1000,
             "rate_limit_team_per_minute": 5,
             "rate_limit_operator_per_minute": 4,
+            "rate_limit_unauthenticated_per_minute": 3,
         }
     )
     apps = [create_app(settings, manage_db=False) for _ in range(3)]
@@ -124,3 +128,58 @@ async def test_without_redis_requests_go_through(prefix: str) -> None:
         assert await limiter.allow([("team:x", Rate(1))]) is None
     finally:
         await limiter.close()
+
+
+async def test_failed_authentications_are_limited_by_address(replicas: list[Api]) -> None:
+    """Guessing keys: 3 failures a minute from one address across the replicas, then 429
+    before any credential is looked at, on each replica that has refused it."""
+    operator = await sign_up(replicas[0], "cluster-guessed@platform.example", operator=True)
+    team = await sign_up(replicas[0], "cluster-guessed-team@example.com")
+    await grant(replicas[0], operator, team.team_id, "10.00")
+    body = {"teamId": team.team_id, "amount": "0.01", "idempotencyKey": "g"}
+    statuses = []
+    for i in range(5):
+        response = await replicas[i % 3].http.post(
+            "/v1/usage", json=body, headers={"Authorization": f"Bearer cls_guess{i}"}
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401, 401, 401, 429, 429]
+    # Replicas 0 and 1 refused the address: even a valid key from it waits there. Replica 2
+    # has not been asked since; a valid caller is never counted against the address.
+    good = {"Authorization": f"Bearer {operator.token}"}
+    assert (await replicas[0].http.post("/v1/usage", json=body, headers=good)).status_code == 429
+    assert (await replicas[2].http.post("/v1/usage", json=body, headers=good)).status_code == 200
+    assert await UsageRecord.all().count() == 1
+
+
+def _request(peer: str, forwarded: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return Request({"type": "http", "client": (peer, 5000), "headers": headers})
+
+
+def test_the_client_address_behind_trusted_proxies() -> None:
+    # Not a trusted proxy: its own address, whatever it claims.
+    assert client_address(_request("203.0.113.9", "198.51.100.1"), ["10.0.0.0/8"]) == (
+        "203.0.113.9"
+    )
+    # Behind two trusted hops: the last address they did not add themselves.
+    chain = "1.2.3.4, 198.51.100.7, 10.0.0.5"
+    assert client_address(_request("10.0.0.2", chain), ["10.0.0.0/8"]) == "198.51.100.7"
+    # "*": the entry the one proxy appended.
+    assert client_address(_request("10.0.0.2", "1.2.3.4, 198.51.100.7"), ["*"]) == ("198.51.100.7")
+    assert client_address(_request("10.0.0.2"), ["10.0.0.0/8"]) == "10.0.0.2"
+
+
+def test_the_blocklist_forgets_and_stays_bounded() -> None:
+    now = [0.0]
+    blocklist = Blocklist(clock=lambda: now[0], max_keys=4)
+    assert not blocklist
+    blocklist.block("a", 60)
+    assert blocklist.blocked("a")
+    assert not blocklist.blocked("b")
+    now[0] = 61
+    assert not blocklist.blocked("a")
+    for key in "bcdefg":
+        blocklist.block(key, 60)
+    assert len(blocklist._until) <= 4
+    assert blocklist.blocked("g")
