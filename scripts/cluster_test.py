@@ -95,6 +95,11 @@ async def wait_until(check: Any, within: float, what: str, every: float = 0.2) -
         await asyncio.sleep(every)
 
 
+# util-linux's setpriv: the kernel SIGKILLs the child when the test's process dies, so even
+# a test killed with SIGKILL leaves no replica, proxy or emulator behind.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
+
+
 class Process:
     """A child in its own process group, so one signal reaches all of it; output to a log."""
 
@@ -105,6 +110,7 @@ class Process:
     async def start(self) -> None:
         with self.log_path.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
+                *DIE_WITH_PARENT,
                 *self.argv,
                 cwd=ROOT,
                 env=self.env,
@@ -150,7 +156,8 @@ class Replica(Process):
         self, prefix: list[str] | None = None, env: dict[str, str] | None = None
     ) -> None:
         argv = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
-        self.argv = [*(prefix or []), *argv]
+        # faketime forks the command: it too must die with its parent (faketime).
+        self.argv = [*prefix, *DIE_WITH_PARENT, *argv] if prefix else argv
         if env is not None:
             self.env = env
         await self.start()
@@ -595,7 +602,7 @@ async def setup(api: Api, operator: str, count: int) -> tuple[list[str], dict[st
 
 
 async def run(args: argparse.Namespace) -> int:
-    for tool in ("haproxy", "faketime"):
+    for tool in ("haproxy", "faketime", "setpriv"):
         if shutil.which(tool) is None:
             log(f"FATAL: {tool} is not installed (scripts/cluster-test installs it)")
             return 1
@@ -812,7 +819,11 @@ def main() -> int:
     )
     parser.add_argument("--db-prefix", default="creditline_cluster", help="database name prefix")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
-    return asyncio.run(run(parser.parse_args()))
+    try:
+        return asyncio.run(run(parser.parse_args()))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        log("interrupted: every process stopped, the database dropped")
+        return 130
 
 
 if __name__ == "__main__":
