@@ -21,6 +21,7 @@ import structlog
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import BlockingConnectionPool
 
 log = structlog.get_logger(__name__)
 
@@ -125,15 +126,27 @@ class RedisLimiter:
     the service from abuse, and billing must not stop because they cannot be counted.
     """
 
-    def __init__(self, url: str, *, prefix: str = "creditline:ratelimit") -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "creditline:ratelimit", connections: int = 32
+    ) -> None:
+        # A few connections per process, waited for when all are busy (a check holds one
+        # for a round trip): without a cap a burst of requests would open one each, and
+        # past the library's cap they would fail, and fail open. Waiting for a connection
+        # may take long (a burst queues, and is slowed down rather than let through);
+        # Redis itself not answering gives up after half a second.
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=connections,
+            timeout=10.0,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
         self._storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
             key_prefix=prefix,
             wrap_exceptions=True,
-            # A check waits at most this long for Redis before letting the request on.
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+            connection_pool=self._pool,  # type: ignore[arg-type]
         )
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
@@ -156,10 +169,7 @@ class RedisLimiter:
         return None
 
     async def close(self) -> None:
-        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
-        aclose = getattr(client, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._pool.disconnect()
 
 
 def limiter_for(broker_url: str, *, prefix: str = "creditline:ratelimit") -> Limiter:
