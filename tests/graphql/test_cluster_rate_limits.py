@@ -7,6 +7,7 @@ prefix. Needs the Redis on 127.0.0.1:6379 (TEST_REDIS_URL), and fails loudly wit
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -183,3 +184,18 @@ def test_the_blocklist_forgets_and_stays_bounded() -> None:
         blocklist.block(key, 60)
     assert len(blocklist._until) <= 4
     assert blocklist.blocked("g")
+
+
+async def test_a_burst_waits_for_redis_and_is_counted(prefix: str) -> None:
+    """1,200 checks at once from one process (more than redis-py's default cap of
+    connections): they queue for the limiter's few connections, none is let through
+    uncounted."""
+    limiter = RedisLimiter(REDIS_URL, prefix=prefix, connections=4)
+    try:
+        rate = Rate(per_minute=100)
+        answers = await asyncio.gather(
+            *(limiter.allow([("team:burst", rate)]) for _ in range(1200))
+        )
+        assert sum(1 for refused in answers if refused is None) == 100
+    finally:
+        await limiter.close()
