@@ -124,7 +124,19 @@ class RedisLimiter:
     spent the caller's own (never the other way round), which costs only the caller.
     When Redis cannot be reached the request goes through (logged): the limits protect
     the service from abuse, and billing must not stop because they cannot be counted.
+
+    A high limit (the metering gateway's 600,000 a minute) would cost a round trip on
+    every usage event for a count that is nowhere near its end. For a limit of at least
+    `LEASE_FROM` a minute, a process takes a lease of 1/`LEASE_PARTS` of it from Redis in
+    one hit and spends it locally, so a round trip comes once per lease; near the limit
+    a lease is refused and each check goes to Redis again, exactly. What a process
+    leased and did not spend within the window counts as spent: the limit may admit less
+    than N by up to a lease per process, never more than N plus a lease per concurrent
+    lease taker. Smaller limits (users, teams, addresses) are counted one by one.
     """
+
+    LEASE_FROM = 6_000
+    LEASE_PARTS = 600
 
     def __init__(
         self, url: str, *, prefix: str = "creditline:ratelimit", connections: int = 32
@@ -150,6 +162,8 @@ class RedisLimiter:
         )
         self._strategy = SlidingWindowCounterRateLimiter(self._storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
+        # key -> [tokens left in this process's lease, monotonic time the lease ends]
+        self._leases: dict[str, list[float]] = {}
 
     def _item(self, rate: Rate) -> RateLimitItemPerMinute:
         item = self._items.get(rate.per_minute)
@@ -160,13 +174,31 @@ class RedisLimiter:
     async def allow(self, checks: Sequence[tuple[str, Rate]], cost: int = 1) -> str | None:
         for key, rate in checks:
             try:
-                admitted = await self._strategy.hit(self._item(rate), key, cost=cost)
+                admitted = await self._admit(key, rate, cost)
             except Exception as error:  # noqa: BLE001 - any storage failure: fail open
                 log.warning("ratelimit.unavailable", error=str(error))
                 return None
             if not admitted:
                 return key
         return None
+
+    async def _admit(self, key: str, rate: Rate, cost: int) -> bool:
+        item = self._item(rate)
+        size = rate.per_minute // self.LEASE_PARTS if rate.per_minute >= self.LEASE_FROM else 0
+        if size < cost:
+            return await self._strategy.hit(item, key, cost=cost)
+        now = time.monotonic()
+        lease = self._leases.get(key)
+        if lease is not None and lease[1] > now and lease[0] >= cost:
+            lease[0] -= cost  # spent locally: no round trip
+            return True
+        if await self._strategy.hit(item, key, cost=size):
+            if len(self._leases) >= MAX_KEYS:
+                self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+            self._leases[key] = [float(size - cost), now + float(item.get_expiry())]
+            return True
+        # Near the limit: no lease left to take, count this one exactly.
+        return await self._strategy.hit(item, key, cost=cost)
 
     async def close(self) -> None:
         await self._pool.disconnect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -199,3 +200,32 @@ async def test_a_burst_waits_for_redis_and_is_counted(prefix: str) -> None:
         assert sum(1 for refused in answers if refused is None) == 100
     finally:
         await limiter.close()
+
+
+async def test_a_high_limit_is_leased_in_parts(prefix: str) -> None:
+    """6,000 a minute (a gateway's kind of limit): each process takes 10 at a time from
+    Redis and spends them locally. Across two processes 6,000 are admitted, less at most
+    what each has left of its lease, and a fraction of the checks go to Redis."""
+    first, second = RedisLimiter(REDIS_URL, prefix=prefix), RedisLimiter(REDIS_URL, prefix=prefix)
+    round_trips = 0
+    for limiter in (first, second):
+        hit = limiter._strategy.hit
+
+        async def counted(*args: Any, _hit: Any = hit, **kwargs: Any) -> bool:
+            nonlocal round_trips
+            round_trips += 1
+            return bool(await _hit(*args, **kwargs))
+
+        limiter._strategy.hit = counted  # type: ignore[method-assign]
+    try:
+        rate = Rate(per_minute=6000)
+        admitted = 0
+        for i in range(6100):
+            if await (first if i % 2 else second).allow([("service-key:gw", rate)]) is None:
+                admitted += 1
+        assert 6000 - 2 * 9 <= admitted <= 6000
+        # 600 leases, then two tries (a lease, then exactly) for each check near the end.
+        assert round_trips < 1000
+    finally:
+        await first.close()
+        await second.close()
