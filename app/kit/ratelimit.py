@@ -145,13 +145,13 @@ class RedisLimiter:
         # for a round trip): without a cap a burst of requests would open one each, and
         # past the library's cap they would fail, and fail open. Waiting for a connection
         # may take long (a burst queues, and is slowed down rather than let through);
-        # Redis itself not answering gives up after half a second.
+        # Redis itself not answering gives up after a second (two to connect).
         self._pool = BlockingConnectionPool.from_url(
             url,
             max_connections=connections,
             timeout=10.0,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+            socket_timeout=1.0,
+            socket_connect_timeout=2.0,
         )
         self._storage = RedisStorage(
             "async+" + url,
