@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app import db
+from app import db, locks, metrics
 from app.billing import collection, sweeper
 from app.billing.ledger_audit import audit_with_summary, report
 from app.config import Settings, get_settings, refuse_weak_production
@@ -31,6 +31,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # uvicorn's own lines (start-up, a worker that died) in the app's format: it leaves
     # logging alone (log_config=None) and its loggers reach the root handler.
     configure_logging(settings)
+    # Before the workers start: they inherit the directory they share their metrics in.
+    made = metrics.prepare_multiprocess_dir(args.workers)
+    try:
+        _run_uvicorn(uvicorn, args, settings)
+    finally:
+        metrics.remove_multiprocess_dir(made)
+    return 0
+
+
+def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -50,7 +60,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # A websocket message is capped like an HTTP body (MAX_REQUEST_BYTES), not at 16 MiB.
         ws_max_size=settings.max_request_bytes,
     )
-    return 0
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
@@ -107,15 +116,23 @@ async def _audit(_settings: Settings) -> int:
     return 1 if found else 0
 
 
-def _close_month(args: argparse.Namespace, settings: Settings) -> int:
-    async def run(_settings: Settings) -> int:
+async def close_month_command(settings: Settings, period: str | None) -> int:
+    """`close-month`: exit 0, 1 when a team's invoice failed, 2 when the period is refused."""
+    # The scheduler's lock: waits for a pass under way on any replica, so the command and
+    # the schedulers never close (and charge) the same month side by side.
+    async with locks.advisory_lock(settings, locks.INVOICE_SCHEDULER, wait=True):
         try:
-            report = await collection.close_month(args.period)
+            report = await collection.close_month(period)
         except DomainError as error:
             print(f"close-month: {error.message}", file=sys.stderr)
             return 2
-        print(report.summary())
-        return 1 if report.errors else 0
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def _close_month(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(settings: Settings) -> int:
+        return await close_month_command(settings, args.period)
 
     return _run(run)(args, settings)
 
@@ -126,8 +143,11 @@ async def _retry_payments(_settings: Settings) -> int:
     return 0
 
 
-async def _expire_credits(_settings: Settings) -> int:
-    teams = await sweeper.sweep_once()
+async def expire_credits_command(settings: Settings) -> int:
+    """`expire-credits`: one sweep, as the sweeper's pass does it."""
+    # The sweepers' lock: waits for a sweep under way on any replica, then sweeps alone.
+    async with locks.advisory_lock(settings, locks.CREDITS_SWEEPER, wait=True):
+        teams = await sweeper.sweep_once()
     print(f"expired credits or holds of {teams} team(s)")
     return 0
 
@@ -255,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "expire-credits", help="expire due credits and holds now, resume stalled auto top-ups"
-    ).set_defaults(handler=_run(_expire_credits))
+    ).set_defaults(handler=_run(expire_credits_command))
 
     # Reads no settings that matter: runs anywhere, a production image's build included.
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(

@@ -79,12 +79,17 @@ class Settings(BaseSettings):
     purchase_min_cents: int = Field(default=500, ge=1)
     purchase_max_cents: int = Field(default=10_000_000, ge=1)
 
-    # Abuse limits (app/http.py, app/graphql/throttle.py). Mutations a minute, per process.
+    # Abuse limits (app/http/auth.py, app/graphql/throttle.py): mutations (and /v1 requests)
+    # a minute, across the cluster when BROKER_URL is Redis (app/kit/ratelimit.py).
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit_enabled: bool = True
+    # Where the counts live in Redis: replicas of one deployment share the prefix.
+    rate_limit_redis_prefix: str = "creditline:ratelimit"
     rate_limit_user_per_minute: int = Field(default=120, ge=1)
     rate_limit_team_per_minute: int = Field(default=300, ge=1)
     rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
+    # Requests to /v1 with missing or bad credentials, per client address (app/http/auth.py).
+    rate_limit_unauthenticated_per_minute: int = Field(default=600, ge=1)
 
     # The seller printed on every invoice and receipt (app/invoices/seller.py). The address
     # is multi-line: real newlines, or "\n" written out in a one-line variable.

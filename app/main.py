@@ -18,6 +18,7 @@ from app.graphql.view import GraphQLView
 from app.http import health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.invoices import seller
+from app.kit.ratelimit import Blocklist, limiter_for
 from app.logs import configure_logging
 from app.notifications.worker import Notifier
 from app.payments import gateway
@@ -46,6 +47,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     outbox.enabled = settings.notifications
     notifier = Notifier(settings) if jobs and settings.notifications else None
 
+    # One limiter for GraphQL's mutations and the /v1 endpoints: in Redis, cluster-wide,
+    # unless BROKER_URL is memory:// (app/kit/ratelimit.py).
+    rate_limiter = limiter_for(settings.broker_url, prefix=settings.rate_limit_redis_prefix)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if manage_db:
@@ -67,6 +72,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             yield
         finally:
             await key_upkeep.stop()
+            await rate_limiter.close()
             await live.stop()
             await sweeper.stop_sweeper(sweeping)
             if notifier is not None:
@@ -77,7 +83,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await db.close_db()
             tracing.shutdown()
 
-    view = GraphQLView(settings)
+    view = GraphQLView(settings, rate_limiter)
     routes = [
         # First: the router tries routes in order, and every usage event comes here.
         Route("/graphql", view, methods=["GET", "POST"]),
@@ -95,6 +101,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     layers = [*tracing.middleware(), *middleware.middleware(settings)]
     starlette = Starlette(routes=routes, lifespan=lifespan, middleware=layers)
     starlette.state.settings = settings
+    starlette.state.rate_limiter = rate_limiter
+    # Client addresses over their limit of failed /v1 authentications (app/http/auth.py).
+    starlette.state.strangers = Blocklist()
     return starlette
 
 

@@ -4,15 +4,24 @@ Label values come from the schema or fixed lists, never raw from clients, so a c
 cannot grow the series without bound: GraphQL operation names are kept as given for the
 first `MAX_OPERATION_NAMES` distinct ones and counted as "other" after that.
 
-One registry per process. With `serve --workers N` each worker has its own counters;
-scrape each worker, or run one worker per container (the usual deployment).
+With `serve --workers N` the workers share their counts through files
+(prometheus_client's multiprocess mode): `serve` points PROMETHEUS_MULTIPROC_DIR at a fresh
+directory before the workers start (`prepare_multiprocess_dir`), each worker writes its
+samples there, and a scrape answered by any worker sums them all (`scrape_registry`). A
+dead worker's counts stay in the sum (a counter never goes back); its live gauges are
+dropped. Each replica has its own directory, and Prometheus scrapes every replica.
+Collectors that read a worker's memory at scrape time (open subscriptions, in
+app/billing/live.py) describe the worker that answered.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
@@ -25,7 +34,9 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
@@ -34,6 +45,10 @@ MAX_OPERATION_NAMES = 200
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 registry: CollectorRegistry = REGISTRY
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_WORKER_FILE = re.compile(r"_(\d+)\.db$")
+# Collectors read from this process's memory at scrape time (register_local).
+_local_collectors: list[Collector] = []
 
 graphql_requests = Counter(
     "creditline_graphql_requests_total",
@@ -62,7 +77,8 @@ http_responses = Counter(
 )
 rate_limited = Counter(
     "creditline_rate_limited_total",
-    "Mutations refused with RATE_LIMITED, by the bucket that was empty (user, operator, team).",
+    "Requests refused with RATE_LIMITED, by the bucket that was empty (user, operator, team, "
+    "address).",
     ["scope"],
     registry=registry,
 )
@@ -198,4 +214,76 @@ async def endpoint(request: Request) -> Response:
             )
     elif getattr(settings, "environment", None) == "production":
         return Response("not found\n", status_code=404, media_type="text/plain")
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+def register_local(collector: Collector) -> None:
+    """Registers a collector that reads this process's state when scraped."""
+    registry.register(collector)
+    _local_collectors.append(collector)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or with PROMETHEUS_MULTIPROC_DIR set
+    every worker's samples summed from their files, plus this process's local collectors."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return registry
+    mark_dead_workers(path)
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+    for collector in _local_collectors:
+        merged.register(collector)
+    return merged
+
+
+def mark_dead_workers(path: str) -> list[int]:
+    """Drops the live gauges of workers that are gone (their counters stay summed); the
+    pids it found dead. A directory listing per scrape: a few files per worker."""
+    pids = set()
+    for name in os.listdir(path):
+        found = _WORKER_FILE.search(name)
+        if found:
+            pids.add(int(found.group(1)))
+    dead = [pid for pid in sorted(pids) if not _alive(pid)]
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a worker killed but not yet reaped by its supervisor is a zombie: gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def prepare_multiprocess_dir(workers: int) -> str | None:
+    """Before `serve` starts its workers: with PROMETHEUS_MULTIPROC_DIR set, empties that
+    directory (samples of an earlier run would otherwise be summed in); with several
+    workers and none set, makes a temporary one and sets it for the workers to inherit.
+    Returns the directory `serve` made (to remove at exit), else None."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return None
+    if workers <= 1:
+        return None  # one process: its own registry is the whole picture
+    made = tempfile.mkdtemp(prefix="creditline-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
+
+
+def remove_multiprocess_dir(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)

@@ -389,7 +389,7 @@ class _LiveCollector(Collector):
         ]
 
 
-metrics.registry.register(_LiveCollector())
+metrics.register_local(_LiveCollector())
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ from app.billing import callers
 from app.billing.callers import Caller, ServiceKeyCaller, TeamCaller, Viewer
 from app.config import Settings
 from app.kit.errors import Forbidden, Unauthenticated
-from app.kit.ratelimit import RateLimiter
+from app.kit.ratelimit import Limiter
 from app.teams import tokens
 
 
@@ -31,7 +31,7 @@ class Context:
     response: Any = None
     connection_params: Any = None
     # The app's mutation buckets (app/graphql/throttle.py); None: no rate limits.
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Limiter | None = None
     _caller: Caller | None = field(default=None, init=False)
 
     async def caller(self) -> Caller:

@@ -1,7 +1,8 @@
 """Rate limits for mutations: per caller and per team, answered with RATE_LIMITED.
 
 Checked by `payload_errors` before a mutation's resolver runs, so a refused mutation
-does nothing. Buckets (app/kit/ratelimit.py) live in process memory:
+does nothing. The counts (app/kit/ratelimit.py) live in Redis with a Redis broker, shared
+by every replica, and in process memory only with `BROKER_URL=memory://`:
 
 - each signed-in user, and each team API key: `rate_limit_user_per_minute` mutations;
 - each operator and each service key: `rate_limit_operator_per_minute`, much higher,
@@ -53,7 +54,7 @@ async def check(info: object, input: object) -> None:
         team_id = parse_uuid(getattr(input, "team_id", None))
         if team_id is not None and await _is_member(caller, team_id):
             checks.append((f"team:{team_id}", Rate(settings.rate_limit_team_per_minute)))
-    refused = limiter.allow(checks)
+    refused = await limiter.allow(checks)
     if refused is not None:
         scope = refused.partition(":")[0]
         rate_limited.labels(scope).inc()

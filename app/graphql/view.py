@@ -40,7 +40,7 @@ from app.graphql.errors import ApiErrors
 from app.graphql.negotiation import GRAPHQL_RESPONSE_JSON, JSON, negotiate, status_for
 from app.graphql.schema import schema
 from app.kit.errors import Unauthenticated
-from app.kit.ratelimit import RateLimiter
+from app.kit.ratelimit import Limiter, limiter_for
 from app.teams import tokens
 
 GET_OPERATIONS = frozenset({OperationType.QUERY})
@@ -167,7 +167,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limiter: Limiter | None = None) -> None:
         super().__init__(
             schema,
             # No IDE in production (GET /graphql without a query answers 404 there).
@@ -180,7 +180,10 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_allow_origins,
         )
         self.settings = settings
-        self.rate_limiter = RateLimiter()
+        # Shared with the /v1 endpoints (app.main): in Redis when the broker is.
+        self.rate_limiter = rate_limiter or limiter_for(
+            settings.broker_url, prefix=settings.rate_limit_redis_prefix
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -80,3 +80,19 @@ def public_base(
     if connection is None:
         return ""
     return request_base(connection, trusted_proxies)
+
+
+def client_address(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> str:
+    """The address a request came from, for limits on traffic nobody is known for: the
+    peer; behind trusted proxies, the last X-Forwarded-For entry that is not one of them
+    (what the outermost trusted proxy saw; earlier entries are the client's own word)."""
+    client = connection.client
+    address = client.host if client else ""
+    if not trusted(address, trusted_proxies):
+        return address
+    forwarded = connection.headers.get("x-forwarded-for", "")
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        address = hop
+        if not trusted(hop, trusted_proxies) or "*" in trusted_proxies:
+            break
+    return address

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app import locks
-from app.billing import scheduler, sweeper
+from app import cli, locks
+from app.billing import collection, scheduler, sweeper
 from app.config import Settings
 from tests.support import ROOT
 from tests.support.db import postgres_server
@@ -185,3 +185,53 @@ def test_scheduler_off_starts_neither_job(tmp_path: Path) -> None:
     stopped = _lifespan_tasks("off", tmp_path)
     assert "invoice-scheduler" not in stopped
     assert "credits-sweeper" not in stopped
+
+
+@pytest.mark.parametrize(
+    ("lock", "target", "command"),
+    [
+        (locks.INVOICE_SCHEDULER, "app.billing.collection.close_month", "close-month"),
+        (locks.CREDITS_SWEEPER, "app.billing.sweeper.sweep_once", "expire-credits"),
+    ],
+)
+async def test_the_cli_commands_wait_for_the_schedulers_lock(
+    monkeypatch: pytest.MonkeyPatch, lock: str, target: str, command: str
+) -> None:
+    """`close-month` and `expire-credits` take the lock of the pass they duplicate: while
+    a replica's pass holds it, the command waits, and runs once it is released."""
+    released = False
+    ran_while_held: list[bool] = []
+
+    async def job(*_args: object) -> Any:
+        ran_while_held.append(not released)
+        if command == "close-month":
+            return collection.CloseReport("2020-01")
+        return 0
+
+    monkeypatch.setattr(target, job)
+    settings = _postgres()
+    other = await asyncpg.connect(settings.database_url)
+    try:
+        await other.execute("SELECT pg_advisory_lock($1)", locks.lock_key(lock))
+        running = asyncio.create_task(
+            cli.close_month_command(settings, "2020-01")
+            if command == "close-month"
+            else cli.expire_credits_command(settings)
+        )
+        # The command is blocked on the lock: PostgreSQL shows its session waiting.
+        key = locks.lock_key(lock) & 0xFFFFFFFFFFFFFFFF
+        async with asyncio.timeout(WAIT):
+            while not await other.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND classid::bigint = $1 AND objid::bigint = $2",
+                key >> 32,
+                key & 0xFFFFFFFF,
+            ):
+                assert not running.done()
+                await asyncio.sleep(0.05)
+        released = True
+    finally:
+        await other.close()
+    async with asyncio.timeout(WAIT):
+        assert await running == 0
+    assert ran_while_held == [False]

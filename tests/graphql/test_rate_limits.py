@@ -141,24 +141,24 @@ def test_token_bucket_refills_and_takes_all_or_nothing() -> None:
     now = [1000.0]
     limiter = RateLimiter(clock=lambda: now[0])
     slow, fast = Rate(per_minute=2), Rate(per_minute=600)
-    assert limiter.allow([("a", slow)]) is None
-    assert limiter.allow([("a", slow)]) is None
-    assert limiter.allow([("a", slow)]) == "a"
+    assert limiter.take([("a", slow)]) is None
+    assert limiter.take([("a", slow)]) is None
+    assert limiter.take([("a", slow)]) == "a"
     now[0] += 30  # half a minute: one token back
-    assert limiter.allow([("a", slow)]) is None
-    assert limiter.allow([("a", slow)]) == "a"
+    assert limiter.take([("a", slow)]) is None
+    assert limiter.take([("a", slow)]) == "a"
     # Two buckets: when the second is empty, the first keeps its token.
-    assert limiter.allow([("b", fast), ("a", slow)]) == "a"
+    assert limiter.take([("b", fast), ("a", slow)]) == "a"
     before = limiter._buckets["b"][0]
     assert before == 600
     now[0] += 30
-    assert limiter.allow([("b", fast), ("a", slow)]) is None
+    assert limiter.take([("b", fast), ("a", slow)]) is None
     assert limiter._buckets["b"][0] == 599
     # Never above the burst, however long idle.
     now[0] += 10_000
-    assert limiter.allow([("a", slow)]) is None
-    assert limiter.allow([("a", slow)]) is None
-    assert limiter.allow([("a", slow)]) == "a"
+    assert limiter.take([("a", slow)]) is None
+    assert limiter.take([("a", slow)]) is None
+    assert limiter.take([("a", slow)]) == "a"
 
 
 def test_the_bucket_table_stays_bounded() -> None:
@@ -167,5 +167,5 @@ def test_the_bucket_table_stays_bounded() -> None:
     rate = Rate(per_minute=60)
     for i in range(1000):
         now[0] += 0.001
-        limiter.allow([(f"k{i}", rate)])
+        limiter.take([(f"k{i}", rate)])
     assert len(limiter) <= 100
