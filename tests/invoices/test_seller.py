@@ -12,10 +12,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from pypdf import PdfReader
-from tortoise.transactions import in_transaction
 
 from app.billing import collection
 from app.config import Settings
+from app.events.commit import atomic
 from app.invoices import documents, issuing, pdf, seller
 from app.invoices.models import InvoiceKind, InvoiceStatus
 from app.kit import clock
@@ -58,8 +58,8 @@ async def _purchase_invoice(actor: Actor, payment_method_id: uuid.UUID | None) -
     purchase = FakePurchase(
         uuid.uuid4(), team, 25 * 10**8, "pi_test", clock.now(), payment_method_id
     )
-    async with in_transaction() as conn:
-        invoice = await issuing.issue_purchase_invoice(conn, purchase)
+    async with atomic() as tx:  # as a settlement does: its invoice.issued event goes with it
+        invoice = await issuing.issue_purchase_invoice(tx.conn, purchase)
     return invoice.id
 
 
