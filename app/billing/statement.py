@@ -16,8 +16,10 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from app.credits import service as credits
 from app.credits.models import CreditKind, LedgerEntry, LedgerKind
-from app.credits.store import datetime_of
+from app.credits.store import account_balances, datetime_of
+from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.pagination import decode_cursor, encode_cursor, page_size
 from app.kit.sql import fetch_all
@@ -100,6 +102,16 @@ _BALANCE_SQL = (
 def _conn() -> BaseDBAsyncClient:
     conn: BaseDBAsyncClient = connections.get("default")
     return conn
+
+
+async def _expire_due(conn: BaseDBAsyncClient, team_id: uuid.UUID) -> None:
+    """Credits stop counting at their expiry instant, but the EXPIRY entry is written by
+    the next locked write (or the sweeper): written now when due, so the statement's
+    newest balance is the credits total a reader sees."""
+    account = await account_balances(conn, team_id)
+    due = account.next_expiry_at if account is not None else None
+    if due is not None and due <= clock.now():
+        await credits.expire_due(team_id)
 
 
 async def _page_rows(
@@ -199,6 +211,7 @@ async def ledger_page(
     before = _decode(after) if after else None
     start, end = _bounds(start, end)
     conn = _conn()
+    await _expire_due(conn, team_id)
     rows = await _page_rows(conn, team_id, size + 1, before, start, end)
     page = rows[:size]
     if not page:
@@ -216,6 +229,7 @@ async def stream_entries(
     once, for the newest page; older pages continue it downwards from what the team's
     entries between the pages add up to (entries never change once written)."""
     conn = _conn()
+    await _expire_due(conn, team_id)
     before: int | None = None
     balance: int | None = None  # the balance after the entry just below `before`
     while True:
