@@ -362,7 +362,9 @@ async def _records(
     if before is not None:
         params += [_utc(before[0]), before[1]]
         at, key = len(params) - 1, len(params)
-        where.append(f'("occurred_at" < ${at} OR ("occurred_at" = ${at} AND "id" < ${key}))')
+        # `occurred_at <= x` on its own, so it bounds the index range (an OR would only
+        # filter it, and each page would scan from the newest record down).
+        where.append(f'"occurred_at" <= ${at} AND ("occurred_at" < ${at} OR "id" < ${key})')
     sql = (
         f'SELECT {columns} FROM "usage_records" WHERE {" AND ".join(where)} '
         f'ORDER BY "occurred_at" DESC, "id" DESC LIMIT {int(limit)}'
