@@ -223,6 +223,7 @@ def ingest_cost(
     token = harness.token()
     path = teams_file(teams)
     figures: dict[str, list[float]] = {"on": [], "off": []}
+    errors = {"on": 0, "off": 0}
     try:
         for round_ in range(rounds):
             for mode in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
@@ -243,14 +244,15 @@ def ingest_cost(
                     )
                 finally:
                     server.stop()
-                if result["errors"]:
-                    raise RuntimeError(f"/v1/usage answered {result['errors']} errors ({mode})")
-                figures[mode].append(result["rps"])
+                # Only answered events count: wrk's errors (timeouts, non-2xx) are reported.
+                errors[mode] += result["errors"]
+                figures[mode].append((result["requests"] - result["errors"]) / result["duration_s"])
     finally:
         os.unlink(path)
     on, off = statistics.median(figures["on"]), statistics.median(figures["off"])
     return {
         "runs": figures,
+        "errors": errors,
         "on_per_s": on,
         "off_per_s": off,
         "cost_pct": (off - on) / off * 100 if off else 0.0,
@@ -315,6 +317,7 @@ def print_ingest(i: dict[str, Any]) -> None:
     print(
         f"/v1/usage ({CLIENTS} clients, events with a description and 2 dimensions): "
         f"rollups on {i['on_per_s']:.0f}/s, off {i['off_per_s']:.0f}/s (medians of {runs}): "
-        f"{i['cost_pct']:.1f}% fewer events/s, {i['extra_us_per_event']:.0f} us more per event",
+        f"{i['cost_pct']:.1f}% fewer events/s, {i['extra_us_per_event']:.0f} us more per event; "
+        f"errors {i['errors']}",
         flush=True,
     )
