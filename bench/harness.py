@@ -104,7 +104,11 @@ class Server:
             command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        self._wait("/healthz" if app is None else "/")
+        try:
+            self._wait("/healthz" if app is None else "/")
+        except BaseException:
+            self.stop()  # a server that did not come up is not left running
+            raise
 
     def _wait(self, path: str) -> None:
         # 60 s: two workers importing the app on a loaded two-core machine took over 30.
