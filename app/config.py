@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # The notifier's timer: it is also woken after each commit that wrote to the outbox.
     notify_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
 
+    # Keep the hourly usage rollups in the usage statement (docs/usage-history.md). Off
+    # only for the benchmark that measures what they cost: series then miss new usage.
+    usage_rollups: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from bench import harness, ingest, notifications, sustained, usage
+from bench import harness, history, ingest, notifications, sustained, usage
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "suites",
         nargs="*",
-        help="ingest, usage, sustained, subscriptions, notifications (default: all)",
+        help="ingest, usage, sustained, subscriptions, notifications (default: these five); "
+        "history (10M records: only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
@@ -217,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             _print_usage(figures)
+        if "history" in suites:
+            figures["history"] = history.run(
+                database, quick=args.quick, seconds=seconds, workers=args.workers
+            )
         if "sustained" in suites:
             figures["sustained"] = sustained.run(
                 database,

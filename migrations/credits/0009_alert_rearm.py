@@ -1,6 +1,4 @@
 """Notifications on the account row: invoiced-limit thresholds, the low-balance threshold, blocked.
-
-Depends on 0007; another branch adds 0008 beside it: at merge this one is re-pointed at 0008.
 """
 
 from tortoise import migrations
@@ -11,7 +9,7 @@ from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("credits", "0007_promo_failures_by_user"),
+        ("credits", "0008_usage_rollups"),
         ("teams", "0003_invitation_consent"),
     ]
 
