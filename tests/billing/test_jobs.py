@@ -174,7 +174,10 @@ def _lifespan_tasks(scheduler_setting: str, tmp_path: Path) -> list[str]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    # The script prints the task names as one JSON list; log lines (JSON objects) go
+    # to the same stdout.
+    lists = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    names: list[str] = json.loads(lists[-1])
     return names
 
 
