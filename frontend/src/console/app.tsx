@@ -5,11 +5,14 @@ import { createContext } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
 import type { LiveStatus } from "../lib/live";
 import { formatUsd } from "../lib/money";
+import { IconChart, IconList } from "./chart";
 import { ApiError, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, type UserError } from "./api";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
 import { MembersPage } from "./pages/members";
 import { PaymentPage } from "./pages/payment";
+import { StatementPage } from "./pages/statement";
+import { UsagePage } from "./pages/usage";
 import { href, navigate, onLinkClick, type Page, useRoute } from "./router";
 import {
   acceptHandoff,
@@ -415,6 +418,8 @@ function Invitations(props: { invitations: Invitation[]; onAnswered: () => void 
 const NAV: [Page, string, () => JSX.Element][] = [
   ["credits", "Credits", IconWallet],
   ["payment", "Payment", IconCard],
+  ["usage", "Usage", IconChart],
+  ["statement", "Statement", IconList],
   ["invoices", "Invoices", IconFile],
   ["members", "Members", IconUsers],
 ];
@@ -428,6 +433,10 @@ function PageView(props: { page: Page } & PageProps): JSX.Element {
       return <InvoicesPage key={rest.teamId} {...rest} />;
     case "members":
       return <MembersPage key={rest.teamId} {...rest} />;
+    case "usage":
+      return <UsagePage key={rest.teamId} {...rest} />;
+    case "statement":
+      return <StatementPage key={rest.teamId} {...rest} />;
     default:
       return <CreditsPage key={rest.teamId} {...rest} />;
   }

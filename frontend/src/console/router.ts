@@ -2,8 +2,8 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "credits" | "payment" | "invoices" | "members";
-export const PAGES: Page[] = ["credits", "payment", "invoices", "members"];
+export type Page = "credits" | "payment" | "invoices" | "members" | "usage" | "statement";
+export const PAGES: Page[] = ["credits", "payment", "invoices", "members", "usage", "statement"];
 
 export interface Route {
   teamId: string | null;
