@@ -209,9 +209,10 @@ function signed(amount: string): string {
 }
 
 function signedCents(amount: string): string {
-  const text = formatCents(amount);
-  if (text.startsWith("-")) return `−${text.slice(1)}`; // a real minus sign
-  return toUnits(amount) === 0n ? text : `+${text}`;
+  const units = toUnits(amount);
+  const size = formatCents(unitsToDecimal(units < 0n ? -units : units));
+  // A debit under half a cent still reads as a debit ("-$0.00"); the title has it exactly.
+  return units < 0n ? `-${size}` : units > 0n ? `+${size}` : size;
 }
 
 /** Opening and closing balance of the loaded entries, and what came in and went out. */
