@@ -18,7 +18,7 @@ const USAGE = `query Usage($id: ID!, $from: DateTime!, $to: DateTime!, $granular
     total events buckets { start group amount events fromCredits invoiced } } } }`;
 
 const RUNWAY = `query Runway($id: ID!) { team(id: $id) { id credits { total available held
-  runway { dailyBurn daysLeft exhaustsAt } } } }`;
+  runway { dailyBurn daysLeft exhaustsAt creditsDaysLeft creditsExhaustAt } } } }`;
 
 // Recent events tell which dimension keys this team sends (offered in the grouping menu).
 const KEYS_SEEN = `query UsageKeys($id: ID!) { team(id: $id) { id usageRecords(first: 100) {
@@ -46,8 +46,12 @@ interface Series {
 
 interface Runway {
   dailyBurn: string;
+  /** Until the credits and then the invoiced headroom are used. */
   daysLeft: number | null;
   exhaustsAt: string | null;
+  /** Until the credits alone are used. */
+  creditsDaysLeft?: number | null;
+  creditsExhaustAt?: string | null;
 }
 
 // ------------------------------------------------------------------------ money
@@ -772,21 +776,39 @@ function BucketTable(props: {
 
 const untilFormat = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", year: "numeric", timeZone: "UTC" });
 
-/** The runway in one sentence: "At $12.34/day, credits last about 9 days, until Dec 14, 2026 (UTC)." */
+function span(days: number): string {
+  if (days < 1) return "less than a day";
+  const rounded = Math.round(days);
+  return `about ${rounded} ${rounded === 1 ? "day" : "days"}`;
+}
+
+function until(at: string | null): string {
+  return at ? `, until ${untilFormat.format(new Date(at))} (UTC)` : "";
+}
+
+/**
+ * The runway in words: "At $12.34/day, credits last about 9 days, until Dec 14, 2026 (UTC)."
+ * then, when an invoiced limit stretches it, how long spending can go on after that.
+ */
 export function runwaySentence(runway: Runway, total: string): string {
   const burn = toUnits(runway.dailyBurn);
-  if (toUnits(total) <= 0n) {
-    return burn > 0n
-      ? `Credits are used up. Usage in the last 7 days averaged ${formatCents(runway.dailyBurn)}/day.`
-      : "There are no credits left, and nothing was used from credits in the last 7 days.";
-  }
+  const rate = formatCents(runway.dailyBurn);
+  // Older servers send only daysLeft (credits and invoiced headroom together).
+  const creditsDays = runway.creditsDaysLeft === undefined ? runway.daysLeft : runway.creditsDaysLeft;
+  const creditsAt = runway.creditsExhaustAt === undefined ? runway.exhaustsAt : runway.creditsExhaustAt;
   if (burn <= 0n || runway.daysLeft === null) {
-    return "Nothing was used from credits in the last 7 days, so at this pace they do not run out.";
+    return toUnits(total) > 0n
+      ? "Nothing was used in the last 7 days, so at this pace the credits do not run out."
+      : "There are no credits left, and nothing was used in the last 7 days.";
   }
-  const days = runway.daysLeft;
-  const span = days < 1 ? "less than a day" : `about ${Math.round(days)} ${Math.round(days) === 1 ? "day" : "days"}`;
-  const until = runway.exhaustsAt ? `, until ${untilFormat.format(new Date(runway.exhaustsAt))} (UTC)` : "";
-  return `At ${formatCents(runway.dailyBurn)}/day, credits last ${span}${until}.`;
+  const afterCredits =
+    runway.creditsDaysLeft !== undefined && runway.daysLeft > (creditsDays ?? 0) + 0.5
+      ? ` With the invoiced spending limit, usage can go on for ${span(runway.daysLeft)}${until(runway.exhaustsAt)}.`
+      : "";
+  if (toUnits(total) <= 0n || creditsDays === null || creditsDays <= 0) {
+    return `Credits are used up; usage in the last 7 days averaged ${rate}/day.${afterCredits}`;
+  }
+  return `At ${rate}/day, credits last ${span(creditsDays)}${until(creditsAt)}.${afterCredits}`;
 }
 
 function RunwayCard(props: { teamId: string }): JSX.Element {
@@ -795,7 +817,7 @@ function RunwayCard(props: { teamId: string }): JSX.Element {
     { id: props.teamId },
   );
   return (
-    <Card title="Runway" subtitle="The average daily spend from credits over the last 7 days." testid="runway">
+    <Card title="Runway" subtitle="At the average daily usage of the last 7 days." testid="runway">
       <Loadable state={state} skeleton={<Skeleton lines={1} height={20} />}>
         {(data) => {
           const credits = data.team?.credits;
