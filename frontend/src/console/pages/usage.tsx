@@ -310,6 +310,8 @@ export function ExportButton(props: {
 
 // ------------------------------------------------------------------------ buckets
 
+const HOURLY_MAX_DAYS = 31;
+
 const GRANULARITIES: [Granularity, string][] = [
   ["HOUR", "Hour"],
   ["DAY", "Day"],
@@ -366,6 +368,8 @@ function groupName(group: string | null, groupBy: string | null): string {
 
 interface Shaped {
   starts: Date[];
+  /** The same starts in seconds, for the chart (one array per answer, so it redraws once). */
+  xs: number[];
   chart: StackedSeries[];
   totals: { amount: string; fromCredits: string; invoiced: string; events: number };
   groups: { name: string; amount: string; fromCredits: string; invoiced: string; events: number }[];
@@ -438,6 +442,7 @@ function shape(series: Series, range: Range, granularity: Granularity, groupBy: 
   };
   return {
     starts,
+    xs: starts.map((start) => start.getTime() / 1000),
     chart,
     totals,
     groups: groups.map(({ perSlot: _perSlot, ...group }) => group),
@@ -468,6 +473,9 @@ export function UsagePage(props: PageProps): JSX.Element {
   const [settings, setSettings] = useState<Settings>(readSettings);
   const resolved = useMemo(() => resolveRange(choice), [choice.preset, choice.fromDay, choice.toDay]);
   const range = typeof resolved === "string" ? null : resolved;
+  // The API answers at most 2,000 buckets: hours are offered for a month at most.
+  const hoursAllowed = range !== null && range.to.getTime() - range.from.getTime() <= HOURLY_MAX_DAYS * DAY_MS;
+  const granularity: Granularity = settings.granularity === "HOUR" && !hoursAllowed ? "DAY" : settings.granularity;
 
   useEffect(() => {
     writeUrl({
@@ -499,8 +507,10 @@ export function UsagePage(props: PageProps): JSX.Element {
                 <button
                   key={value}
                   type="button"
-                  class={settings.granularity === value ? "segment segment-on" : "segment"}
-                  aria-pressed={settings.granularity === value}
+                  class={granularity === value ? "segment segment-on" : "segment"}
+                  aria-pressed={granularity === value}
+                  disabled={value === "HOUR" && !hoursAllowed}
+                  title={value === "HOUR" && !hoursAllowed ? `Hourly for ranges up to ${HOURLY_MAX_DAYS} days` : undefined}
                   onClick={() => setSettings({ ...settings, granularity: value })}
                   data-testid={`granularity-${value.toLowerCase()}`}
                 >
@@ -516,7 +526,7 @@ export function UsagePage(props: PageProps): JSX.Element {
           />
         </div>
         {range ? (
-          <UsageView teamId={props.teamId} range={range} granularity={settings.granularity} groupBy={settings.groupBy} />
+          <UsageView teamId={props.teamId} range={range} granularity={granularity} groupBy={settings.groupBy} />
         ) : (
           <EmptyState title="Choose a date range">Pick a preset or both days of a custom range.</EmptyState>
         )}
@@ -545,6 +555,10 @@ function GroupPicker(props: { teamId: string; value: string | null; onChange: (v
   const [typing, setTyping] = useState<boolean>(isCustom);
   const [draft, setDraft] = useState(isCustom ? (props.value ?? "") : "");
   const [problem, setProblem] = useState<string | null>(null);
+  useEffect(() => {
+    // A key from the address shows as typed until the keys seen arrive; then pick it.
+    if (typing && props.value !== null && keys.includes(props.value) && draft === props.value) setTyping(false);
+  }, [keys]);
   const selectValue = typing ? "__other" : props.value === null ? "" : props.value === "description" ? "description" : `key:${props.value}`;
   const apply = (event: Event): void => {
     event.preventDefault();
@@ -642,7 +656,6 @@ function UsageView(props: { teamId: string; range: Range; granularity: Granulari
       </div>
     );
   }
-  const xs = shaped.starts.map((start) => start.getTime() / 1000);
   const grouped = props.groupBy !== null;
   return (
     <div class="usage-result" aria-busy={busy} data-testid="usage-result" data-total={series.total} data-events={series.events}>
@@ -659,7 +672,7 @@ function UsageView(props: { teamId: string; range: Range; granularity: Granulari
       </div>
       <figure class="usage-figure">
         <StackedBars
-          xs={xs}
+          xs={shaped.xs}
           series={shaped.chart}
           testid="usage-chart"
           xLabel={(index) => bucketLabel(shaped.starts[index], props.granularity)}
