@@ -62,7 +62,7 @@ export function StatementPage(props: PageProps): JSX.Element {
   const range = typeof resolved === "string" ? null : resolved;
   useEffect(() => {
     writeUrl({
-      range: choice.preset,
+      range: choice.preset === "30d" ? null : choice.preset, // the default stays out of the address
       from: choice.preset === "custom" ? choice.fromDay : null,
       to: choice.preset === "custom" ? choice.toDay : null,
     });

@@ -402,7 +402,8 @@ function shape(series: Series, range: Range, granularity: Granularity, groupBy: 
       entry.perSlot[index] += amount;
       perBucket[index] += amount;
     }
-    rows.push({ ...bucket, name, startDate });
+    // The API sends empty buckets too (ungrouped); the chart has its own axis, the table skips them.
+    if (bucket.events > 0 || amount !== 0n) rows.push({ ...bucket, name, startDate });
   }
   rows.sort((a, b) => a.startDate.getTime() - b.startDate.getTime() || a.name.localeCompare(b.name));
   const groups = [...byGroup.entries()]
@@ -479,7 +480,7 @@ export function UsagePage(props: PageProps): JSX.Element {
 
   useEffect(() => {
     writeUrl({
-      range: choice.preset,
+      range: choice.preset === "30d" ? null : choice.preset, // the default stays out of the address
       from: choice.preset === "custom" ? choice.fromDay : null,
       to: choice.preset === "custom" ? choice.toDay : null,
       granularity: settings.granularity === "DAY" ? null : settings.granularity,
@@ -646,7 +647,7 @@ function UsageView(props: { teamId: string; range: Range; granularity: Granulari
   if (state.error) return <ErrorState error={state.error} retry={state.reload} />;
   if (!shaped || !series) return <Skeleton lines={6} height={18} />;
   const busy = state.loading ? "true" : "false";
-  if (series.events === 0 && series.buckets.length === 0) {
+  if (series.events === 0) {
     return (
       <div aria-busy={busy} data-testid="usage-result" data-total={series.total} data-events={series.events}>
         <EmptyState title="No usage in this range" icon={<IconClock />}>
