@@ -123,6 +123,7 @@ async def test_usage_page_shows_the_api_numbers_grouped_and_as_csv(
     page: Page, gql: Gql, server: Server, operator_token: str
 ) -> None:
     email = unique_email("usage")
+    await page.set_viewport_size({"width": 1280, "height": 900})
     team_id = await sign_in(page, email, "Usage Owner")
     admin_token = server.token(email)
     await seed_usage(page, gql, team_id, admin_token, operator_token)
@@ -255,6 +256,7 @@ async def test_statement_lists_the_ledger_reconciled_with_load_more_and_csv(
     page: Page, gql: Gql, server: Server, operator_token: str
 ) -> None:
     email = unique_email("statement")
+    await page.set_viewport_size({"width": 1280, "height": 900})
     team_id = await sign_in(page, email)
     admin_token = server.token(email)
     await seed_usage(page, gql, team_id, admin_token, operator_token)
