@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     rate_limit_team_per_minute: int = Field(default=300, ge=1)
     rate_limit_operator_per_minute: int = Field(default=600_000, ge=1)
 
+    # Keep the hourly usage rollups in the usage statement (docs/usage-history.md). Off
+    # only for the benchmark that measures what they cost: series then miss new usage.
+    usage_rollups: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -13,8 +13,9 @@ from app import console, db, devauth, metrics
 from app.billing import live, sweeper
 from app.billing.scheduler import InvoiceScheduler
 from app.config import Settings, get_settings
+from app.credits import store
 from app.graphql.view import GraphQLView
-from app.http import health, holds, invoice_pdfs, middleware, usage
+from app.http import exports, health, holds, invoice_pdfs, middleware, usage
 from app.http.stripe_webhooks import stripe_webhook
 from app.logs import configure_logging
 from app.payments import gateway
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     scheduler = InvoiceScheduler(settings)
     jobs = manage_db and settings.scheduler
     keyring.ring.cache_seconds = settings.api_key_cache_seconds
+    store.set_rollups(settings.usage_rollups)
     # Evicts revoked keys on the broker's word; writes keys' last uses in batches.
     key_upkeep = keyring.Upkeep(settings.api_key_last_used_flush_seconds)
 
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/webhooks/stripe", metrics.count_webhooks(stripe_webhook), methods=["POST"]),
         *invoice_pdfs.ROUTES,
+        *exports.ROUTES,
         *holds.ROUTES,
     ]
     # Last: the console's static mount answers every path no route above took.

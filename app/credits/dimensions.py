@@ -50,3 +50,8 @@ def problem(dimensions: Mapping[str, str]) -> DomainError | None:
                 "without NUL or lone surrogates."
             )
     return None
+
+
+def is_key(key: str) -> bool:
+    """Whether `key` is a well-formed dimension key (what a series may group by)."""
+    return _KEY.fullmatch(key) is not None

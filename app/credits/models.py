@@ -115,7 +115,9 @@ class UsageRecord(Model):
     class Meta:
         table = "usage_records"
         unique_together = (("team", "idempotency_key"),)
-        indexes = (Index(fields=("team_id", "period")),)
+        # (team_id, occurred_at): Team.usageRecords pages newest first, the exports, and
+        # the edges of a usage series that are not whole hours (docs/usage-history.md).
+        indexes = (Index(fields=("team_id", "period")), Index(fields=("team_id", "occurred_at")))
 
 
 class LedgerEntry(Model):
@@ -149,7 +151,45 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "ledger_entries"
-        indexes = (Index(fields=("grant_id",)), Index(fields=("team_id",)))
+        # (team_id, id): the statement's pages in ledger order and its running balances
+        # (docs/usage-history.md). The older (team_id) index stays: its name differs
+        # between databases migrated over time, so it is not dropped here.
+        indexes = (
+            Index(fields=("grant_id",)),
+            Index(fields=("team_id",)),
+            Index(fields=("team_id", "id")),
+        )
+
+
+class UsageRollup(Model):
+    """Usage summed per team, UTC hour and group, written with the records it sums (in
+    the usage statement, under the team's account lock): a series over a long range
+    reads these, never the raw records (docs/usage-history.md).
+
+    `dimension` names the grouping: "" for the whole hour (one row per hour, `value`
+    ""), "#description" for the event's description, otherwise a dimension key (keys
+    never start with "#"). Events without the description or the key are in no row of
+    that grouping: their group is the whole hour's row minus the rows that are.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="usage_rollups", on_delete=fields.CASCADE
+    )
+    dimension = fields.CharField(max_length=65)
+    hour = fields.DatetimeField()
+    value = fields.CharField(max_length=500)
+    amount = fields.BigIntField()
+    from_credits = fields.BigIntField()
+    invoiced = fields.BigIntField()
+    events = fields.BigIntField()
+
+    team_id: uuid.UUID
+
+    class Meta:
+        table = "usage_rollups"
+        # The upsert's key, in the order a series reads it: a team's grouping over hours.
+        unique_together = (("team", "dimension", "hour", "value"),)
 
 
 class InvoicedPeriod(Model):

@@ -58,6 +58,7 @@ class CreditsView:
     grants: list[GrantRow]
     updated_at: datetime
     held: int = 0  # reserved by open holds
+    team_id: uuid.UUID | None = None  # whose credits (the runway reads the team's usage)
 
     @property
     def total(self) -> int:
@@ -166,6 +167,7 @@ async def credits_view(
         grants=grants,
         updated_at=account.updated_at,
         held=holding,
+        team_id=team_id,
     )
 
 

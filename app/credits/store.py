@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
@@ -251,7 +251,22 @@ async def live_grants(conn: BaseDBAsyncClient, team_ids: Sequence[uuid.UUID]) ->
     return _rows(conn, GrantRow, rows)
 
 
-def _usage_row(row: Mapping[str, Any]) -> UsageRow:
+def datetime_of(model: type[Model], name: str, value: object) -> datetime:
+    """A datetime column's value as the model reads it (aware, from either driver)."""
+    result: datetime = model._meta.fields_map[name].to_python_value(value)
+    return result
+
+
+def dimensions_of(value: object) -> dict[str, str] | None:
+    """The dimensions column as read (JSON text from either driver)."""
+    if value is None:
+        return None
+    loaded = json.loads(value) if isinstance(value, str | bytes) else value
+    return loaded if isinstance(loaded, dict) else None
+
+
+def usage_row_of(row: Mapping[str, Any]) -> UsageRow:
+    """A usage record from a row of `USAGE_COLUMNS`, as either driver returns it."""
     fields = UsageRecord._meta.fields_map
     occurred_at = fields["occurred_at"].to_python_value(row["occurred_at"])
     created_at = fields["created_at"].to_python_value(row["created_at"])
@@ -284,7 +299,7 @@ async def usage_by_keys(
     keyed, key_params = _any(conn, "idempotency_key", "varchar", 2, keys)
     sql = f'SELECT {columns} FROM "usage_records" WHERE {teams} AND {keyed}'
     rows = await _select(conn, sql, team_params + key_params)
-    return [_usage_row(row) for row in rows]
+    return [usage_row_of(row) for row in rows]
 
 
 async def usage_by_pairs(
@@ -309,7 +324,7 @@ async def usage_by_pairs(
         'AND r."idempotency_key" = k."key" LIMIT 1) AS u'
     )
     params = [[t for t, _ in pairs], [k for _, k in pairs]]
-    return [_usage_row(row) for row in await _select(conn, sql, params)]
+    return [usage_row_of(row) for row in await _select(conn, sql, params)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +379,72 @@ async def invoiced_amount(conn: BaseDBAsyncClient, team_id: uuid.UUID, period: s
 
 # --- writes -----------------------------------------------------------------------------
 
+# Whether the usage statement keeps `usage_rollups` (USAGE_ROLLUPS; on unless a
+# benchmark measures what they cost: a series then misses what was written meanwhile).
+_rollups_on = True
+
+
+def set_rollups(enabled: bool) -> None:
+    """Turns rollup maintenance on or off for this process (the statement is rebuilt)."""
+    global _rollups_on, _row_types
+    if enabled != _rollups_on:
+        _rollups_on = enabled
+        _row_types = None
+
+
+# The grouping names of usage_rollups.dimension (models.UsageRollup).
+WHOLE_HOUR = ""
+DESCRIPTION = "#description"
+_ROLLUP_SUMS = ("amount", "from_credits", "invoiced", "events")
+_ROLLUP_UPDATE = ", ".join(f'"{c}" = "usage_rollups"."{c}" + excluded."{c}"' for c in _ROLLUP_SUMS)
+_ROLLUP_CONFLICT = (
+    f'ON CONFLICT ("team_id", "dimension", "hour", "value") DO UPDATE SET {_ROLLUP_UPDATE}'
+)
+_SQLITE_ROLLUP_UPSERT = (
+    'INSERT INTO "usage_rollups" ("team_id", "dimension", "hour", "value", "amount", '
+    f'"from_credits", "invoiced", "events") VALUES (?, ?, ?, ?, ?, ?, ?, ?) {_ROLLUP_CONFLICT}'
+)
+
+
+def hour_of(instant: datetime) -> datetime:
+    """The UTC hour that contains `instant` (its rollup row's `hour`)."""
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def rollup_rows(usage: Iterable[UsageRow]) -> list[list[object]]:
+    """The rollup rows these records add to, summed (what PostgreSQL's statement computes
+    in SQL): one per team, grouping, hour and value."""
+    sums: dict[tuple[str, str, datetime, str], list[int]] = {}
+    for record in usage:
+        hour = hour_of(record.occurred_at)
+        credits = record.from_free + record.from_promotional + record.from_prepaid
+        groups = [(WHOLE_HOUR, "")]
+        if record.description is not None:
+            groups.append((DESCRIPTION, record.description))
+        groups.extend((record.dimensions or {}).items())
+        for dimension, value in groups:
+            key = (str(record.team_id), dimension, hour, value)
+            row = sums.setdefault(key, [0, 0, 0, 0])
+            row[0] += record.amount
+            row[1] += credits
+            row[2] += record.invoiced
+            row[3] += 1
+    return [[*key, *values] for key, values in sums.items()]
+
+
+# PostgreSQL: the same sums from the statement's usage array, as one more part of it.
+_PG_ROLLUP_PART = (
+    'r AS (INSERT INTO "usage_rollups" ("team_id", "dimension", "hour", "value", "amount", '
+    '"from_credits", "invoiced", "events") '
+    'SELECT v."team_id", d."dimension", date_trunc(\'hour\', v."occurred_at", \'UTC\'), '
+    'd."value", sum(v."amount"), sum(v."from_free" + v."from_promotional" + v."from_prepaid"), '
+    'sum(v."invoiced"), count(*) FROM unnest($1::"usage_records"[]) AS v '
+    "CROSS JOIN LATERAL (SELECT '' AS \"dimension\", '' AS \"value\" "
+    'UNION ALL SELECT \'#description\', v."description" WHERE v."description" IS NOT NULL '
+    'UNION ALL SELECT e."key", e."value" FROM jsonb_each_text(v."dimensions") AS e) AS d '
+    f"GROUP BY 1, 2, 3, 4 {_ROLLUP_CONFLICT}), "
+)
+
 
 @cache
 def _account_columns() -> tuple[tuple[str, str], ...]:
@@ -401,6 +482,8 @@ async def _write_sqlite(
     if entries:
         rows = [[_text(v) for v in entry] for entry in entries]
         await conn.execute_many(_sqlite_insert("ledger_entries", _ENTRY_COLUMNS), rows)
+    if usage and _rollups_on:
+        await conn.execute_many(_SQLITE_ROLLUP_UPSERT, rollup_rows(usage))
     if accounts:
         # Every column but the keys (what `Model.save()` writes): integers, booleans, text
         # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
@@ -464,6 +547,7 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
     statement = (
         f'WITH u AS (INSERT INTO "usage_records" ({names(usage)}) '
         f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v), '
+        f"{_PG_ROLLUP_PART if _rollups_on else ''}"
         'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
         'FROM unnest($2::uuid[], $3::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"), '
         f'l AS (INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import strawberry
 from strawberry.types.nodes import SelectedField
 
@@ -27,11 +30,22 @@ from app.graphql.payments import (
 )
 from app.graphql.programs import AutoTopUp, BillingAlert, team_alerts, team_auto_top_up
 from app.graphql.types import Credits, Member, Role
+from app.graphql.usage import (
+    ExportKind,
+    Granularity,
+    LedgerEntryConnection,
+    UsageRecordConnection,
+    UsageSeries,
+    team_export_url,
+    team_ledger,
+    team_usage,
+    team_usage_records,
+)
 from app.teams import service as teams
 from app.teams.models import Team as TeamModel
 
 # Credits fields that need the month's invoiced total.
-_INVOICED_FIELDS = {"invoicedThisMonth", "invoicedRemaining", "status", "available"}
+_INVOICED_FIELDS = {"invoicedThisMonth", "invoicedRemaining", "status", "available", "runway"}
 
 
 def _selected_names(info: Info) -> set[str] | None:
@@ -138,6 +152,54 @@ class Team:
     @strawberry.field(description="the team's API keys, revoked ones included; admins only")
     async def api_keys(self, info: Info) -> list[TeamApiKey]:
         return await team_api_keys(info, self.model.id, self.viewer_role)
+
+    @strawberry.field(
+        description="usage per bucket (UTC) in [from, to), oldest first; groupBy is "
+        '"description" or a dimension key'
+    )
+    async def usage(
+        self,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        granularity: Granularity = Granularity.DAY,
+        group_by: str | None = None,
+    ) -> UsageSeries:
+        return await team_usage(self.model.id, from_, to, granularity, group_by)
+
+    @strawberry.field(description="usage records, newest first (by occurredAt)")
+    async def usage_records(
+        self,
+        first: int | None = 20,
+        after: str | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> UsageRecordConnection:
+        return await team_usage_records(self.model.id, first, after, from_, to)
+
+    @strawberry.field(
+        description="every money movement, newest first: amount signed, the balance after it"
+    )
+    async def ledger(
+        self,
+        first: int | None = 20,
+        after: str | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> LedgerEntryConnection:
+        return await team_ledger(self.model.id, first, after, from_, to)
+
+    @strawberry.field(
+        description="a signed link to a CSV of usage records or ledger entries in [from, to); "
+        "it expires after an hour, and a member's stops working when they leave the team"
+    )
+    async def export_url(
+        self,
+        info: Info,
+        kind: ExportKind,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+    ) -> str:
+        return await team_export_url(info, self.model.id, kind, from_, to)
 
     @classmethod
     def of(cls, access: teams.TeamAccess) -> Team:

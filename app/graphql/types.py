@@ -7,11 +7,13 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from app.credits import history
 from app.credits import service as credits
 from app.credits.models import CreditKind as DomainCreditKind
 from app.credits.rules import BillingStatus as DomainBillingStatus
 from app.credits.store import GrantRow, UsageRow
 from app.graphql.scalars import Decimal
+from app.kit import clock
 from app.kit.money import format_units
 from app.teams import service as teams
 from app.teams.models import Role as DomainRole
@@ -52,6 +54,33 @@ class CreditGrant:
             granted_at=grant.granted_at,
             expires_at=grant.expires_at,
         )
+
+
+@strawberry.type(description="At the trailing 7 days' burn; nulls when nothing burns.")
+class Runway:
+    runway: strawberry.Private[history.Runway]
+
+    @strawberry.field(description="usage of the last 7 days, divided by 7")
+    def daily_burn(self) -> Decimal:
+        return money(self.runway.daily_burn)
+
+    @strawberry.field(
+        description="days until `available` (credits, then the invoiced headroom) is used"
+    )
+    def days_left(self) -> float | None:
+        return self.runway.days_left
+
+    @strawberry.field
+    def exhausts_at(self) -> datetime | None:
+        return self.runway.exhausts_at
+
+    @strawberry.field(description="days until the credits alone are used")
+    def credits_days_left(self) -> float | None:
+        return self.runway.credits_days_left
+
+    @strawberry.field
+    def credits_exhaust_at(self) -> datetime | None:
+        return self.runway.credits_exhaust_at
 
 
 @strawberry.type
@@ -109,6 +138,15 @@ class Credits:
     @strawberry.field
     def updated_at(self) -> datetime:
         return self.view.updated_at
+
+    @strawberry.field(description="when credits, then the invoiced headroom, run out")
+    async def runway(self) -> Runway:
+        view = self.view
+        now = clock.now()
+        team_id = view.team_id
+        burn = await history.trailing_burn(team_id, now) if team_id is not None else 0
+        credits_left = max(view.total - view.held, 0)
+        return Runway(runway=history.runway_of(burn, credits_left, view.available, now))
 
 
 @strawberry.type

@@ -84,3 +84,32 @@ def verify(settings: Settings, target: str, expires: str | None, sig: str | None
     if not hmac.compare_digest(expected.encode(), sig.encode()):
         return False
     return int(expires) > clock.now().timestamp()
+
+
+# Exports (app/http/exports.py): the same signer; the range is part of the signed target.
+EXPORT_TTL = timedelta(hours=1)
+
+
+def export_target(
+    team_id: uuid.UUID | str, kind: str, start: int | str, end: int | str, member: Member = None
+) -> str:
+    return f"export:{team_id}:{kind}:{start}:{end}{_for(member)}"
+
+
+def export_url(
+    settings: Settings,
+    base: str,
+    team_id: uuid.UUID | str,
+    kind: str,
+    start: int,
+    end: int,
+    member: Member = None,
+) -> str:
+    """A signed link to a CSV of the team's `kind` ("usage" or "ledger") in [start, end)
+    (Unix seconds); it expires after EXPORT_TTL."""
+    target = export_target(team_id, kind, start, end, member)
+    path = f"/teams/{team_id}/exports/{kind}.csv?from={start}&to={end}"
+    url = signed_url(settings, base, path, target, ttl=EXPORT_TTL, member=member)
+    # signed_url appends its own query with "?": join the two.
+    head, _, tail = url.rpartition("?")
+    return f"{head}&{tail}"

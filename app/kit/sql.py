@@ -32,3 +32,15 @@ async def fetch_one(
     query, params = _for_dialect(conn, sql, values)
     rows = await conn.execute_query_dict(query, params)
     return rows[0] if rows else None
+
+
+async def fetch_all(
+    conn: BaseDBAsyncClient, sql: str, values: Sequence[object]
+) -> list[dict[str, Any]]:
+    """Every row as a dict."""
+    query, params = _for_dialect(conn, sql, values)
+    return list(await conn.execute_query_dict(query, params))
+
+
+def is_postgres(conn: BaseDBAsyncClient) -> bool:
+    return conn.capabilities.dialect == "postgres"
