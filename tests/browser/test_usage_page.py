@@ -17,7 +17,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Gql, unique_email
-from tests.browser.harness import Server
+from tests.browser.harness import ROOT, Server
 from tests.browser.helpers import add_card, open_page, screenshot, settled, sign_in
 
 GRANT = """mutation($input: GrantCreditsInput!) { grantCredits(input: $input) {
@@ -112,6 +112,20 @@ async def api_usage(gql: Gql, team_id: str, token: str, by: str | None) -> dict[
     return series
 
 
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def accessibility_problems(page: Page) -> list[str]:
+    """axe-core's WCAG A/AA findings inside <main> (the page's own content)."""
+    await page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async () => (await axe.run(document.querySelector("main"),
+            { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] })).violations
+            .map(v => ({ id: v.id, nodes: v.nodes.map(n => n.target.join(" ")) }))"""
+    )
+    return [f"{v['id']}: {v['nodes'][:3]}" for v in found]
+
+
 async def no_sideways_scroll(page: Page) -> None:
     widths = await page.evaluate(
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
@@ -194,6 +208,7 @@ async def test_usage_page_shows_the_api_numbers_grouped_and_as_csv(
     # Biggest first: grok-4 spent 20.375, grok-3 2.50001234.
     await expect(groups.first).to_have_attribute("data-group", "grok-4")
     await screenshot(page, "41-usage-by-model")
+    assert await accessibility_problems(page) == []
 
     # By description, and by a key typed by hand (the same key as a dimension).
     await page.get_by_test_id("group-by").select_option("description")
@@ -286,6 +301,7 @@ async def test_statement_lists_the_ledger_reconciled_with_load_more_and_csv(
     await expect(rows).to_have_count(50)
     await expect(page.get_by_test_id("statement-more")).to_be_visible()
     await screenshot(page, "44-statement-1280")
+    assert await accessibility_problems(page) == []
     await page.get_by_test_id("statement-more").click()
     await expect(rows).to_have_count(len(entries))
     await expect(page.get_by_test_id("statement-more")).to_have_count(0)

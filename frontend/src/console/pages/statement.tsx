@@ -136,11 +136,10 @@ function Ledger(props: { teamId: string; range: Range }): JSX.Element {
   return (
     <div class="statement" data-testid="statement">
       <Summary entries={entries} complete={complete} />
+      <p class="table-note">Amounts are rounded to cents; point at one for the exact value. Times are UTC.</p>
       <div class="table-scroll" tabIndex={0} role="region" aria-label="Statement entries">
         <table class="table" data-testid="statement-table">
-          <caption class="table-caption">
-            Newest first. Amounts are rounded to cents; point at one for the exact value. Times are UTC.
-          </caption>
+          <caption class="table-caption">Ledger entries, newest first</caption>
           <thead>
             <tr>
               <th scope="col">Date (UTC)</th>

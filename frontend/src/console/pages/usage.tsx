@@ -713,7 +713,7 @@ function GroupTable(props: { groups: Shaped["groups"]; groupBy: string; total: S
   return (
     <div class="table-scroll" tabIndex={0} role="region" aria-label={`Usage by ${props.groupBy}`}>
       <table class="table" data-testid="usage-groups">
-        <caption class="table-caption">By {props.groupBy}, largest first</caption>
+        <caption class="table-caption">Usage by {props.groupBy}, largest first</caption>
         <thead>
           <tr>
             <th scope="col">{props.groupBy === "description" ? "Description" : props.groupBy}</th>
@@ -746,9 +746,11 @@ function BucketTable(props: {
   totals: Shaped["totals"];
 }): JSX.Element {
   return (
+    <>
+    <p class="table-note">Oldest first; periods without usage are left out.</p>
     <div class="table-scroll" tabIndex={0} role="region" aria-label="Usage per period">
       <table class="table" data-testid="usage-table">
-        <caption class="table-caption">Per {props.granularity.toLowerCase()}, oldest first (UTC); periods without usage are left out</caption>
+        <caption class="table-caption">Usage per {props.granularity.toLowerCase()} (UTC)</caption>
         <thead>
           <tr>
             <th scope="col">{props.granularity === "HOUR" ? "Hour" : props.granularity === "DAY" ? "Day" : "Month"}</th>
@@ -783,6 +785,7 @@ function BucketTable(props: {
         </tfoot>
       </table>
     </div>
+    </>
   );
 }
 
