@@ -138,7 +138,7 @@ function Ledger(props: { teamId: string; range: Range }): JSX.Element {
       <Summary entries={entries} complete={complete} />
       <p class="table-note">Amounts are rounded to cents; point at one for the exact value. Times are UTC.</p>
       <div class="table-scroll" tabIndex={0} role="region" aria-label="Statement entries">
-        <table class="table" data-testid="statement-table">
+        <table class="table statement-table" data-testid="statement-table">
           <caption class="table-caption">Ledger entries, newest first</caption>
           <thead>
             <tr>
@@ -160,17 +160,17 @@ function Ledger(props: { teamId: string; range: Range }): JSX.Element {
                   data-amount={entry.amount}
                   data-balance-after={entry.balanceAfter}
                 >
-                  <td class="cell-nowrap">{formatDate(entry.createdAt, true)}</td>
-                  <td class="cell-nowrap">{KIND_WORDS[entry.kind] ?? entry.kind}</td>
-                  <td class="cell-text">{entry.description ?? <span class="muted">—</span>}</td>
+                  <td class="cell-nowrap cell-date">{formatDate(entry.createdAt, true)}</td>
+                  <td class="cell-nowrap cell-kind">{KIND_WORDS[entry.kind] ?? entry.kind}</td>
+                  <td class="cell-text cell-description">{entry.description ?? <span class="muted">—</span>}</td>
                   <td
-                    class={negative ? "num amount-debit" : "num amount-credit"}
+                    class={negative ? "num cell-amount amount-debit" : "num cell-amount amount-credit"}
                     title={exactUsd(signed(entry.amount))}
                     data-testid="statement-amount"
                   >
                     {signedCents(entry.amount)}
                   </td>
-                  <td class="num" title={exactUsd(entry.balanceAfter)} data-testid="statement-balance">
+                  <td class="num cell-balance" title={exactUsd(entry.balanceAfter)} data-testid="statement-balance">
                     {formatCents(entry.balanceAfter)}
                   </td>
                 </tr>
