@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from bench import harness, ingest, sustained, usage
+from bench import harness, history, ingest, sustained, usage
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -167,7 +167,10 @@ def _print_sustained(figures: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument(
-        "suites", nargs="*", help="ingest, usage, sustained, subscriptions (default: all)"
+        "suites",
+        nargs="*",
+        help="ingest, usage, sustained, subscriptions (default: these four); history "
+        "(10M records: only when named)",
     )
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
@@ -215,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             _print_usage(figures)
+        if "history" in suites:
+            figures["history"] = history.run(
+                database, quick=args.quick, seconds=seconds, workers=args.workers
+            )
         if "sustained" in suites:
             figures["sustained"] = sustained.run(
                 database,

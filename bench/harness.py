@@ -107,7 +107,8 @@ class Server:
         self._wait("/healthz" if app is None else "/")
 
     def _wait(self, path: str) -> None:
-        deadline = time.monotonic() + 30
+        # 60 s: two workers importing the app on a loaded two-core machine took over 30.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
@@ -118,7 +119,7 @@ class Server:
                         return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("server did not start within 30 s")
+        raise RuntimeError("server did not start within 60 s")
 
     def memory_mb(self) -> float:
         """Resident memory of the server and its worker children."""

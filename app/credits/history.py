@@ -168,8 +168,17 @@ async def _add_rollups(
     sums = 'sum("amount") AS a, sum("from_credits") AS c, sum("invoiced") AS i, sum("events") AS n'
     if is_postgres(conn):
         unit = granularity.value.lower()
+        # int8, not numeric: asyncpg decodes numerics as Decimals, far slower. A team's
+        # sum over 2,000 months stays far below 2^63 units.
+        sums = ", ".join(
+            f'sum("{column}")::int8 AS {alias}'
+            for column, alias in (("amount", "a"), ("from_credits", "c"), ("invoiced", "i"))
+        )
+        sums += ', sum("events")::int8 AS n'
+        # The hour as UTC wall time, truncated: cheaper than date_trunc's time zone form.
         sql = (
-            f'SELECT date_trunc(\'{unit}\', "hour", \'UTC\') AS b, "dimension", "value", {sums} '
+            f"SELECT date_trunc('{unit}', \"hour\" AT TIME ZONE 'UTC') AS b, \"dimension\", "
+            f'"value", {sums} '
             'FROM "usage_rollups" WHERE "team_id" = $1 AND "dimension" = ANY($2::varchar[]) '
             'AND "hour" >= $3 AND "hour" < $4 GROUP BY 1, 2, 3'
         )
@@ -186,6 +195,8 @@ async def _add_rollups(
         instant = row["b"]
         if isinstance(instant, str):
             instant = datetime.fromisoformat(instant)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
         group = None if row["dimension"] == WHOLE_HOUR else row["value"]
         values = (row["a"], row["c"], row["i"], row["n"])
         tally.add(bucket_start(instant, granularity), group, values)

@@ -12,11 +12,18 @@ function init(args)
   prefix = os.getenv("KEY_PREFIX")
   amount = os.getenv("AMOUNT") or "0.0001"
   batch = tonumber(os.getenv("BATCH") or "0")
+  dimensions = os.getenv("DIMENSIONS") == "1"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
 end
 local function event(team, key)
-  return '{"teamId":"' .. team .. '","amount":"' .. amount .. '","idempotencyKey":"' .. key .. '"}'
+  -- DIMENSIONS=1: a description and two dimensions, as metered API calls carry them.
+  local extra = ""
+  if dimensions then
+    local n = counter % 8
+    extra = ',"description":"chat","dimensions":{"model":"m' .. n .. '","region":"r' .. (n % 4) .. '"}'
+  end
+  return '{"teamId":"' .. team .. '","amount":"' .. amount .. '","idempotencyKey":"' .. key .. '"' .. extra .. '}'
 end
 request = function()
   counter = counter + 1
