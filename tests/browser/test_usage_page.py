@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import Gql, unique_email
 from tests.browser.harness import ROOT, Server
@@ -178,6 +178,15 @@ async def test_usage_page_shows_the_api_numbers_grouped_and_as_csv(
         assert Decimal(amount) == Decimal(bucket["amount"])
     await expect(page.get_by_test_id("chart-legend-item")).to_have_count(1)
     await expect(page.locator("[data-testid=usage-chart] canvas")).to_have_count(1)
+    # Pointing at today's bar (the last of 30) reads out its day and exact total.
+    plot = page.locator("[data-testid=usage-chart] .u-over")
+    box = await plot.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] * (1 - 0.5 / 30), box["y"] + box["height"] - 4)
+    today = next(b for b in reversed(series["buckets"]) if b["events"])
+    await expect(page.get_by_test_id("chart-readout")).to_contain_text(
+        f"{exact(Decimal(today['amount']))} in total"
+    )
 
     # The runway in words, from the API's burn rate.
     runway = (await gql(RUNWAY, {"t": team_id}, token=admin_token))["team"]["credits"]["runway"]
@@ -254,7 +263,26 @@ async def test_usage_page_says_when_there_is_nothing_and_when_the_range_is_wrong
     page: Page,
 ) -> None:
     await sign_in(page, unique_email("empty-usage"))
+
+    # A failing answer is said in words, with Retry; the retry shows the real (empty) range.
+    async def fail_series(route: Route) -> None:
+        if "query Usage(" in (route.request.post_data or ""):
+            await route.fulfill(
+                json={
+                    "errors": [
+                        {"message": "The database is busy.", "extensions": {"code": "INTERNAL"}}
+                    ]
+                }
+            )
+        else:
+            await route.continue_()
+
+    await page.route("**/graphql", fail_series)
     await open_page(page, "usage")
+    error = page.get_by_test_id("usage-card").get_by_test_id("error-state")
+    await expect(error).to_contain_text("The database is busy.")
+    await page.unroute("**/graphql", fail_series)
+    await error.get_by_role("button", name="Retry").click()
     await expect(page.get_by_test_id("usage-result").get_by_test_id("empty-state")).to_contain_text(
         "No usage in this range"
     )
