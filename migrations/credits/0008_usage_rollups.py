@@ -1,8 +1,8 @@
 """Usage history: hourly rollups per team and group, and the indexes the history reads.
 
 `usage_rollups` is filled from the usage records already stored (the usage statement
-keeps it from now on); ledger entries are also indexed by (team, id), usage records
-by (team, occurred_at) (docs/usage-history.md).
+keeps it from now on); ledger entries are indexed by (team, id) instead of team alone,
+usage records also by (team, occurred_at) (docs/usage-history.md).
 """
 
 from tortoise import migrations
@@ -49,6 +49,27 @@ async def _backfill(apps, schema_editor):
         await client.execute_script(sql)
 
 
+class _RemoveIndexIfPresent(ops.RemoveIndex):
+    """Ledger entries by team alone: (team_id, id) serves every reader of it. The index
+    exists under its generated name on PostgreSQL; SQLite's was lost when 0003 rebuilt
+    the table, so it is dropped only if present."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is None:
+            return
+        await state_editor.client.execute_script(
+            'DROP INDEX IF EXISTS "idx_ledger_entr_team_id_212083"'
+        )
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is None:
+            return
+        await state_editor.client.execute_script(
+            'CREATE INDEX IF NOT EXISTS "idx_ledger_entr_team_id_212083" '
+            'ON "ledger_entries" ("team_id")'
+        )
+
+
 async def _empty(apps, schema_editor):
     await schema_editor.client.execute_script('DELETE FROM "usage_rollups"')
 
@@ -74,6 +95,11 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'usage_rollups', 'app': 'credits', 'unique_together': (('team', 'dimension', 'hour', 'value'),), 'pk_attr': 'id', 'table_description': 'Usage summed per team, UTC hour and group, written with the records it sums (in'},
             bases=['Model'],
+        ),
+        _RemoveIndexIfPresent(
+            model_name='LedgerEntry',
+            name=None,
+            fields=['team_id'],
         ),
         ops.AddIndex(
             model_name='LedgerEntry',
