@@ -194,6 +194,7 @@ export function RangePicker(props: {
   const today = dayString(new Date());
   return (
     <div class="range-picker" data-testid="range-picker">
+      <div class="range-fields">
       <label class="field">
         <span class="field-label">Date range</span>
         <select
@@ -246,6 +247,7 @@ export function RangePicker(props: {
           </label>
         </>
       )}
+      </div>
       {props.problem && (
         <span class="field-error range-problem" role="alert" data-testid="range-error">
           {props.problem}
