@@ -10,11 +10,14 @@ import type { ViewerQuery } from "../gql/graphql";
 import { ApiError, gql, liveClient, mutate, onLiveStatus, resetLive, setEndpoint, subscribe } from "./api";
 import { ActivityPage } from "./pages/activity";
 import { ApiKeysPage } from "./pages/api-keys";
+import { IconChart, IconList } from "./chart";
 import { CreditsPage } from "./pages/credits";
 import { InvoicesPage } from "./pages/invoices";
 import { MembersPage } from "./pages/members";
 import { NotificationsPage } from "./pages/notifications";
 import { PaymentPage } from "./pages/payment";
+import { StatementPage } from "./pages/statement";
+import { UsagePage } from "./pages/usage";
 import { href, navigate, onLinkClick, type Page, useRoute } from "./router";
 import {
   acceptHandoff,
@@ -491,6 +494,8 @@ function Invitations(props: { invitations: Invitation[]; onAnswered: () => void 
 const NAV: [Page, string, () => JSX.Element, boolean][] = [
   ["credits", "Credits", IconWallet, false],
   ["payment", "Payment", IconCard, false],
+  ["usage", "Usage", IconChart, false],
+  ["statement", "Statement", IconList, false],
   ["invoices", "Invoices", IconFile, false],
   ["members", "Members", IconUsers, false],
   ["notifications", "Notifications", IconBell, false],
@@ -513,6 +518,10 @@ function PageView(props: { page: Page } & PageProps): JSX.Element {
       return <ActivityPage key={rest.teamId} {...rest} />;
     case "api-keys":
       return <ApiKeysPage key={rest.teamId} {...rest} />;
+    case "usage":
+      return <UsagePage key={rest.teamId} {...rest} />;
+    case "statement":
+      return <StatementPage key={rest.teamId} {...rest} />;
     default:
       return <CreditsPage key={rest.teamId} {...rest} />;
   }

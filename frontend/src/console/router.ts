@@ -2,8 +2,8 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-export type Page = "credits" | "payment" | "invoices" | "members" | "notifications" | "activity" | "api-keys";
-export const PAGES: Page[] = ["credits", "payment", "invoices", "members", "notifications", "activity", "api-keys"];
+export type Page = "credits" | "payment" | "usage" | "statement" | "invoices" | "members" | "notifications" | "activity" | "api-keys";
+export const PAGES: Page[] = ["credits", "payment", "usage", "statement", "invoices", "members", "notifications", "activity", "api-keys"];
 
 export interface Route {
   teamId: string | null;
