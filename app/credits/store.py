@@ -234,15 +234,18 @@ def _rows(conn: BaseDBAsyncClient, row_type: type[Row], rows: Iterable[Sequence[
 # statistics, and a freshly created or newly bloated table looks small enough to read
 # whole: the probe of an empty usage_records, or the account and grant updates at a
 # thousand teams, became sequential scans whose cost grew with the table until the next
-# ANALYZE (docs/ingestion.md, "Plans that do not depend on statistics").
-INDEX_PROBES_ONLY = "SET LOCAL enable_seqscan = off"
+# ANALYZE. Sorts are priced out too: the idempotency probe asks for the order of the
+# unique (team_id, idempotency_key) index, and any other index would need one (docs/
+# ingestion.md, "Plans that do not depend on statistics").
+INDEX_PROBES_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off"
 
 
 async def prefer_index_probes(conn: BaseDBAsyncClient) -> None:
     """Plans the rest of this transaction's statements as index probes (PostgreSQL).
 
-    `enable_seqscan = off` only prices a sequential scan out; a table with no usable
-    index is still read. SET LOCAL ends with the transaction.
+    `enable_seqscan = off` and `enable_sort = off` only price a plan out; a table with
+    no usable index is still read, and a sort no index gives is still made. SET LOCAL
+    ends with the transaction.
     """
     if _postgres(conn):
         await conn.execute_script(INDEX_PROBES_ONLY)
@@ -332,18 +335,22 @@ async def usage_by_pairs(
         return await usage_by_keys(
             conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
         )
-    # One probe of the unique (team_id, idempotency_key) index per pair, whatever the
-    # plan's estimates: a LATERAL subquery with LIMIT is never flattened into a join, so
-    # its only plan is a loop over the pairs with a parameterised scan inside, and an
-    # index probe beats a scan of the whole table once it holds a hundred records. A
-    # plain join of the pairs was planned as a hash join over a sequential scan of
-    # usage_records whenever that looked cheaper for the ten pairs a generic plan
-    # assumes (docs/ingestion.md, "The idempotency probe").
+    # One seek in the unique (team_id, idempotency_key) index per pair, whatever the
+    # statistics say: "the team's first key at or after this one" is a LATERAL subquery
+    # with LIMIT (never flattened into a join), and only that index serves both its
+    # conditions and its order; any other index leading with team_id needs a sort on
+    # top, which the transaction prices out (`prefer_index_probes`). The equality is
+    # checked outside. With plain
+    # equalities the history index on (team_id, occurred_at) looked as cheap on a young
+    # table, and each probe then read every record of the team; a plain join was planned
+    # as a hash join over a sequential scan (docs/ingestion.md, "The idempotency probe").
     columns = ", ".join(f'u."{c}"' for c in USAGE_COLUMNS)
     sql = (
         f'SELECT {columns} FROM unnest($1::uuid[], $2::varchar[]) AS k("team_id", "key") '
-        'CROSS JOIN LATERAL (SELECT * FROM "usage_records" AS r WHERE r."team_id" = k."team_id" '
-        'AND r."idempotency_key" = k."key" LIMIT 1) AS u'
+        'CROSS JOIN LATERAL (SELECT * FROM "usage_records" AS r '
+        'WHERE r."team_id" = k."team_id" AND r."idempotency_key" >= k."key" '
+        'ORDER BY r."idempotency_key" LIMIT 1) AS u '
+        'WHERE u."idempotency_key" = k."key"'
     )
     params = [[t for t, _ in pairs], [k for _, k in pairs]]
     return [usage_row_of(row) for row in await _select(conn, sql, params)]
