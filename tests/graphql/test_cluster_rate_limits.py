@@ -237,3 +237,37 @@ async def test_a_high_limit_is_leased_in_parts(prefix: str) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_concurrent_checks_share_one_lease_renewal(prefix: str) -> None:
+    """64 requests at once on a gateway's limit: when the lease runs out, one of them
+    takes the next and the others spend from it. Each taking its own would throw all
+    but one away and spend the minute's limit many times faster than requests come."""
+    limiter = RedisLimiter(REDIS_URL, prefix=prefix)
+    leases = 0
+    hit = limiter._strategy.hit
+
+    async def counted(*args: Any, _hit: Any = hit, **kwargs: Any) -> bool:
+        nonlocal leases
+        leases += 1
+        return bool(await _hit(*args, **kwargs))
+
+    limiter._strategy.hit = counted  # type: ignore[method-assign]
+    try:
+        rate = Rate(per_minute=600_000)  # leases of 1,000
+        assert await limiter.allow([("team:warm-up", Rate(100))]) is None
+        leases = 0
+
+        async def client() -> int:
+            admitted = 0
+            for _ in range(500):
+                if await limiter.allow([("service-key:gw", rate)]) is None:
+                    admitted += 1
+            return admitted
+
+        admitted = sum(await asyncio.gather(*(client() for _ in range(64))))
+        assert admitted == 64 * 500
+        # 32,000 checks need 32 leases of 1,000.
+        assert leases <= 33
+    finally:
+        await limiter.close()
