@@ -20,7 +20,17 @@ from tests.browser.harness import SCREENS
 from tests.browser.helpers import open_page, settled, sign_in
 
 AXE = Path(__file__).resolve().parents[2] / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
-PAGES = ["credits", "payment", "invoices", "members", "notifications", "activity", "api-keys"]
+PAGES = [
+    "credits",
+    "payment",
+    "usage",
+    "statement",
+    "invoices",
+    "members",
+    "notifications",
+    "activity",
+    "api-keys",
+]
 SERIOUS = {"serious", "critical"}
 
 
