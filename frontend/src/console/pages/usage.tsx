@@ -5,7 +5,7 @@
 import type { JSX } from "preact";
 import { graphql } from "../../gql";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { formatUsd, toUnits } from "../../lib/money";
+import { formatUsd, formatUsdExact, toUnits } from "../../lib/money";
 import { gql } from "../api";
 import type { PageProps } from "../app";
 import { StackedBars, type StackedSeries } from "../chart";
@@ -69,17 +69,12 @@ export function unitsToDecimal(units: bigint): string {
 
 /** "$1,234.57": rounded half away from zero to cents (the exact value goes in a title). */
 export function formatCents(value: string): string {
-  const units = toUnits(value);
-  const negative = units < 0n;
-  const size = negative ? -units : units;
-  const cents = (size + 500_000n) / 1_000_000n;
-  const text = `${cents / 100n}.${(cents % 100n).toString().padStart(2, "0")}`;
-  return formatUsd(`${negative && cents > 0n ? "-" : ""}${text}`);
+  return formatUsd(value);
 }
 
 /** Exact, with every significant decimal: "$0.00001234". */
 export function exactUsd(value: string): string {
-  return formatUsd(value);
+  return formatUsdExact(value);
 }
 
 function sum(values: string[]): string {
