@@ -3,6 +3,7 @@ delivery after failures, ordering ids, team.blocked/unblocked, the log and repla
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -219,6 +220,7 @@ async def test_a_raised_limit_unblocks_through_the_notifiers_check(
         await drain(running)
         assert not await use(uuid.UUID(admin.team_id), "1.00")  # still blocked: told once
         await set_limit(admin.team_id, "10.00")  # no credits added: found by the pass
+        await asyncio.sleep(0.1)  # blocked teams are re-checked on the timer (0.05 s here)
         report = await drain(running)
         assert report.unblocked == 1
         types = [b["type"] for b in bodies(hooks.accepted())]
