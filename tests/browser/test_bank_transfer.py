@@ -70,7 +70,8 @@ async def test_bank_transfer_is_processing_then_credited(page: Page, width: int)
 
     # The debit settles: the purchase turns SUCCEEDED and the balance shows the credits,
     # without reloading the page.
-    await expect(purchase).to_contain_text("Succeeded", timeout=SETTLES_WITHIN_MS)
+    await expect(purchase).to_have_attribute("data-status", "SUCCEEDED", timeout=SETTLES_WITHIN_MS)
+    await expect(purchase).to_contain_text("Paid")
     await expect(page.get_by_test_id("balance-total")).to_have_text("$50.00")
     await expect(page.get_by_test_id("balance-prepaid")).to_have_text("$50.00")
     await screenshot(page, f"63-bank-transfer-credited-{width}")
