@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -34,9 +35,18 @@ async def empty(database: Settings) -> None:
             + "PRAGMA foreign_keys=ON;"
         )
     else:
-        await conn.execute_script(
-            "TRUNCATE " + ", ".join(f'"{t}"' for t in names) + " RESTART IDENTITY CASCADE;"
-        )
+        truncate = "TRUNCATE " + ", ".join(f'"{t}"' for t in names) + " RESTART IDENTITY CASCADE;"
+        # A background pass of a server still up (the notifier, a key's lastUsedAt flush)
+        # may hold a row lock on one table while it waits for another this statement has
+        # locked: PostgreSQL then aborts one of the two. Ours goes again once theirs is done.
+        for attempt in range(5):
+            try:
+                await conn.execute_script(truncate)
+                return
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.1)
 
 
 # The local server the suite's PostgreSQL runs come from (scripts/test); the tests that
