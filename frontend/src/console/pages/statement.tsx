@@ -4,15 +4,13 @@
 import type { JSX } from "preact";
 import { graphql } from "../../gql";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { toUnits } from "../../lib/money";
+import { formatUsd, formatUsdExact, toUnits } from "../../lib/money";
 import { ApiError, gql } from "../api";
 import type { PageProps } from "../app";
 import { Button, Card, EmptyState, ErrorState, formatDate, IconFile, Skeleton } from "../ui";
 import {
   describeRange,
-  exactUsd,
   ExportButton,
-  formatCents,
   type Range,
   RangePicker,
   type RangeChoice,
@@ -166,13 +164,13 @@ function Ledger(props: { teamId: string; range: Range }): JSX.Element {
                   <td class="cell-text cell-description">{entry.description ?? <span class="muted">—</span>}</td>
                   <td
                     class={negative ? "num cell-amount amount-debit" : "num cell-amount amount-credit"}
-                    title={exactUsd(signed(entry.amount))}
+                    title={formatUsdExact(signed(entry.amount))}
                     data-testid="statement-amount"
                   >
                     {signedCents(entry.amount)}
                   </td>
-                  <td class="num cell-balance" title={exactUsd(entry.balanceAfter)} data-testid="statement-balance">
-                    {formatCents(entry.balanceAfter)}
+                  <td class="num cell-balance" title={formatUsdExact(entry.balanceAfter)} data-testid="statement-balance">
+                    {formatUsd(entry.balanceAfter)}
                   </td>
                 </tr>
               );
@@ -210,7 +208,7 @@ function signed(amount: string): string {
 
 function signedCents(amount: string): string {
   const units = toUnits(amount);
-  const size = formatCents(unitsToDecimal(units < 0n ? -units : units));
+  const size = formatUsd(unitsToDecimal(units < 0n ? -units : units));
   // A debit under half a cent still reads as a debit ("-$0.00"); the title has it exactly.
   return units < 0n ? `-${size}` : units > 0n ? `+${size}` : size;
 }
@@ -245,8 +243,8 @@ function Tile(props: { label: string; value: string; testid: string }): JSX.Elem
   return (
     <div class="tile">
       <div class="tile-label">{props.label}</div>
-      <div class="tile-value" title={exactUsd(props.value)} data-value={props.value} data-testid={props.testid}>
-        {formatCents(props.value)}
+      <div class="tile-value" title={formatUsdExact(props.value)} data-value={props.value} data-testid={props.testid}>
+        {formatUsd(props.value)}
       </div>
     </div>
   );

@@ -67,16 +67,6 @@ export function unitsToDecimal(units: bigint): string {
   return `${negative ? "-" : ""}${size / UNIT}.${fraction}`;
 }
 
-/** "$1,234.57": rounded half away from zero to cents (the exact value goes in a title). */
-export function formatCents(value: string): string {
-  return formatUsd(value);
-}
-
-/** Exact, with every significant decimal: "$0.00001234". */
-export function exactUsd(value: string): string {
-  return formatUsdExact(value);
-}
-
 function sum(values: string[]): string {
   return unitsToDecimal(values.reduce((total, value) => total + toUnits(value), 0n));
 }
@@ -431,7 +421,7 @@ function shape(series: Series, range: Range, granularity: Granularity, groupBy: 
     label: group.name,
     // Dollars as floats for bar heights only.
     values: group.perSlot.map((units) => Number(units) / 1e8),
-    texts: group.perSlot.map((units) => exactUsd(unitsToDecimal(units))),
+    texts: group.perSlot.map((units) => formatUsdExact(unitsToDecimal(units))),
   }));
   const totals = {
     amount: series.total,
@@ -675,7 +665,7 @@ function UsageView(props: { teamId: string; range: Range; granularity: Granulari
           series={shaped.chart}
           testid="usage-chart"
           xLabel={(index) => bucketLabel(shaped.starts[index], props.granularity)}
-          totalText={(index) => `${exactUsd(shaped.perBucket[index])} in total`}
+          totalText={(index) => `${formatUsdExact(shaped.perBucket[index])} in total`}
         />
         <figcaption class="muted small">
           Spend per {props.granularity.toLowerCase()} (UTC){grouped ? `, stacked by ${props.groupBy}` : ""}. The table below
@@ -692,8 +682,8 @@ function Tile(props: { label: string; value: string; testid: string }): JSX.Elem
   return (
     <div class="tile">
       <div class="tile-label">{props.label}</div>
-      <div class="tile-value" data-testid={props.testid} data-value={props.value} title={exactUsd(props.value)}>
-        {formatCents(props.value)}
+      <div class="tile-value" data-testid={props.testid} data-value={props.value} title={formatUsdExact(props.value)}>
+        {formatUsd(props.value)}
       </div>
     </div>
   );
@@ -701,8 +691,8 @@ function Tile(props: { label: string; value: string; testid: string }): JSX.Elem
 
 function Money(props: { value: string }): JSX.Element {
   return (
-    <span title={exactUsd(props.value)} data-value={props.value}>
-      {formatCents(props.value)}
+    <span title={formatUsdExact(props.value)} data-value={props.value}>
+      {formatUsd(props.value)}
     </span>
   );
 }
@@ -807,7 +797,7 @@ function until(at: string | null): string {
  */
 export function runwaySentence(runway: Runway, total: string): string {
   const burn = toUnits(runway.dailyBurn);
-  const rate = formatCents(runway.dailyBurn);
+  const rate = formatUsd(runway.dailyBurn);
   // Older servers send only daysLeft (credits and invoiced headroom together).
   const creditsDays = runway.creditsDaysLeft === undefined ? runway.daysLeft : runway.creditsDaysLeft;
   const creditsAt = runway.creditsExhaustAt === undefined ? runway.exhaustsAt : runway.creditsExhaustAt;
