@@ -23,11 +23,11 @@ from typing import Any, cast
 
 from graphql import ExecutionResult, FieldNode, GraphQLField, GraphQLObjectType, OperationType
 from graphql.pyutils import Path
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
 from app.billing import live
+from app.graphql.execution import PlainObjects
 from app.graphql.types import Credits
 from app.kit.errors import NotFound
 
@@ -116,7 +116,7 @@ class _Rendered:
         return ExecutionResult(self.result.data, self.result.errors)
 
 
-class SharedRenders(StrawberryGraphQLCoreExecutionContext):
+class SharedRenders(PlainObjects):
     """Executes a shared subscription event once per operation and variables."""
 
     _render_key: tuple[int, str] | None = None
