@@ -176,13 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_file", help="also write the figures as JSON")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--seconds", type=float, help="length of each run (default 30, quick 3)")
+    parser.add_argument(
+        "--database",
+        help="run in this existing database (history: one loaded by an earlier --keep run, "
+        "so the 10M-record preload is not repeated)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     args, rest = parser.parse_known_args(argv)
     suites = args.suites or ["ingest", "usage", "sustained", "subscriptions", "notifications"]
     harness.require_tools()
     # Sustained figures: short runs overstate the hot path (caches warm, no vacuum yet).
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     figures: dict[str, Any] = {"quick": args.quick, "workers": args.workers}
-    database = harness.Database.create()
+    database = harness.Database(args.database) if args.database else harness.Database.create()
     failed = False
     try:
         harness.migrate(database)
@@ -220,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             _print_usage(figures)
         if "history" in suites:
             figures["history"] = history.run(
-                database, quick=args.quick, seconds=seconds, workers=args.workers
+                database,
+                quick=args.quick,
+                seconds=seconds,
+                workers=args.workers,
+                preloaded=args.database is not None,
             )
         if "sustained" in suites:
             figures["sustained"] = sustained.run(
@@ -262,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + line)
         failed = bool(discrepancies)
     finally:
-        database.drop()
+        if args.keep or args.database:
+            print(f"database kept: {database.name}")
+        else:
+            database.drop()
     if args.json_file:
         with open(args.json_file, "w") as out:
             json.dump(figures, out, indent=2, default=str)
