@@ -11,7 +11,6 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 from app.kit.team_rows import TeamRow
-
 from app.teams.models import Team
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from app.kit.team_rows import TeamRow
 
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
