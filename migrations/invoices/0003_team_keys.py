@@ -52,8 +52,8 @@ async def _composite(apps, schema_editor):
         for sql in _keys('"team_id", "id"', '("team_id", "invoice_id") REFERENCES "invoices" ("team_id", "id")'):
             await client.execute_script(sql)
         return
-    # SQLite's rebuilds of the tables (a unique dropped, a column made required) drop
-    # their other indexes: made again under their names.
+    # Made again if SQLite lost them in a rebuild of `invoices` (none is made here now:
+    # IF NOT EXISTS keeps them as they are).
     await client.execute_script(
         'CREATE INDEX IF NOT EXISTS "idx_invoices_team_id_dd18e8" ON "invoices" ("team_id", "issued_at");'
         'CREATE INDEX IF NOT EXISTS "idx_invoices_status_5dee8c" ON "invoices" ("status", "next_attempt_at")'
@@ -78,18 +78,36 @@ class _RemoveLineUnique(ops.RemoveConstraint):
         await super().database_forward(app_label, old_state, new_state, state_editor)
 
 
+class _PostgresOnlyAlterField(ops.AlterField):
+    """Drops a column's global UNIQUE on PostgreSQL. SQLite can only drop it by rebuilding
+    `invoices`, and dropping the old table would delete every line through their ON DELETE
+    CASCADE (the migration runs in a transaction, where foreign keys cannot be turned
+    off): on SQLite, never distributed, the column stays globally unique, which the
+    numbering counter and the source keys (they name their team or purchase) keep anyway."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is None or state_editor.client.capabilities.dialect != "postgres":
+            return
+        await super().database_forward(app_label, old_state, new_state, state_editor)
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is None or state_editor.client.capabilities.dialect != "postgres":
+            return
+        await super().database_backward(app_label, old_state, new_state, state_editor)
+
+
 class Migration(migrations.Migration):
     dependencies = [("invoices", "0002_seller"), ("teams", "0004_team_keys")]
 
     initial = False
 
     operations = [
-        ops.AlterField(
+        _PostgresOnlyAlterField(
             model_name="Invoice",
             name="number",
             field=fields.CharField(max_length=32),
         ),
-        ops.AlterField(
+        _PostgresOnlyAlterField(
             model_name="Invoice",
             name="source_key",
             field=fields.CharField(max_length=100),

@@ -90,8 +90,8 @@ def _line_teams(url: str, sqlite: bool) -> list[str]:
 
 def test_latest_migrations_apply_over_rows_of_the_first(settings: Settings, tmp_path: Path) -> None:
     database = settings
-    team = uuid.uuid4()
-    seed = [s.format(team=team, invoice=uuid.uuid4()) for s in _SEED]
+    team, invoice = uuid.uuid4(), uuid.uuid4()
+    seed = [s.format(team=team, invoice=invoice) for s in _SEED]
     if database.is_sqlite:
         url = f"sqlite://{tmp_path / 'upgrade.sqlite3'}"
     else:
