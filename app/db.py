@@ -12,7 +12,7 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
-from app import locks
+from app import distribution, locks
 from app.config import Settings, get_settings
 
 # Where Tortoise's migrate records what it applied.
@@ -90,7 +90,9 @@ async def migrate(settings: Settings) -> list[str]:
     """Apply every pending migration under `migrations/`; returns the names applied.
 
     On PostgreSQL under an advisory lock: replicas started together migrate one after
-    another, so the first applies everything and the others find nothing pending."""
+    another, so the first applies everything and the others find nothing pending. On
+    Citus the same lock covers placing the tables (`app.distribution.apply`: a no-op
+    elsewhere, and once every table is placed)."""
     applied: list[str] = []
 
     def progress(event: str, app_label: str, name: str) -> None:
@@ -100,6 +102,7 @@ async def migrate(settings: Settings) -> list[str]:
     async with locks.advisory_lock(settings, locks.MIGRATE, wait=True):
         try:
             await tortoise_migrate(config=tortoise_config(settings), progress=progress)
+            await distribution.apply(connections.get("default"))
         finally:
             # Open connections (aiosqlite's thread) would keep a failed run from exiting.
             await Tortoise.close_connections()
