@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
+from app.credits import shards
 from app.credits.models import CreditAccount, CreditGrant, CreditKind, UsageRecord
 from app.kit.sql import fetch_one
 
@@ -331,10 +332,14 @@ async def usage_by_pairs(
     conn: BaseDBAsyncClient, pairs: Sequence[tuple[uuid.UUID, str]]
 ) -> list[UsageRow]:
     """Usage records under these (team, idempotency key) pairs."""
-    if not _postgres(conn):
-        return await usage_by_keys(
+    if not _postgres(conn) or split_writes():
+        # Citus routes `team_id = ANY(...)` to the teams' one shard, not a join with
+        # unnest(); the few records of other pairs it may return are dropped here.
+        wanted = set(pairs)
+        found = await usage_by_keys(
             conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
         )
+        return [r for r in found if (r.team_id, r.idempotency_key) in wanted]
     # One seek in the unique (team_id, idempotency_key) index per pair, whatever the
     # statistics say: "the team's first key at or after this one" is a LATERAL subquery
     # with LIMIT (never flattened into a join), and only that index serves both its
@@ -506,8 +511,8 @@ async def _write_sqlite(
         rows = [[_text(getattr(r, a)) for a in attributes] for r in usage]
         await conn.execute_many(_sqlite_insert("usage_records", USAGE_COLUMNS), rows)
     if grants:
-        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
-        await conn.execute_many(sql, [[g.remaining, str(g.id)] for g in grants])
+        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "team_id" = ? AND "id" = ?'
+        await conn.execute_many(sql, [[g.remaining, str(g.team_id), str(g.id)] for g in grants])
     if entries:
         rows = [[_text(v) for v in entry] for entry in entries]
         await conn.execute_many(_sqlite_insert("ledger_entries", _ENTRY_COLUMNS), rows)
@@ -518,8 +523,8 @@ async def _write_sqlite(
         # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
         columns = _account_columns()
         assignments = ", ".join(f'"{c}" = ?' for _, c in columns)
-        sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = ?'
-        values = [[getattr(a, name) for name, _ in columns] + [a.id] for a in accounts]
+        sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "team_id" = ?'
+        values = [[getattr(a, name) for name, _ in columns] + [str(a.team_id)] for a in accounts]
         await conn.execute_many(sql, values)
 
 
@@ -539,6 +544,13 @@ class _RowTypes:
     grant: Callable[[GrantRow], tuple[Any, ...]]
     statement: str
     grant_statement: str
+    # The statement's parts one by one, for Citus (`split_writes`): usage, rollups (or
+    # None), grants, ledger entries, accounts.
+    usage_statement: str
+    rollup_statement: str | None
+    grants_update: str
+    entries_statement: str
+    accounts_update: str
 
 
 _row_types: _RowTypes | None = None  # a process uses one database
@@ -551,6 +563,18 @@ async def _catalog_columns(conn: BaseDBAsyncClient, table: str) -> tuple[str, ..
     )
     _, rows = await conn.execute_query(sql, [f'"{table}"'])
     return tuple(row["attname"] for row in rows)
+
+
+# Every row of a team table is written by (team_id, ...): its key once the keys
+# include team_id, and on Citus what routes the statement to the team's shard. A
+# grant's remaining amount goes as arrays of (team_id, id, remaining).
+def _grants_from(first: int) -> str:
+    """The grants' (team_id, id, remaining) arrays as parameters `first` to `first + 2`."""
+    a, b, c = first, first + 1, first + 2
+    return f'unnest(${a}::uuid[], ${b}::uuid[], ${c}::int8[]) AS v("team_id", "id", "remaining")'
+
+
+_GRANTS_MATCH = 'g."team_id" = v."team_id" AND g."id" = v."id"'
 
 
 async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
@@ -573,21 +597,30 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         return ", ".join(f'{prefix}"{c}"' for c in columns)
 
     assignments = ", ".join(f'"{c}" = v."{c}"' for c in accounts if c not in ("id", "team_id"))
+    usage_insert = (
+        f'INSERT INTO "usage_records" ({names(usage)}) '
+        f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v'
+    )
+    entries_insert = (
+        f'INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '
+        f'SELECT {names(_ENTRY_COLUMNS, "v.")} FROM unnest($5::"ledger_entries"[]) AS v'
+    )
     statement = (
-        f'WITH u AS (INSERT INTO "usage_records" ({names(usage)}) '
-        f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v), '
+        f"WITH u AS ({usage_insert}), "
         f"{_PG_ROLLUP_PART if _rollups_on else ''}"
-        'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
-        'FROM unnest($2::uuid[], $3::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"), '
-        f'l AS (INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '
-        f'SELECT {names(_ENTRY_COLUMNS, "v.")} FROM unnest($4::"ledger_entries"[]) AS v) '
+        f'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+        f"FROM {_grants_from(2)} WHERE {_GRANTS_MATCH}), "
+        f"l AS ({entries_insert}) "
         f'UPDATE "credit_accounts" AS a SET {assignments} '
-        'FROM unnest($5::"credit_accounts"[]) AS v WHERE a."id" = v."id"'
+        'FROM unnest($6::"credit_accounts"[]) AS v WHERE a."team_id" = v."team_id"'
     )
     grant_statement = (
         f'INSERT INTO "credit_grants" ({names(grants)}) '
         f'SELECT {names(grants, "v.")} FROM unnest($1::"credit_grants"[]) AS v'
     )
+    # Citus: one statement per table, each with its own parameters numbered from 1, and
+    # each update also naming the teams (`team_id = ANY`), which prunes it to one shard.
+    rollups = _PG_ROLLUP_PART.removeprefix("r AS (").removesuffix("), ") if _rollups_on else None
     return _RowTypes(
         usage=attrgetter(*(_USAGE_ATTRIBUTES.get(c, c) for c in usage)),
         entry=itemgetter(*(0 if c == "id" else _ENTRY_COLUMNS.index(c) + 1 for c in entries)),
@@ -595,6 +628,19 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         grant=attrgetter(*(grant_fields[c] for c in grants)),
         statement=statement,
         grant_statement=grant_statement,
+        usage_statement=usage_insert,
+        rollup_statement=rollups,
+        grants_update=(
+            'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+            f"FROM {_grants_from(2)} "
+            f'WHERE {_GRANTS_MATCH} AND g."team_id" = ANY($1::uuid[])'
+        ),
+        entries_statement=entries_insert.replace("$5::", "$1::"),
+        accounts_update=(
+            f'UPDATE "credit_accounts" AS a SET {assignments} '
+            'FROM unnest($1::"credit_accounts"[]) AS v '
+            'WHERE a."team_id" = v."team_id" AND a."team_id" = ANY($2::uuid[])'
+        ),
     )
 
 
@@ -620,6 +666,22 @@ async def insert_grants(conn: BaseDBAsyncClient, grants: Sequence[GrantRow]) -> 
     await conn.execute_query(types.grant_statement, [[types.grant(g) for g in grants]])
 
 
+# Whether the usage writes go one statement per table (None: on Citus only).
+_split_override: bool | None = None
+
+
+def set_split_writes(split: bool | None) -> None:
+    """Forces the per-table writes on or off (tests, benchmarks); None: on Citus only."""
+    global _split_override
+    _split_override = split
+
+
+def split_writes() -> bool:
+    """Whether this transaction writes one statement per table: Citus plans a
+    data-modifying CTE over unnest() on the coordinator, not on the teams' shard."""
+    return shards.distributed() if _split_override is None else _split_override
+
+
 async def write_changes(
     conn: BaseDBAsyncClient,
     usage: Sequence[UsageRow],
@@ -630,16 +692,53 @@ async def write_changes(
     """Inserts usage records and ledger entries (in order), writes grants' remaining
     amounts and every column of the account rows: one statement on PostgreSQL, so the
     teams' row locks are held for one round trip of writing, not four. Empty arrays
-    make a part write nothing."""
+    make a part write nothing. On Citus, one statement per table that has rows to
+    write, each routed to the teams' shard (`split_writes`)."""
     if not _postgres(conn):
         await _write_sqlite(conn, usage, grants, entries, accounts)
         return
     types = _row_types if _row_types is not None else await _row_types_of(conn)
+    if split_writes():
+        await _write_split(conn, types, usage, grants, entries, accounts)
+        return
     params: list[object] = [
         [types.usage(r) for r in usage],
+        [g.team_id for g in grants],
         [g.id for g in grants],
         [g.remaining for g in grants],
         [types.entry((None, *e)) for e in entries],
         [types.account(a) for a in accounts],
     ]
     await conn.execute_query(types.statement, params)
+
+
+async def _write_split(
+    conn: BaseDBAsyncClient,
+    types: _RowTypes,
+    usage: Sequence[UsageRow],
+    grants: Sequence[GrantRow],
+    entries: Sequence[EntryRow],
+    accounts: Sequence[AccountRow],
+) -> None:
+    """`write_changes` as one statement per table, in the CTE's order."""
+    if usage:
+        rows = [types.usage(r) for r in usage]
+        await conn.execute_query(types.usage_statement, [rows])
+        if types.rollup_statement is not None:
+            await conn.execute_query(types.rollup_statement, [rows])
+    if grants:
+        teams = sorted({g.team_id for g in grants}, key=str)
+        params: list[object] = [
+            teams,
+            [g.team_id for g in grants],
+            [g.id for g in grants],
+            [g.remaining for g in grants],
+        ]
+        await conn.execute_query(types.grants_update, params)
+    if entries:
+        await conn.execute_query(
+            types.entries_statement, [[types.entry((None, *e)) for e in entries]]
+        )
+    if accounts:
+        rows = [types.account(a) for a in accounts]
+        await conn.execute_query(types.accounts_update, [rows, [a.team_id for a in accounts]])
