@@ -13,7 +13,7 @@ every team is on the one shard, so batches are as large as before. The shard of 
 oldest waiting event goes first; a team whose shard is not known yet waits for one
 query (`_resolve`) that learns it, its events still in arrival order.
 
-Two at a time, not more: every transaction costs a fixed six round trips, so the
+On one database, two at a time, not more: every transaction costs a fixed six round trips, so the
 fewer and larger the batches, the less CPU per event (scripts/bench measured two
 ahead of four). Two rather than one, so a transaction
 waiting on a row lock held elsewhere (a settlement, a month's close) does not stall
@@ -36,9 +36,14 @@ Pending = tuple[UsageRequest, "asyncio.Future[UsageResult]"]
 
 
 class UsageBatcher:
-    def __init__(self, max_events: int = 500, max_active: int = 2) -> None:
+    def __init__(
+        self, max_events: int = 500, max_active: int = 2, max_active_sharded: int = 8
+    ) -> None:
         self.max_events = max_events
         self.max_active = max_active
+        # On Citus a batch holds one shard's teams, so batches are smaller and run on
+        # different workers: more at once (measured, docs/scaling.md).
+        self.max_active_sharded = max_active_sharded
         self._pending: list[Pending] = []
         self._busy_teams: set[uuid.UUID] = set()
         self._active = 0
@@ -63,7 +68,8 @@ class UsageBatcher:
         self._scheduled = False
         unknown: set[uuid.UUID] = set()
         single = shards.single()  # one database: every team on the one shard
-        while self._pending and self._active < self.max_active:
+        limit = self.max_active if single else max(self.max_active, self.max_active_sharded)
+        while self._pending and self._active < limit:
             batch: list[Pending] = []
             rest: list[Pending] = []
             shard: int | None = None

@@ -81,6 +81,17 @@ def distributed() -> bool:
     return _distributed is True
 
 
+async def is_distributed(conn: BaseDBAsyncClient) -> bool:
+    """`distributed()`, found out first when not known or older than `TTL_SECONDS`
+    (every write path asks: a grant may come before any usage)."""
+    global _distributed, _checked_at
+    now = time.monotonic()
+    if _distributed is None or now - _checked_at > TTL_SECONDS:
+        _distributed = await _detect(conn)
+        _checked_at = now
+    return _distributed
+
+
 async def _detect(conn: BaseDBAsyncClient) -> bool:
     """Whether `teams` is distributed by Citus (the extension alone is not enough: until
     the tables are distributed, the database is still one shard)."""
@@ -102,16 +113,12 @@ async def shards_of(
     team_ids: Iterable[uuid.UUID], conn: BaseDBAsyncClient | None = None
 ) -> dict[uuid.UUID, int]:
     """Each team's shard: asks Citus, in one query, only for teams not cached."""
-    global _distributed, _checked_at
     teams = list(dict.fromkeys(team_ids))
     if _fixed is not None:
         return {team: _fixed(team) for team in teams}
-    now = time.monotonic()
-    if _distributed is None or now - _checked_at > TTL_SECONDS:
-        _distributed = await _detect(conn or _default_conn())
-        _checked_at = now
-    if not _distributed:
+    if not await is_distributed(conn or _default_conn()):
         return dict.fromkeys(teams, SINGLE)
+    now = time.monotonic()
     found: dict[uuid.UUID, int] = {}
     missing: list[uuid.UUID] = []
     for team in teams:

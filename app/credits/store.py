@@ -332,7 +332,7 @@ async def usage_by_pairs(
     conn: BaseDBAsyncClient, pairs: Sequence[tuple[uuid.UUID, str]]
 ) -> list[UsageRow]:
     """Usage records under these (team, idempotency key) pairs."""
-    if not _postgres(conn) or split_writes():
+    if not _postgres(conn) or await split_writes(conn):
         # Citus routes `team_id = ANY(...)` to the teams' one shard, not a join with
         # unnest(); the few records of other pairs it may return are dropped here.
         wanted = set(pairs)
@@ -658,7 +658,7 @@ async def insert_grants(conn: BaseDBAsyncClient, grants: Sequence[GrantRow]) -> 
         await conn.execute_many(sql, rows)
         return
     types = await _row_types_of(conn)
-    if split_writes():  # routed to the team's shard (`_write_split`)
+    if await split_writes(conn):  # routed to the team's shard (`_write_split`)
         await conn.execute_many(types.grant_row_insert, [list(types.grant(g)) for g in grants])
         return
     await conn.execute_query(types.grant_statement, [[types.grant(g) for g in grants]])
@@ -674,10 +674,12 @@ def set_split_writes(split: bool | None) -> None:
     _split_override = split
 
 
-def split_writes() -> bool:
+async def split_writes(conn: BaseDBAsyncClient) -> bool:
     """Whether this transaction writes one statement per table: Citus plans a
     data-modifying CTE over unnest() on the coordinator, not on the teams' shard."""
-    return shards.distributed() if _split_override is None else _split_override
+    if _split_override is not None:
+        return _split_override
+    return _postgres(conn) and await shards.is_distributed(conn)
 
 
 async def write_changes(
@@ -696,7 +698,7 @@ async def write_changes(
         await _write_sqlite(conn, usage, grants, entries, accounts)
         return
     types = _row_types if _row_types is not None else await _row_types_of(conn)
-    if split_writes():
+    if await split_writes(conn):
         await _write_split(conn, types, usage, grants, entries, accounts)
         return
     params: list[object] = [
