@@ -13,9 +13,9 @@ every team is on the one shard, so batches are as large as before. The shard of 
 oldest waiting event goes first; a team whose shard is not known yet waits for one
 query (`_resolve`) that learns it, its events still in arrival order.
 
-On one database, two at a time, not more: every transaction costs a fixed six round trips, so the
-fewer and larger the batches, the less CPU per event (scripts/bench measured two
-ahead of four). Two rather than one, so a transaction
+On one database, two at a time, not more: every transaction costs a fixed six round
+trips, so the fewer and larger the batches, the less CPU per event (scripts/bench
+measured two ahead of four). Two rather than one, so a transaction
 waiting on a row lock held elsewhere (a settlement, a month's close) does not stall
 every other team of the worker.
 """
