@@ -745,9 +745,8 @@ async def _apply_usage_in_transaction(requests: list[UsageRequest]) -> list[Usag
                 refused.add(request.team_id)
             results.append(result)
         if records:
-            for row in periods.values():
-                if row.amount:
-                    await row.save(using_db=conn)
+            totals = [(r.team_id, r.period, r.amount) for r in periods.values() if r.amount]
+            await store.write_invoiced(conn, totals)
         # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
         await programs.after_usage(tx, locked, periods, invoiced_before, refused)
         # Usage drawn wholly from the invoiced tier moves no grant but still changes what

@@ -712,6 +712,23 @@ async def write_changes(
     await conn.execute_query(types.statement, params)
 
 
+async def write_invoiced(
+    conn: BaseDBAsyncClient, totals: Sequence[tuple[uuid.UUID, str, int]]
+) -> None:
+    """Writes (team_id, period, amount) invoiced totals read under the teams' locks,
+    new ones inserted: by the unique (team_id, period), never by id alone, so on Citus
+    the statement goes to the team's shard and not to every shard."""
+    if not totals:
+        return
+    conflict = 'ON CONFLICT ("team_id", "period") DO UPDATE SET "amount" = excluded."amount"'
+    if _postgres(conn):
+        values, rows = "$1, $2, $3", [list(t) for t in totals]
+    else:
+        values, rows = "?, ?, ?", [[str(t), p, a] for t, p, a in totals]
+    sql = f'INSERT INTO "invoiced_periods" ("team_id", "period", "amount") VALUES ({values}) '
+    await conn.execute_many(sql + conflict, rows)
+
+
 def _pg_row_insert(table: str, columns: Sequence[str]) -> str:
     """A single-row INSERT with parameters $1.. (what Citus routes to one shard)."""
     names = ", ".join(f'"{c}"' for c in columns)
