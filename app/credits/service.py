@@ -853,7 +853,7 @@ async def draw_locked(tx: Transaction, locked: LockedAccount, request: UsageRequ
     if result.record is None:
         return result
     if invoiced is not None and invoiced.amount:
-        await invoiced.save(using_db=conn)
+        await store.write_invoiced(conn, [(team_id, invoiced.period, invoiced.amount)])
     await programs.after_usage(tx, {team_id: locked}, periods, invoiced_before)
     await flush_accounts([locked], conn, [result.record])
     tx.credits_changed(team_id)
