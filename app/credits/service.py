@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,7 +18,7 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app import tracing
-from app.credits import dimensions, held, programs, rules, store
+from app.credits import dimensions, held, programs, rules, shards, store
 from app.credits.models import (
     ClosedPeriod,
     CreditAccount,
@@ -559,21 +559,34 @@ def _same_request(record: UsageRow, request: UsageRequest) -> bool:
 EVENTS_PER_TRANSACTION = 250
 
 
-def _chunks(requests: list[UsageRequest], indexes: list[int]) -> list[list[int]]:
-    """Splits events into transactions of about `EVENTS_PER_TRANSACTION`, by ranges of
+def _chunks(
+    requests: list[UsageRequest],
+    indexes: list[int],
+    shard_by_team: Mapping[uuid.UUID, int] | None = None,
+) -> list[list[int]]:
+    """Splits events into transactions of one shard's teams each (`shard_by_team`; None:
+    one shard, as on plain PostgreSQL), of about `EVENTS_PER_TRANSACTION`, by ranges of
     team ids: a team's events stay together in input order, and each transaction locks
     a later range than the one before. Concurrent large batches then follow one another
     range by range instead of each waiting for another's whole batch to commit."""
     by_team: dict[uuid.UUID, list[int]] = {}
     for index in indexes:
         by_team.setdefault(requests[index].team_id, []).append(index)
-    if len(by_team) == 1 or len(indexes) <= EVENTS_PER_TRANSACTION:
+    by_shard: dict[int, list[uuid.UUID]] = {}
+    if shard_by_team is None:
+        by_shard[shards.SINGLE] = list(by_team)
+    else:
+        for team_id in by_team:
+            by_shard.setdefault(shard_by_team[team_id], []).append(team_id)
+    if len(by_shard) == 1 and (len(by_team) == 1 or len(indexes) <= EVENTS_PER_TRANSACTION):
         return [indexes] if indexes else []
-    chunks: list[list[int]] = [[]]
-    for team_id in sorted(by_team, key=uuid_order):
-        if len(chunks[-1]) >= EVENTS_PER_TRANSACTION:
-            chunks.append([])
-        chunks[-1].extend(by_team[team_id])
+    chunks: list[list[int]] = []
+    for shard in sorted(by_shard):
+        chunks.append([])
+        for team_id in sorted(by_shard[shard], key=uuid_order):
+            if len(chunks[-1]) >= EVENTS_PER_TRANSACTION:
+                chunks.append([])
+            chunks[-1].extend(by_team[team_id])
     return chunks
 
 
@@ -581,8 +594,8 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
     """Applies usage events; one result per request, in input order.
 
     Events go into transactions that lock their teams' account rows in team-id order
-    (one transaction unless there are many teams); each event is applied all or nothing
-    on its own, a team's events in input order.
+    (one transaction unless there are many teams, or teams of several shards on Citus);
+    each event is applied all or nothing on its own, a team's events in input order.
     """
     results = [UsageResult() for _ in requests]
     valid: list[int] = []
@@ -592,7 +605,8 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
             results[index].error = error
         else:
             valid.append(index)
-    chunks = _chunks(requests, valid)
+    shard_by_team = await _shards([requests[i].team_id for i in valid])
+    chunks = _chunks(requests, valid, shard_by_team)
     if len(chunks) > 1 and _concurrent_transactions():
         # The chunks lock disjoint sets of teams, so they commit side by side on their
         # own connections instead of one after another: a large batch then waits for
@@ -613,6 +627,22 @@ async def record_usage(requests: list[UsageRequest]) -> list[UsageResult]:
 
 
 MAX_CONCURRENT_CHUNKS = 4
+
+
+async def _shards(team_ids: list[uuid.UUID]) -> dict[uuid.UUID, int] | None:
+    """Each team's shard when there can be more than one (Citus, or a test's placement);
+    None on one database, which is one shard (nothing to ask, nothing to group)."""
+    if shards.single():
+        return None
+    known: dict[uuid.UUID, int] = {}
+    for team_id in team_ids:
+        shard = shards.cached(team_id)
+        if shard is None:
+            return await shards.shards_of(team_ids)
+        known[team_id] = shard
+    if len(set(known.values())) <= 1:
+        return None
+    return known
 
 
 def _concurrent_transactions() -> bool:
@@ -715,9 +745,8 @@ async def _apply_usage_in_transaction(requests: list[UsageRequest]) -> list[Usag
                 refused.add(request.team_id)
             results.append(result)
         if records:
-            for row in periods.values():
-                if row.amount:
-                    await row.save(using_db=conn)
+            totals = [(r.team_id, r.period, r.amount) for r in periods.values() if r.amount]
+            await store.write_invoiced(conn, totals)
         # Alerts and the auto top-up intent; in memory unless a threshold was crossed.
         await programs.after_usage(tx, locked, periods, invoiced_before, refused)
         # Usage drawn wholly from the invoiced tier moves no grant but still changes what
@@ -824,7 +853,7 @@ async def draw_locked(tx: Transaction, locked: LockedAccount, request: UsageRequ
     if result.record is None:
         return result
     if invoiced is not None and invoiced.amount:
-        await invoiced.save(using_db=conn)
+        await store.write_invoiced(conn, [(team_id, invoiced.period, invoiced.amount)])
     await programs.after_usage(tx, {team_id: locked}, periods, invoiced_before)
     await flush_accounts([locked], conn, [result.record])
     tx.credits_changed(team_id)

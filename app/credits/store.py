@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
+from app.credits import shards
 from app.credits.models import CreditAccount, CreditGrant, CreditKind, UsageRecord
 from app.kit.sql import fetch_one
 
@@ -331,10 +332,14 @@ async def usage_by_pairs(
     conn: BaseDBAsyncClient, pairs: Sequence[tuple[uuid.UUID, str]]
 ) -> list[UsageRow]:
     """Usage records under these (team, idempotency key) pairs."""
-    if not _postgres(conn):
-        return await usage_by_keys(
+    if not _postgres(conn) or await split_writes(conn):
+        # Citus routes `team_id = ANY(...)` to the teams' one shard, not a join with
+        # unnest(); the few records of other pairs it may return are dropped here.
+        wanted = set(pairs)
+        found = await usage_by_keys(
             conn, sorted({t for t, _ in pairs}), sorted({k for _, k in pairs})
         )
+        return [r for r in found if (r.team_id, r.idempotency_key) in wanted]
     # One seek in the unique (team_id, idempotency_key) index per pair, whatever the
     # statistics say: "the team's first key at or after this one" is a LATERAL subquery
     # with LIMIT (never flattened into a join), and only that index serves both its
@@ -506,8 +511,8 @@ async def _write_sqlite(
         rows = [[_text(getattr(r, a)) for a in attributes] for r in usage]
         await conn.execute_many(_sqlite_insert("usage_records", USAGE_COLUMNS), rows)
     if grants:
-        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "id" = ?'
-        await conn.execute_many(sql, [[g.remaining, str(g.id)] for g in grants])
+        sql = 'UPDATE "credit_grants" SET "remaining" = ? WHERE "team_id" = ? AND "id" = ?'
+        await conn.execute_many(sql, [[g.remaining, str(g.team_id), str(g.id)] for g in grants])
     if entries:
         rows = [[_text(v) for v in entry] for entry in entries]
         await conn.execute_many(_sqlite_insert("ledger_entries", _ENTRY_COLUMNS), rows)
@@ -518,8 +523,8 @@ async def _write_sqlite(
         # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
         columns = _account_columns()
         assignments = ", ".join(f'"{c}" = ?' for _, c in columns)
-        sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "id" = ?'
-        values = [[getattr(a, name) for name, _ in columns] + [a.id] for a in accounts]
+        sql = f'UPDATE "credit_accounts" SET {assignments} WHERE "team_id" = ?'
+        values = [[getattr(a, name) for name, _ in columns] + [str(a.team_id)] for a in accounts]
         await conn.execute_many(sql, values)
 
 
@@ -539,6 +544,12 @@ class _RowTypes:
     grant: Callable[[GrantRow], tuple[Any, ...]]
     statement: str
     grant_statement: str
+    # Citus (`split_writes`): single-row inserts, sent all at once by executemany (each
+    # routed to its team's shard), and updates that name their teams.
+    usage_row_insert: str
+    grant_row_insert: str
+    grants_update: str
+    accounts_update: str
 
 
 _row_types: _RowTypes | None = None  # a process uses one database
@@ -551,6 +562,18 @@ async def _catalog_columns(conn: BaseDBAsyncClient, table: str) -> tuple[str, ..
     )
     _, rows = await conn.execute_query(sql, [f'"{table}"'])
     return tuple(row["attname"] for row in rows)
+
+
+# Every row of a team table is written by (team_id, ...): its key once the keys
+# include team_id, and on Citus what routes the statement to the team's shard. A
+# grant's remaining amount goes as arrays of (team_id, id, remaining).
+def _grants_from(first: int) -> str:
+    """The grants' (team_id, id, remaining) arrays as parameters `first` to `first + 2`."""
+    a, b, c = first, first + 1, first + 2
+    return f'unnest(${a}::uuid[], ${b}::uuid[], ${c}::int8[]) AS v("team_id", "id", "remaining")'
+
+
+_GRANTS_MATCH = 'g."team_id" = v."team_id" AND g."id" = v."id"'
 
 
 async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
@@ -573,16 +596,22 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         return ", ".join(f'{prefix}"{c}"' for c in columns)
 
     assignments = ", ".join(f'"{c}" = v."{c}"' for c in accounts if c not in ("id", "team_id"))
+    usage_insert = (
+        f'INSERT INTO "usage_records" ({names(usage)}) '
+        f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v'
+    )
+    entries_insert = (
+        f'INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '
+        f'SELECT {names(_ENTRY_COLUMNS, "v.")} FROM unnest($5::"ledger_entries"[]) AS v'
+    )
     statement = (
-        f'WITH u AS (INSERT INTO "usage_records" ({names(usage)}) '
-        f'SELECT {names(usage, "v.")} FROM unnest($1::"usage_records"[]) AS v), '
+        f"WITH u AS ({usage_insert}), "
         f"{_PG_ROLLUP_PART if _rollups_on else ''}"
-        'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
-        'FROM unnest($2::uuid[], $3::int8[]) AS v("id", "remaining") WHERE g."id" = v."id"), '
-        f'l AS (INSERT INTO "ledger_entries" ({names(_ENTRY_COLUMNS)}) '
-        f'SELECT {names(_ENTRY_COLUMNS, "v.")} FROM unnest($4::"ledger_entries"[]) AS v) '
+        f'g AS (UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+        f"FROM {_grants_from(2)} WHERE {_GRANTS_MATCH}), "
+        f"l AS ({entries_insert}) "
         f'UPDATE "credit_accounts" AS a SET {assignments} '
-        'FROM unnest($5::"credit_accounts"[]) AS v WHERE a."id" = v."id"'
+        'FROM unnest($6::"credit_accounts"[]) AS v WHERE a."team_id" = v."team_id"'
     )
     grant_statement = (
         f'INSERT INTO "credit_grants" ({names(grants)}) '
@@ -595,6 +624,18 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         grant=attrgetter(*(grant_fields[c] for c in grants)),
         statement=statement,
         grant_statement=grant_statement,
+        usage_row_insert=_pg_row_insert("usage_records", usage),
+        grant_row_insert=_pg_row_insert("credit_grants", grants),
+        grants_update=(
+            'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
+            f"FROM {_grants_from(2)} "
+            f'WHERE {_GRANTS_MATCH} AND g."team_id" = ANY($1::uuid[])'
+        ),
+        accounts_update=(
+            f'UPDATE "credit_accounts" AS a SET {assignments} '
+            'FROM unnest($1::"credit_accounts"[]) AS v '
+            'WHERE a."team_id" = v."team_id" AND a."team_id" = ANY($2::uuid[])'
+        ),
     )
 
 
@@ -617,7 +658,28 @@ async def insert_grants(conn: BaseDBAsyncClient, grants: Sequence[GrantRow]) -> 
         await conn.execute_many(sql, rows)
         return
     types = await _row_types_of(conn)
+    if await split_writes(conn):  # routed to the team's shard (`_write_split`)
+        await conn.execute_many(types.grant_row_insert, [list(types.grant(g)) for g in grants])
+        return
     await conn.execute_query(types.grant_statement, [[types.grant(g) for g in grants]])
+
+
+# Whether the usage writes go one statement per table (None: on Citus only).
+_split_override: bool | None = None
+
+
+def set_split_writes(split: bool | None) -> None:
+    """Forces the per-table writes on or off (tests, benchmarks); None: on Citus only."""
+    global _split_override
+    _split_override = split
+
+
+async def split_writes(conn: BaseDBAsyncClient) -> bool:
+    """Whether this transaction writes one statement per table: Citus plans a
+    data-modifying CTE over unnest() on the coordinator, not on the teams' shard."""
+    if _split_override is not None:
+        return _split_override
+    return _postgres(conn) and await shards.is_distributed(conn)
 
 
 async def write_changes(
@@ -630,16 +692,84 @@ async def write_changes(
     """Inserts usage records and ledger entries (in order), writes grants' remaining
     amounts and every column of the account rows: one statement on PostgreSQL, so the
     teams' row locks are held for one round trip of writing, not four. Empty arrays
-    make a part write nothing."""
+    make a part write nothing. On Citus, one statement per table that has rows to
+    write, each routed to the teams' shard (`split_writes`)."""
     if not _postgres(conn):
         await _write_sqlite(conn, usage, grants, entries, accounts)
         return
     types = _row_types if _row_types is not None else await _row_types_of(conn)
+    if await split_writes(conn):
+        await _write_split(conn, types, usage, grants, entries, accounts)
+        return
     params: list[object] = [
         [types.usage(r) for r in usage],
+        [g.team_id for g in grants],
         [g.id for g in grants],
         [g.remaining for g in grants],
         [types.entry((None, *e)) for e in entries],
         [types.account(a) for a in accounts],
     ]
     await conn.execute_query(types.statement, params)
+
+
+async def write_invoiced(
+    conn: BaseDBAsyncClient, totals: Sequence[tuple[uuid.UUID, str, int]]
+) -> None:
+    """Writes (team_id, period, amount) invoiced totals read under the teams' locks,
+    new ones inserted: by the unique (team_id, period), never by id alone, so on Citus
+    the statement goes to the team's shard and not to every shard."""
+    if not totals:
+        return
+    conflict = 'ON CONFLICT ("team_id", "period") DO UPDATE SET "amount" = excluded."amount"'
+    if _postgres(conn):
+        values, rows = "$1, $2, $3", [list(t) for t in totals]
+    else:
+        values, rows = "?, ?, ?", [[str(t), p, a] for t, p, a in totals]
+    sql = f'INSERT INTO "invoiced_periods" ("team_id", "period", "amount") VALUES ({values}) '
+    await conn.execute_many(sql + conflict, rows)
+
+
+def _pg_row_insert(table: str, columns: Sequence[str]) -> str:
+    """A single-row INSERT with parameters $1.. (what Citus routes to one shard)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    return f'INSERT INTO "{table}" ({names}) VALUES ({values})'
+
+
+_PG_ENTRY_INSERT = _pg_row_insert("ledger_entries", _ENTRY_COLUMNS)
+_ROLLUP_COLUMNS = ("team_id", "dimension", "hour", "value", *_ROLLUP_SUMS)
+_PG_ROLLUP_UPSERT = f"{_pg_row_insert('usage_rollups', _ROLLUP_COLUMNS)} {_ROLLUP_CONFLICT}"
+
+
+async def _write_split(
+    conn: BaseDBAsyncClient,
+    types: _RowTypes,
+    usage: Sequence[UsageRow],
+    grants: Sequence[GrantRow],
+    entries: Sequence[EntryRow],
+    accounts: Sequence[AccountRow],
+) -> None:
+    """`write_changes` for Citus, in the statement's order. Every statement is routed to
+    the teams' shard: Citus runs an INSERT ... SELECT FROM unnest() on the coordinator
+    and sends its rows by COPY, after which the transaction commits in two phases even
+    on one worker (measured, docs/scaling.md); single-row inserts are router plans,
+    and executemany sends them in one round trip."""
+    if usage:
+        await conn.execute_many(types.usage_row_insert, [list(types.usage(r)) for r in usage])
+        if _rollups_on:
+            rows = [[uuid.UUID(str(r[0])), *r[1:]] for r in rollup_rows(usage)]
+            await conn.execute_many(_PG_ROLLUP_UPSERT, rows)
+    if grants:
+        teams = sorted({g.team_id for g in grants}, key=str)
+        params: list[object] = [
+            teams,
+            [g.team_id for g in grants],
+            [g.id for g in grants],
+            [g.remaining for g in grants],
+        ]
+        await conn.execute_query(types.grants_update, params)
+    if entries:
+        await conn.execute_many(_PG_ENTRY_INSERT, [list(e) for e in entries])
+    if accounts:
+        written = [types.account(a) for a in accounts]
+        await conn.execute_query(types.accounts_update, [written, [a.team_id for a in accounts]])
