@@ -161,7 +161,9 @@ async def methods_of(invoices: Sequence[Invoice]) -> dict[uuid.UUID, MethodView]
     wanted = {i.payment_method_id for i in invoices if i.payment_method_id is not None}
     if not wanted:
         return {}
-    return {m.id: MethodView.of(m) for m in await PaymentMethod.filter(id__in=wanted)}
+    teams = {i.team_id for i in invoices}  # payment methods are keyed by (team_id, id)
+    query = PaymentMethod.filter(team_id__in=teams, id__in=wanted)
+    return {m.id: MethodView.of(m) for m in await query}
 
 
 def money_text(cents: int) -> str:

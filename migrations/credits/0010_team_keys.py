@@ -139,12 +139,16 @@ async def _forward(apps, schema_editor):
             f'FOREIGN KEY ("team_id", "{column}") REFERENCES "{target}" ("team_id", "id") '
             f"ON DELETE {_composite_action(action)}"
         )
+    # A hold captured or released by its id alone (the team not given, /v1/holds) is
+    # found through this, as it was through the old primary key.
+    await client.execute_script('CREATE INDEX IF NOT EXISTS "holds_id_idx" ON "holds" ("id")')
 
 
 async def _backward(apps, schema_editor):
     client = schema_editor.client
     if client.capabilities.dialect != "postgres":
         return
+    await client.execute_script('DROP INDEX IF EXISTS "holds_id_idx"')
     for table, column, _, _ in _LINKS:
         await client.execute_script(
             f'ALTER TABLE "{table}" DROP CONSTRAINT IF EXISTS "{table}_team_{column}_fkey"'
