@@ -126,21 +126,36 @@ def _fk_order(names: list[str], edges: set[tuple[str, str]]) -> list[str]:
     return done
 
 
-async def _foreign_keys(conn: BaseDBAsyncClient) -> set[tuple[str, str]]:
+@dataclass(frozen=True, slots=True)
+class _ForeignKey:
+    name: str
+    source: str
+    target: str
+    definition: str  # pg_get_constraintdef: "FOREIGN KEY (...) REFERENCES ..."
+
+
+async def _foreign_keys(conn: BaseDBAsyncClient) -> list[_ForeignKey]:
     _, rows = await conn.execute_query(
-        "SELECT src.relname AS source, dst.relname AS target FROM pg_catalog.pg_constraint c "
+        "SELECT c.conname AS name, src.relname AS source, dst.relname AS target, "
+        "pg_catalog.pg_get_constraintdef(c.oid) AS definition "
+        "FROM pg_catalog.pg_constraint c "
         "JOIN pg_catalog.pg_class src ON src.oid = c.conrelid "
         "JOIN pg_catalog.pg_class dst ON dst.oid = c.confrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = src.relnamespace "
-        "WHERE c.contype = 'f' AND n.nspname = current_schema()"
+        "WHERE c.contype = 'f' AND n.nspname = current_schema() ORDER BY c.conname"
     )
-    return {(row["source"], row["target"]) for row in rows}
+    return [_ForeignKey(r["name"], r["source"], r["target"], r["definition"]) for r in rows]
+
+
+# What pg_dist_partition says of a table: hash-distributed, a reference table, or a
+# Citus-managed local table (what Citus makes of a local table linked to a reference one).
+_HASH, _REFERENCE_TABLE, _CITUS_LOCAL = "h", "r", "l"
 
 
 async def _placed(conn: BaseDBAsyncClient) -> dict[str, str]:
-    """Tables Citus already knows: name -> 'h' (hash-distributed) or 'r' (reference)."""
+    """Tables Citus already manages, by name."""
     _, rows = await conn.execute_query(
-        "SELECT c.relname AS name, p.partmethod AS method, p.repmodel AS model "
+        "SELECT c.relname AS name, p.partmethod::text AS method, p.repmodel::text AS model "
         "FROM pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = current_schema()"
@@ -148,9 +163,11 @@ async def _placed(conn: BaseDBAsyncClient) -> dict[str, str]:
     placed = {}
     for row in rows:
         if row["method"] == "h":
-            placed[row["name"]] = "h"
+            placed[row["name"]] = _HASH
         elif row["model"] == "t":
-            placed[row["name"]] = "r"
+            placed[row["name"]] = _REFERENCE_TABLE
+        else:
+            placed[row["name"]] = _CITUS_LOCAL
     return placed
 
 
@@ -167,28 +184,25 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-async def apply(conn: BaseDBAsyncClient) -> list[str]:
-    """On Citus, distributes every classified table not yet distributed; returns the
-    statements run (none on plain PostgreSQL and SQLite, none once all are placed).
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    Order: reference tables first (distributed tables may point at them), then `teams`,
-    then the co-located team tables, then the lookups, each group with referenced tables
-    before the tables referencing them. Run under the migration lock (app/db.py)."""
-    if not await is_citus(conn):
-        return []
-    existing = await _existing(conn)
-    placed = await _placed(conn)
-    edges = await _foreign_keys(conn)
 
-    def pending(placement: Placement, done: str) -> list[str]:
-        names = [n for n in tables(placement) if n in existing and placed.get(n) != done]
-        return _fk_order(names, edges)
+_WANTED = {
+    Placement.DISTRIBUTED: _HASH,
+    Placement.DISTRIBUTED_BY_KEY: _HASH,
+    Placement.REFERENCE: _REFERENCE_TABLE,
+}
 
-    statements = [
-        f"SELECT create_reference_table({_quote(name)})"
-        for name in pending(Placement.REFERENCE, "r")
-    ]
-    for name in pending(Placement.DISTRIBUTED, "h"):
+
+def _placements(pending: list[str], edges: set[tuple[str, str]]) -> list[str]:
+    """The create_*_table calls for `pending`, in an order Citus accepts."""
+
+    def group(placement: Placement) -> list[str]:
+        return _fk_order([n for n in tables(placement) if n in pending], edges)
+
+    statements = [f"SELECT create_reference_table({_quote(n)})" for n in group(Placement.REFERENCE)]
+    for name in group(Placement.DISTRIBUTED):
         column = TABLES[name].column
         assert column is not None
         colocate = "'none'" if name == ANCHOR else _quote(ANCHOR)
@@ -196,13 +210,62 @@ async def apply(conn: BaseDBAsyncClient) -> list[str]:
             f"SELECT create_distributed_table({_quote(name)}, {_quote(column)}, "
             f"colocate_with => {colocate})"
         )
-    for name in pending(Placement.DISTRIBUTED_BY_KEY, "h"):
+    for name in group(Placement.DISTRIBUTED_BY_KEY):
         column = TABLES[name].column
         assert column is not None
         statements.append(
             f"SELECT create_distributed_table({_quote(name)}, {_quote(column)}, "
             "colocate_with => 'none')"
         )
-    for statement in statements:
-        await conn.execute_script(statement)
+    return statements
+
+
+async def apply(conn: BaseDBAsyncClient) -> list[str]:
+    """On Citus, places every classified table not yet placed; returns the statements run
+    (none on plain PostgreSQL and SQLite, none once every table is placed).
+
+    The foreign keys touching those tables are dropped first and made again last, in one
+    transaction: Citus turns a local table linked to a new reference table into a
+    Citus-managed local table, and a table linked to another can only be distributed once
+    the other is. Then the reference tables, `teams`, the co-located team tables and the
+    lookups, each group with referenced tables first. Run under the migration lock
+    (app/db.py)."""
+    if not await is_citus(conn):
+        return []
+    existing = await _existing(conn)
+    placed = await _placed(conn)
+    pending = [
+        name
+        for name, table in TABLES.items()
+        if name in existing
+        and table.placement in _WANTED
+        and placed.get(name) != _WANTED[table.placement]
+    ]
+    if not pending:
+        return []
+    links = await _foreign_keys(conn)
+    touched = [fk for fk in links if fk.source in pending or fk.target in pending]
+    edges = {(fk.source, fk.target) for fk in links}
+    statements = [
+        f"ALTER TABLE {_ident(fk.source)} DROP CONSTRAINT {_ident(fk.name)}" for fk in touched
+    ]
+    async with conn._in_transaction() as tx:
+        for statement in statements:
+            await tx.execute_script(statement)
+        # Tables Citus made its local ones for their links (now dropped) become plain again.
+        now_placed = await _placed(tx)
+        for name in pending:
+            if now_placed.get(name) == _CITUS_LOCAL:
+                statement = f"SELECT undistribute_table({_quote(name)})"
+                await tx.execute_script(statement)
+                statements.append(statement)
+        for statement in _placements(pending, edges):
+            await tx.execute_script(statement)
+            statements.append(statement)
+        for fk in touched:
+            statement = (
+                f"ALTER TABLE {_ident(fk.source)} ADD CONSTRAINT {_ident(fk.name)} {fk.definition}"
+            )
+            await tx.execute_script(statement)
+            statements.append(statement)
     return statements

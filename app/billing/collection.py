@@ -78,7 +78,7 @@ async def close_month(period: str | None = None) -> CloseReport:
         else:
             report.already_issued += 1
         if invoice.status is InvoiceStatus.OPEN:
-            outcome = await charge_invoice(invoice.id)
+            outcome = await charge_invoice(invoice.team_id, invoice.id)
             _tally(report, outcome)
     if report.errors == 0:
         await close.mark_completed(period)
@@ -95,17 +95,16 @@ def _tally(report: CloseReport | RetryReport, outcome: ChargeOutcome) -> None:
         report.unavailable += 1
 
 
-async def charge_invoice(invoice_id: uuid.UUID) -> ChargeOutcome:
+async def charge_invoice(team_id: uuid.UUID, invoice_id: uuid.UUID) -> ChargeOutcome:
     """Charges an unpaid invoice to the team's default payment method, off-session.
 
     A lease on the row makes one worker charge it at a time; the idempotency key is built
     from the invoice id and the attempt, so a retry of an attempt whose outcome was never
     recorded (a crash, Stripe unreachable) can never charge twice at Stripe.
     """
-    invoice = await collection.claim(invoice_id)
+    invoice = await collection.claim(team_id, invoice_id)
     if invoice is None:
         return ChargeOutcome.SKIPPED
-    team_id = invoice.team_id
     if invoice.status is InvoiceStatus.OPEN and invoice.payment_intent_id:
         # A bank debit started earlier: its outcome, not a second charge.
         return await _follow_up(invoice, invoice.payment_intent_id)
@@ -175,8 +174,8 @@ class RetryReport:
 async def retry_payments(*, due_only: bool = True, limit: int = 500) -> RetryReport:
     """Charges unpaid usage invoices again (`due_only`: those whose retry time has come)."""
     report = RetryReport()
-    for invoice_id in await collection.due_invoices(due_only=due_only, limit=limit):
-        outcome = await charge_invoice(invoice_id)
+    for team_id, invoice_id in await collection.due_invoices(due_only=due_only, limit=limit):
+        outcome = await charge_invoice(team_id, invoice_id)
         if outcome is not ChargeOutcome.SKIPPED:
             report.attempted += 1
         _tally(report, outcome)
@@ -195,10 +194,10 @@ async def pay_invoice(team_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceDocum
                 f"Amounts under {money_text(MIN_CHARGE_CENTS)} are not charged.",
                 "invoiceId",
             )
-        outcome = await charge_invoice(invoice.id)
+        outcome = await charge_invoice(invoice.team_id, invoice.id)
         if outcome is ChargeOutcome.UNAVAILABLE:
             raise DomainError(ErrorCode.PAYMENT_PROVIDER_UNAVAILABLE, UNAVAILABLE_MESSAGE)
-    document = await invoice_document(invoice.id)
+    document = await invoice_document(team_id, invoice.id)
     assert document is not None
     if document.status is InvoiceStatus.PAYMENT_FAILED:
         raise PaymentFailed(document)

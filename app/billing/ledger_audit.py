@@ -382,7 +382,8 @@ async def _check_monthly_invoices(
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in await _rows(
         "SELECT l.invoice_id, l.amount_cents, l.exact_units "
-        f'FROM "{lines_table}" l JOIN "{invoices_table}" i ON i.id = l.invoice_id '
+        f'FROM "{lines_table}" l JOIN "{invoices_table}" i '
+        "ON i.team_id = l.team_id AND i.id = l.invoice_id "
         "WHERE i.kind = 'MONTHLY_USAGE'"
     ):
         lines[_id(row["invoice_id"])].append(row)

@@ -220,7 +220,8 @@ class Invoice:
         )
         if self.document.draft:
             return links.upcoming_pdf_url(settings, base, self.document.team_id, member)
-        return links.invoice_pdf_url(settings, base, self.document.id, member)
+        document = self.document
+        return links.invoice_pdf_url(settings, base, document.team_id, document.id, member)
 
 
 @strawberry.type
@@ -260,8 +261,8 @@ async def team_upcoming_invoice(team_id: uuid.UUID) -> Invoice | None:
     return Invoice(document=document) if document else None
 
 
-async def purchase_invoice(purchase_id: uuid.UUID) -> Invoice | None:
-    document = await documents.purchase_invoice(purchase_id)
+async def purchase_invoice(team_id: uuid.UUID, purchase_id: uuid.UUID) -> Invoice | None:
+    document = await documents.purchase_invoice(team_id, purchase_id)
     return Invoice(document=document) if document else None
 
 

@@ -150,7 +150,7 @@ class Purchase:
 
     @strawberry.field(description="the CREDIT_PURCHASE invoice, once the purchase succeeded")
     async def invoice(self) -> Invoice | None:
-        return await purchase_invoice(self.model.id)
+        return await purchase_invoice(self.model.team_id, self.model.id)
 
 
 @strawberry.type

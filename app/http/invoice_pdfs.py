@@ -55,10 +55,13 @@ async def _pdf_response(document: InvoiceDocument | None) -> Response:
 async def invoice_pdf(request: Request) -> Response:
     """The PDF of an issued invoice; 403 unless the link is signed and unexpired."""
     raw_id = request.path_params["invoice_id"]
-    if not _signed(request, links.invoice_target(raw_id, _member(request))):
+    raw_team = request.query_params.get("team", "")
+    if not _signed(request, links.invoice_target(raw_team, raw_id, _member(request))):
         return PlainTextResponse(_INVALID, status_code=403)
-    invoice_id = parse_uuid(raw_id)
-    document = await documents.invoice_document(invoice_id) if invoice_id else None
+    invoice_id, team_id = parse_uuid(raw_id), parse_uuid(raw_team)
+    document = None
+    if invoice_id is not None and team_id is not None:
+        document = await documents.invoice_document(team_id, invoice_id)
     if document is not None and not await _still_member(request, document.team_id):
         return PlainTextResponse(_INVALID, status_code=403)
     return await _pdf_response(document)

@@ -48,12 +48,13 @@ def retry_delay(attempts: int) -> timedelta:
     return RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
 
 
-async def claim(invoice_id: uuid.UUID) -> Invoice | None:
-    """The invoice, leased to this worker for its charge; None when it is not chargeable
-    now (paid, below the minimum, or another worker holds the lease)."""
+async def claim(team_id: uuid.UUID, invoice_id: uuid.UUID) -> Invoice | None:
+    """The team's invoice, leased to this worker for its charge; None when it is not
+    chargeable now (paid, below the minimum, or another worker holds the lease)."""
     now = clock.now()
     claimed = (
         await Invoice.filter(
+            team_id=team_id,
             id=invoice_id,
             status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED],
             total_cents__gte=MIN_CHARGE_CENTS,
@@ -63,11 +64,12 @@ async def claim(invoice_id: uuid.UUID) -> Invoice | None:
     )
     if not claimed:
         return None
-    return await Invoice.get(id=invoice_id)
+    return await Invoice.get(team_id=team_id, id=invoice_id)
 
 
-async def due_invoices(*, due_only: bool, limit: int) -> list[uuid.UUID]:
-    """Unpaid usage invoices to charge again (`due_only`: those whose retry time has come)."""
+async def due_invoices(*, due_only: bool, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Unpaid usage invoices to charge again (`due_only`: those whose retry time has come),
+    as (team_id, invoice id): every later read and write of one goes by its whole key."""
     query = Invoice.filter(
         kind=InvoiceKind.MONTHLY_USAGE,
         status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED],
@@ -75,15 +77,14 @@ async def due_invoices(*, due_only: bool, limit: int) -> list[uuid.UUID]:
     )
     if due_only:
         query = query.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=clock.now()))
-    rows = await query.order_by("issued_at").limit(limit).values_list("id", flat=True)
-    ids: list[object] = [*rows]
-    return [i for i in ids if isinstance(i, uuid.UUID)]
+    rows = await query.order_by("issued_at").limit(limit).values_list("team_id", "id")
+    return [(uuid.UUID(str(team)), uuid.UUID(str(ident))) for team, ident in rows]
 
 
 async def record_unavailable(invoice: Invoice, message: str) -> ChargeOutcome:
     """Stripe was not reached: nothing recorded but a later retry (with the same key)."""
     log.warning("invoice.charge_unavailable", number=invoice.number, error=message)
-    await Invoice.filter(id=invoice.id).update(
+    await Invoice.filter(team_id=invoice.team_id, id=invoice.id).update(
         charging_until=None, next_attempt_at=clock.now() + UNAVAILABLE_RETRY
     )
     return ChargeOutcome.UNAVAILABLE
@@ -98,7 +99,7 @@ async def record_processing(
     invoice: Invoice, payment_intent_id: str | None, *, payment_method_id: uuid.UUID | None = None
 ) -> ChargeOutcome:
     """A bank debit under way: stays OPEN; later passes ask Stripe how it ended."""
-    await Invoice.filter(id=invoice.id).update(
+    await Invoice.filter(team_id=invoice.team_id, id=invoice.id).update(
         **_charged(payment_method_id),
         payment_intent_id=payment_intent_id,
         charging_until=None,
@@ -136,7 +137,7 @@ async def record_paid(
         conn = tx.conn
         locked = await lock_account(team_id, conn)
         paid = await (
-            Invoice.filter(id=invoice.id)
+            Invoice.filter(team_id=team_id, id=invoice.id)
             .exclude(status=InvoiceStatus.PAID)
             .using_db(conn)
             .update(
@@ -172,7 +173,9 @@ async def record_failure(
         locked = await lock_account(team_id, conn)
         updated = await (
             Invoice.filter(
-                id=invoice.id, status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED]
+                team_id=team_id,
+                id=invoice.id,
+                status__in=[InvoiceStatus.OPEN, InvoiceStatus.PAYMENT_FAILED],
             )
             .using_db(conn)
             .update(

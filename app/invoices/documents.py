@@ -161,9 +161,9 @@ async def methods_of(invoices: Sequence[Invoice]) -> dict[uuid.UUID, MethodView]
     wanted = {i.payment_method_id for i in invoices if i.payment_method_id is not None}
     if not wanted:
         return {}
-    teams = {i.team_id for i in invoices}  # payment methods are keyed by (team_id, id)
-    query = PaymentMethod.filter(team_id__in=teams, id__in=wanted)
-    return {m.id: MethodView.of(m) for m in await query}
+    teams = {i.team_id for i in invoices}
+    rows = await PaymentMethod.filter(team_id__in=teams, id__in=wanted)
+    return {m.id: MethodView.of(m) for m in rows}
 
 
 def money_text(cents: int) -> str:
@@ -198,20 +198,37 @@ async def usage_lines(
     return lines
 
 
-async def invoice_document(invoice_id: uuid.UUID) -> InvoiceDocument | None:
-    invoice = await Invoice.get_or_none(id=invoice_id)
+async def _lines(
+    team_id: uuid.UUID, invoice_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[InvoiceLine]]:
+    """The lines of the team's invoices, by invoice, in position order (one query, by the
+    (team_id, invoice_id, position) key)."""
+    found: dict[uuid.UUID, list[InvoiceLine]] = {i: [] for i in invoice_ids}
+    if invoice_ids:
+        rows = await InvoiceLine.filter(team_id=team_id, invoice_id__in=invoice_ids).order_by(
+            "invoice_id", "position"
+        )
+        for line in rows:
+            found[line.invoice_id].append(line)
+    return found
+
+
+async def _document(invoice: Invoice | None) -> InvoiceDocument | None:
     if invoice is None:
         return None
-    lines = await InvoiceLine.filter(invoice_id=invoice.id)
+    lines = (await _lines(invoice.team_id, [invoice.id]))[invoice.id]
     return InvoiceDocument.of(invoice, lines, await methods_of([invoice]))
 
 
-async def purchase_invoice(purchase_id: uuid.UUID) -> InvoiceDocument | None:
-    invoice = await Invoice.get_or_none(source_key=f"purchase:{purchase_id}")
-    if invoice is None:
-        return None
-    lines = await InvoiceLine.filter(invoice_id=invoice.id)
-    return InvoiceDocument.of(invoice, lines, await methods_of([invoice]))
+async def invoice_document(team_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceDocument | None:
+    """The team's invoice (by its whole key: team, id)."""
+    return await _document(await Invoice.get_or_none(team_id=team_id, id=invoice_id))
+
+
+async def purchase_invoice(team_id: uuid.UUID, purchase_id: uuid.UUID) -> InvoiceDocument | None:
+    """The invoice of one of the team's purchases."""
+    key = f"purchase:{purchase_id}"
+    return await _document(await Invoice.get_or_none(team_id=team_id, source_key=key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +250,11 @@ async def list_invoices(team_id: uuid.UUID, first: int = 20, after: str | None =
     if after:
         issued_at, ident = decode_time_cursor(after)
         query = query.filter(Q(issued_at__lt=issued_at) | Q(issued_at=issued_at, id__lt=ident))
-    rows = await query.order_by("-issued_at", "-id").limit(first + 1).prefetch_related("lines")
+    rows = await query.order_by("-issued_at", "-id").limit(first + 1)
     shown = rows[:first]
     methods = await methods_of(shown)
-    items = [InvoiceDocument.of(row, list(row.lines), methods) for row in shown]
+    lines = await _lines(team_id, [row.id for row in shown])
+    items = [InvoiceDocument.of(row, lines[row.id], methods) for row in shown]
     return Page(
         items=items,
         has_next_page=len(rows) > first,

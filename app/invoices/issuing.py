@@ -91,6 +91,7 @@ async def _issue(
     await InvoiceLine.bulk_create(
         [
             InvoiceLine(
+                team_id=team_id,
                 invoice_id=invoice.id,
                 position=position,
                 description=line.description,
@@ -130,7 +131,7 @@ async def issue_purchase_invoice(conn: BaseDBAsyncClient, purchase: PurchaseLike
     lock), so the purchase and its invoice commit together.
     """
     key = f"purchase:{purchase.id}"
-    existing = await Invoice.filter(source_key=key).using_db(conn).first()
+    existing = await Invoice.filter(team_id=purchase.team_id, source_key=key).using_db(conn).first()
     if existing is not None:
         return existing
     team_id = purchase.team_id
@@ -158,7 +159,8 @@ async def issue_monthly_invoice(team_id: uuid.UUID, period: str) -> tuple[Invoic
 
     (None, False) when the team has no invoiced usage in the period. Reads the usage under
     the team's account lock, after the period was marked closed, so no usage can land
-    after the read. The unique `source_key` decides which of several closers issues it.
+    after the read. The `source_key`, unique per team, decides which of several closers
+    issues it.
     """
     key = monthly_key(team_id, period)
     try:
@@ -193,7 +195,7 @@ async def issue_monthly_invoice(team_id: uuid.UUID, period: str) -> tuple[Invoic
             )
             return invoice, True
     except IntegrityError:
-        existing = await Invoice.get_or_none(source_key=key)
+        existing = await Invoice.get_or_none(team_id=team_id, source_key=key)
         if existing is None:
             raise
         return existing, False

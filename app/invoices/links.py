@@ -37,8 +37,12 @@ def _for(member: Member) -> str:
     return f":member:{member}" if member else ""
 
 
-def invoice_target(invoice_id: uuid.UUID | str, member: Member = None) -> str:
-    return f"invoice:{invoice_id}{_for(member)}"
+def invoice_target(
+    team_id: uuid.UUID | str, invoice_id: uuid.UUID | str, member: Member = None
+) -> str:
+    """The team is signed with the invoice: the link names the invoice's whole key, so it
+    is read by (team_id, id), on one shard."""
+    return f"invoice:{team_id}/{invoice_id}{_for(member)}"
 
 
 def upcoming_target(team_id: uuid.UUID | str, member: Member = None) -> str:
@@ -52,20 +56,27 @@ def signed_url(
     target: str,
     ttl: timedelta = LINK_TTL,
     member: Member = None,
+    team_id: uuid.UUID | str | None = None,
 ) -> str:
     """`base` is the service's address (`kit.origin.public_base`): PUBLIC_URL or the
     request's own, so the link opens wherever the caller reached the service."""
     expires = int((clock.now() + ttl).timestamp())
-    params: dict[str, object] = {"member": str(member)} if member else {}
+    params: dict[str, object] = {"team": str(team_id)} if team_id else {}
+    params |= {"member": str(member)} if member else {}
     params |= {"expires": expires, "signature": signature(settings, target, expires)}
     return f"{base.rstrip('/')}{path}?{urlencode(params)}"
 
 
 def invoice_pdf_url(
-    settings: Settings, base: str, invoice_id: uuid.UUID | str, member: Member = None
+    settings: Settings,
+    base: str,
+    team_id: uuid.UUID | str,
+    invoice_id: uuid.UUID | str,
+    member: Member = None,
 ) -> str:
-    target = invoice_target(invoice_id, member)
-    return signed_url(settings, base, f"/invoices/{invoice_id}/pdf", target, member=member)
+    target = invoice_target(team_id, invoice_id, member)
+    path = f"/invoices/{invoice_id}/pdf"
+    return signed_url(settings, base, path, target, member=member, team_id=team_id)
 
 
 def upcoming_pdf_url(

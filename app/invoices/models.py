@@ -10,6 +10,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
@@ -25,7 +26,7 @@ class InvoiceStatus(StrEnum):
     VOID = "VOID"
 
 
-class BillingAddress(Model):
+class BillingAddress(TeamRow):
     """A team's current billing details (invoices keep their own frozen copy)."""
 
     id = fields.BigIntField(primary_key=True)
@@ -56,17 +57,21 @@ class BillingAddress(Model):
         table = "billing_addresses"
 
 
-class Invoice(Model):
+class Invoice(TeamRow):
     """A legal document: content and number never change after issue, only payment state does."""
 
     id = fields.UUIDField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="invoices", on_delete=fields.RESTRICT
     )
-    number = fields.CharField(max_length=32, unique=True)
-    # What the invoice is for, unique: "monthly:<team>:<period>" or "purchase:<id>". This key,
-    # not a check, makes a team-period (or a purchase) invoiced at most once.
-    source_key = fields.CharField(max_length=100, unique=True)
+    # Unique per team in the database (a key of a table distributed by team_id must hold
+    # team_id); numbers stay unique across teams because each comes from the series'
+    # counter row, locked while the invoice is inserted (app/invoices/numbering.py).
+    number = fields.CharField(max_length=32)
+    # What the invoice is for, unique per team: "monthly:<team>:<period>" or
+    # "purchase:<id>" (both name the team, so unique per team is unique). This key, not a
+    # check, makes a team-period (or a purchase) invoiced at most once.
+    source_key = fields.CharField(max_length=100)
     kind = fields.CharEnumField(InvoiceKind, max_length=20)
     status = fields.CharEnumField(InvoiceStatus, max_length=20)
     currency = fields.CharField(max_length=3, default="usd")
@@ -100,14 +105,20 @@ class Invoice(Model):
 
     class Meta:
         table = "invoices"
+        unique_together = (("team", "number"), ("team", "source_key"))
         indexes = (
             Index(fields=("team_id", "issued_at")),
             Index(fields=("status", "next_attempt_at")),
         )
 
 
-class InvoiceLine(Model):
+class InvoiceLine(TeamRow):
+    """One line of an invoice; it carries its invoice's team (its shard on Citus)."""
+
     id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="invoice_lines", on_delete=fields.CASCADE
+    )
     invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
         "invoices.Invoice", related_name="lines", on_delete=fields.CASCADE
     )
@@ -119,11 +130,12 @@ class InvoiceLine(Model):
     # Usage lines: the exact sum in units before the one rounding to cents.
     exact_units = fields.BigIntField(null=True)
 
+    team_id: uuid.UUID
     invoice_id: uuid.UUID
 
     class Meta:
         table = "invoice_lines"
-        unique_together = (("invoice", "position"),)
+        unique_together = (("team", "invoice", "position"),)
 
 
 class InvoiceCounter(Model):

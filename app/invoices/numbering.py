@@ -4,6 +4,12 @@ The number is allocated inside the transaction that inserts the invoice, from a 
 locked FOR UPDATE: if that transaction rolls back, so does the increment, and no number is
 ever skipped or used twice. Callers lock the team's account row first and the counter last,
 so the global counter is held only for the end of each issuing transaction.
+
+The database enforces a number only per team (`invoices` is keyed by team: a key of a table
+distributed by team_id must hold team_id); numbers are unique across teams because this
+counter, one row per series, hands each out once. On Citus the counter is a reference table,
+so an issuing transaction commits on every node (two-phase commit): a cost paid once per
+invoice, never on the usage path (docs/distribution-keys.md).
 """
 
 from __future__ import annotations

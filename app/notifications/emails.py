@@ -82,11 +82,12 @@ async def _team_name(team_id: uuid.UUID | None) -> str:
     return team.name if team is not None else "your team"
 
 
-async def _invoice_pdf(invoice_id: object) -> tuple[str, bytes] | None:
+async def _invoice_pdf(team_id: object, invoice_id: object) -> tuple[str, bytes] | None:
     try:
-        document = await documents.invoice_document(uuid.UUID(str(invoice_id)))
+        team, ident = uuid.UUID(str(team_id)), uuid.UUID(str(invoice_id))
     except ValueError:
         return None
+    document = await documents.invoice_document(team, ident)
     if document is None:
         return None
     body = await run_in_threadpool(pdf.render, document)
@@ -107,7 +108,7 @@ async def render(event: OutboxEvent, base_url: str) -> Rendered | None:
         )
         return Rendered(f"You are invited to {team_name} on Creditline", "invitation", context)
     if event.type == "purchase.succeeded":
-        attachment = await _invoice_pdf(data.get("invoiceId"))
+        attachment = await _invoice_pdf(event.team_id, data.get("invoiceId"))
         if attachment is None:
             return None
         context.update(purchase_id=data.get("purchaseId"), number=attachment[0][:-4])
@@ -115,7 +116,7 @@ async def render(event: OutboxEvent, base_url: str) -> Rendered | None:
             f"Receipt: ${data.get('amount')} of credits", "receipt", context, attachment
         )
     if event.type == "invoice.issued":
-        attachment = await _invoice_pdf(data.get("invoiceId"))
+        attachment = await _invoice_pdf(event.team_id, data.get("invoiceId"))
         if attachment is None:
             return None
         cents = int(data.get("totalCents") or 0)

@@ -129,8 +129,16 @@ async def for_team(team: Team) -> list[InvitationView]:
     return [_view(row, team) for row in rows]
 
 
-async def _addressed_to(viewer: Viewer, invitation_id: object) -> Invitation:
-    found = await Invitation.get_or_none(id=_parse_id(invitation_id), email=_email_of(viewer.user))
+async def _addressed_to(
+    viewer: Viewer, invitation_id: object, team_id: uuid.UUID | None = None
+) -> Invitation:
+    """The offer to the viewer's email. Found first by (email, id): the viewer knows the
+    offer, not its team (an index on email serves it; on Citus it asks every shard, once
+    per answer to an invitation); read again under the team's lock by its whole key."""
+    query = Invitation.filter(id=_parse_id(invitation_id), email=_email_of(viewer.user))
+    if team_id is not None:
+        query = query.filter(team_id=team_id)
+    found = await query.first()
     if found is None:
         # Someone else's offer answers exactly like one that does not exist.
         raise _not_found()
@@ -144,7 +152,7 @@ async def accept(viewer: Viewer, invitation_id: object) -> tuple[Team, Role]:
     async with atomic() as tx:
         await lock_team(team)
         # Read again under the lock: it may have been canceled meanwhile.
-        invitation = await _addressed_to(viewer, offer.id)
+        invitation = await _addressed_to(viewer, offer.id, team.id)
         user = viewer.user
         existing = await Membership.get_or_none(team_id=team.id, user_id=user.id)
         if existing is not None:
@@ -176,7 +184,7 @@ async def decline(viewer: Viewer, invitation_id: object) -> None:
     team = await Team.get(id=offer.team_id)
     async with atomic() as tx:
         await lock_team(team)
-        invitation = await _addressed_to(viewer, offer.id)
+        invitation = await _addressed_to(viewer, offer.id, team.id)
         await invitation.delete()
         old = _audited(invitation.email, invitation.role, pending=True)
         actor = audit.actor_name(viewer.user.email)

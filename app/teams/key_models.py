@@ -12,6 +12,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
@@ -38,8 +39,8 @@ class ApiKeyFields(Model):
     scopes = fields.CharField(max_length=200)
     # The first characters of the secret, shown so a holder can tell keys apart.
     prefix = fields.CharField(max_length=16)
-    # Hex SHA-256 of the whole secret: the only trace of it in the database.
-    secret_hash = fields.CharField(max_length=64, unique=True)
+    # (And `secret_hash`, hex SHA-256 of the whole secret: the only trace of it in the
+    # database; each kind says how it is unique.)
     # Who made and who revoked the key, as the audit trail names people.
     created_by = fields.CharField(max_length=400)
     created_at = fields.DatetimeField()
@@ -53,11 +54,15 @@ class ApiKeyFields(Model):
 
 
 class ServiceKey(ApiKeyFields):
+    secret_hash = fields.CharField(max_length=64, unique=True)
+
     class Meta:
         table = "service_keys"
 
 
-class TeamApiKey(ApiKeyFields):
+class TeamApiKey(ApiKeyFields, TeamRow):
+    # Unique through its `ApiKeySecret` row (the lookup authentication reads).
+    secret_hash = fields.CharField(max_length=64)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="api_keys", on_delete=fields.CASCADE
     )
@@ -67,3 +72,20 @@ class TeamApiKey(ApiKeyFields):
     class Meta:
         table = "team_api_keys"
         indexes = (Index(fields=("team_id", "created_at")),)
+
+
+class ApiKeySecret(Model):
+    """Which team holds the key with this secret: the first read of an authentication.
+
+    `team_api_keys` is distributed by team, so a key cannot be found by its secret alone
+    without asking every shard; this lookup, distributed by `secret_hash`, answers with
+    one probe, then the key is read by (team_id, id). Written in the key's transaction;
+    it has no foreign key (it is not co-located with the teams), so a row whose key is
+    gone finds no key and authenticates nothing (app/teams/keys.py)."""
+
+    secret_hash = fields.CharField(max_length=64, primary_key=True)
+    team_id = fields.UUIDField()
+    key_id = fields.UUIDField()
+
+    class Meta:
+        table = "api_key_secrets"

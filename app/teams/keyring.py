@@ -27,7 +27,14 @@ from tortoise.transactions import in_transaction
 from app.events import bus
 from app.kit import clock
 from app.kit.ids import parse_uuid
-from app.teams.key_models import ApiKeyFields, ServiceKey, ServiceScope, TeamApiKey, TeamKeyScope
+from app.teams.key_models import (
+    ApiKeyFields,
+    ApiKeySecret,
+    ServiceKey,
+    ServiceScope,
+    TeamApiKey,
+    TeamKeyScope,
+)
 from app.teams.key_secrets import KeyKind, parse_secret
 from app.teams.models import Role
 
@@ -91,8 +98,20 @@ def _caller(kind: KeyKind, key: ApiKeyFields) -> KeyCaller:
     return ServiceKeyCaller(key.id, key.name, key.prefix, known)
 
 
+async def _find(kind: KeyKind, digest: str) -> ApiKeyFields | None:
+    """The key with this secret. A team key through `api_key_secrets` (its team), then by
+    (team_id, id): its table is keyed, and on Citus sharded, by team."""
+    if kind is KeyKind.SERVICE:
+        return await ServiceKey.get_or_none(secret_hash=digest)
+    owner = await ApiKeySecret.get_or_none(secret_hash=digest)
+    if owner is None:
+        return None
+    key = await TeamApiKey.get_or_none(team_id=owner.team_id, id=owner.key_id)
+    return key if key is not None and key.secret_hash == digest else None
+
+
 async def _load(kind: KeyKind, digest: str) -> _Entry:
-    key = await _MODELS[kind].get_or_none(secret_hash=digest)
+    key = await _find(kind, digest)
     if key is None or key.revoked_at is not None:
         return _Entry(None, None, time.monotonic())
     return _Entry(_caller(kind, key), key.expires_at, time.monotonic())
@@ -111,6 +130,8 @@ class KeyRing:
         # Bumped by every eviction: a read that started before it is not cached.
         self._generation = 0
         self._used: dict[tuple[KeyKind, uuid.UUID], datetime] = {}
+        # The team of each team key used (its row is written by (team_id, id)).
+        self._teams: dict[uuid.UUID, uuid.UUID] = {}
 
     async def verify(self, token: str) -> KeyCaller:
         """The key a bearer secret names; raises InvalidKey."""
@@ -125,6 +146,8 @@ class KeyRing:
         if entry.expires_at is not None and entry.expires_at <= now:
             raise InvalidKey("expired API key")
         self._used[(kind, entry.caller.key_id)] = now
+        if isinstance(entry.caller, TeamKeyCaller):
+            self._teams[entry.caller.key_id] = entry.caller.team_id
         return entry.caller
 
     async def _entry(self, kind: KeyKind, digest: str) -> _Entry:
@@ -188,21 +211,26 @@ class KeyRing:
             async with in_transaction():
                 for (kind, key_id), used_at in marks.items():
                     # Other processes flush too: only ever move the time forward.
-                    await (
-                        _MODELS[kind]
-                        .filter(Q(id=key_id), Q(last_used_at=None) | Q(last_used_at__lt=used_at))
-                        .update(last_used_at=used_at)
+                    rows = _MODELS[kind].filter(
+                        Q(id=key_id), Q(last_used_at=None) | Q(last_used_at__lt=used_at)
                     )
+                    if kind is KeyKind.TEAM:
+                        rows = rows.filter(team_id=self._teams[key_id])
+                    await rows.update(last_used_at=used_at)
         except Exception:
             for mark, used_at in marks.items():  # kept for the next flush
                 self._used[mark] = max(used_at, self._used.get(mark, used_at))
             raise
+        for kind, key_id in marks:
+            if (kind, key_id) not in self._used:
+                self._teams.pop(key_id, None)
         return len(marks)
 
     def forget(self) -> None:
         """Drops everything cached and noted (tests that empty the tables)."""
         self.clear()
         self._used.clear()
+        self._teams.clear()
 
 
 def _retrieve(task: asyncio.Task[_Entry]) -> None:

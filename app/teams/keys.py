@@ -19,7 +19,14 @@ from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.ids import parse_uuid
 from app.teams import keyring
-from app.teams.key_models import ApiKeyFields, ServiceKey, ServiceScope, TeamApiKey, TeamKeyScope
+from app.teams.key_models import (
+    ApiKeyFields,
+    ApiKeySecret,
+    ServiceKey,
+    ServiceScope,
+    TeamApiKey,
+    TeamKeyScope,
+)
 from app.teams.key_secrets import PREFIX_LENGTH, KeyKind, new_secret, secret_hash
 from app.teams.models import Team
 
@@ -146,6 +153,8 @@ async def create_team_key(
         key = TeamApiKey(team_id=team.id, expires_at=expiry)
         issued = _issue(key, KeyKind.TEAM, cleaned, chosen, actor)
         await key.save(force_create=True)
+        # In the same transaction: the lookup that finds the key's team from its secret.
+        await ApiKeySecret.create(secret_hash=key.secret_hash, team_id=team.id, key_id=key.id)
     return issued
 
 
@@ -182,9 +191,10 @@ async def _revoke(key: K, actor: str) -> K:
     async with atomic() as tx:
         # Only a key still unrevoked is written: of two revocations, the first's record stays.
         now, by = clock.now(), actor[:400]
-        updated = (
-            await type(key).filter(id=key.id, revoked_at=None).update(revoked_at=now, revoked_by=by)
-        )
+        row = type(key).filter(id=key.id, revoked_at=None)
+        if isinstance(key, TeamApiKey):
+            row = row.filter(team_id=key.team_id)
+        updated = await row.update(revoked_at=now, revoked_by=by)
         if updated:
             key.revoked_at, key.revoked_by = now, by
             # Ends the key at once in this process, and within a broker message elsewhere.

@@ -9,6 +9,8 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from app.kit.team_rows import TeamRow
+
 
 class Role(StrEnum):
     ADMIN = "ADMIN"
@@ -36,7 +38,7 @@ class Team(Model):
         table = "teams"
 
 
-class Membership(Model):
+class Membership(TeamRow):
     id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="memberships", on_delete=fields.CASCADE
@@ -55,7 +57,7 @@ class Membership(Model):
         unique_together = (("team", "user"),)
 
 
-class Invitation(Model):
+class Invitation(TeamRow):
     """A membership offered to an email: it exists only once its owner accepts."""
 
     id = fields.BigIntField(primary_key=True)

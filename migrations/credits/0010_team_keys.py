@@ -165,7 +165,7 @@ async def _backward(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("credits", "0009_alert_rearm"),
-        ("teams", "0003_invitation_consent"),
+        ("teams", "0004_team_keys"),
         # purchases.grant_id points at credit_grants: its link is rebuilt here.
         ("payments", "0002_dispute_shortfall"),
     ]

@@ -150,7 +150,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("payments", "0002_dispute_shortfall"),
         ("credits", "0010_team_keys"),
-        ("teams", "0003_invitation_consent"),
+        ("teams", "0004_team_keys"),
     ]
 
     initial = False

@@ -98,6 +98,8 @@ async def test_a_tampered_or_expired_link_is_forbidden(
         f"{parts.path}?expires={query['expires']}",
         parts.path,
         f"/invoices/not-a-uuid/pdf?{parts.query}",
+        f"{parts.path}?{urlencode({**query, 'team': str(uuid.uuid4())})}",  # another team
+        f"{parts.path}?{urlencode({k: v for k, v in query.items() if k != 'team'})}",
     ]
     for path in tampered:
         assert (await client.get(path)).status_code == 403, path
@@ -126,7 +128,8 @@ async def test_a_signed_link_to_a_missing_invoice_is_not_found(
     from app.invoices import links
     from tests.support.api import JWT_SECRET
 
-    url = links.invoice_pdf_url(Settings(auth_jwt_secret=JWT_SECRET), "", uuid.uuid4())
+    settings = Settings(auth_jwt_secret=JWT_SECRET)
+    url = links.invoice_pdf_url(settings, "", admin.team_id, uuid.uuid4())
     assert (await client.get(local(url))).status_code == 404
 
 

@@ -36,8 +36,8 @@ def text_of(body: bytes) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages)
 
 
-async def pdf_of(invoice_id: uuid.UUID) -> str:
-    document = await documents.invoice_document(invoice_id)
+async def pdf_of(actor: Actor, invoice_id: uuid.UUID) -> str:
+    document = await documents.invoice_document(uuid.UUID(actor.team_id), invoice_id)
     assert document is not None
     return text_of(pdf.render(document))
 
@@ -70,7 +70,7 @@ async def test_every_pdf_prints_the_configured_seller(admin: Actor, seller_setti
         seller_tax_id="GB 123 4567 89",
         seller_email="help@analytical.example",
     )
-    text = await pdf_of(await _purchase_invoice(admin, None))
+    text = await pdf_of(admin, await _purchase_invoice(admin, None))
     for expected in (
         "Analytical Billing Ltd",
         "10 Downing Street",
@@ -90,7 +90,7 @@ async def test_an_issued_invoice_keeps_the_seller_it_was_issued_by(
     configure(seller_name="New Name Inc", seller_tax_id="US EIN 22-2222222")
     new = await _purchase_invoice(admin, None)
 
-    old_text, new_text = await pdf_of(old), await pdf_of(new)
+    old_text, new_text = await pdf_of(admin, old), await pdf_of(admin, new)
     assert "Old Name Inc" in old_text
     assert "US EIN 11-1111111" in old_text
     assert "New Name Inc" not in old_text
@@ -110,7 +110,7 @@ async def test_a_purchase_invoice_names_the_bank_account_that_paid(
     confirmed = await confirm_bank_setup(stripe_emulator.url, setup["clientSecret"], "000123456789")
     bank = await methods.add_payment_method(uuid.UUID(admin.team_id), confirmed["payment_method"])
 
-    text = await pdf_of(await _purchase_invoice(admin, bank.id))
+    text = await pdf_of(admin, await _purchase_invoice(admin, bank.id))
     assert "Paid with: STRIPE TEST BANK account ending in 6789" in text
 
     data = await api.ok(INVOICE_SELLER, {"t": admin.team_id}, admin.token)
@@ -132,7 +132,7 @@ async def test_a_failed_monthly_charge_names_the_card_it_was_charged_to(
     await collection.close_month()
     invoice = await only_invoice(api, admin)
     assert invoice["status"] == "PAYMENT_FAILED"
-    text = await pdf_of(uuid.UUID(invoice["id"]))
+    text = await pdf_of(admin, uuid.UUID(invoice["id"]))
     assert "Charged to: Visa ending in 0341" in text
     assert "Period: 1 October 2026 - 31 October 2026" in text
 

@@ -21,7 +21,7 @@ from app.kit import clock
 from app.kit.errors import Forbidden, Unauthenticated
 from app.main import create_app
 from app.teams import keyring, tokens
-from app.teams.key_models import ServiceKey, TeamApiKey
+from app.teams.key_models import ApiKeySecret, ServiceKey, TeamApiKey
 from tests.support.api import JWT_SECRET, Actor, Api, sign_up
 from tests.support.keys import (
     CREATE_SERVICE_KEY,
@@ -390,6 +390,21 @@ async def test_a_forged_or_malformed_key_is_unauthenticated(api: Api, admin: Act
         assert await api.error_code(CREDITS, {"t": admin.team_id}, token) == "UNAUTHENTICATED"
 
 
+async def test_a_team_key_is_found_through_its_secret_lookup(api: Api, admin: Actor) -> None:
+    """`api_key_secrets` names the key's team (the table of keys is keyed by team), written
+    with the key; without that row the secret authenticates nothing."""
+    key, secret = await team_key(api, admin.token, admin.team_id, ["BILLING_READ"])
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    found = await ApiKeySecret.get(secret_hash=digest)
+    assert (str(found.team_id), str(found.key_id)) == (admin.team_id, key["id"])
+    _assert_never_stored(await _stored_rows("api_key_secrets"), secret)
+    assert (await api.ok(CREDITS, {"t": admin.team_id}, secret))["team"]["viewerRole"] == "MEMBER"
+
+    await ApiKeySecret.filter(secret_hash=digest).delete()
+    keyring.ring.clear()
+    assert await api.error_code(CREDITS, {"t": admin.team_id}, secret) == "UNAUTHENTICATED"
+
+
 # --- lastUsedAt without a write per request ------------------------------------------------------
 
 
@@ -405,6 +420,7 @@ async def test_last_used_advances_without_a_write_per_request(
     # One read of the key (the first use), then the cache: no read and no write per request.
     assert len(statements) == 1
     assert statements[0].lstrip().upper().startswith("SELECT")
+    assert '"team_id"=' in statements[0].replace(" ", "")  # by its whole key
     assert (await TeamApiKey.get(id=key["id"])).last_used_at is None
     # This process shows its newest use before it is written.
     shown = (await api.ok(TEAM_KEYS, {"t": admin.team_id}, admin.token))["team"]["apiKeys"]
@@ -415,6 +431,7 @@ async def test_last_used_advances_without_a_write_per_request(
     writes = [r.getMessage() for r in caplog.records if "team_api_keys" in r.getMessage()]
     assert len(writes) == 1
     assert writes[0].lstrip().upper().startswith("UPDATE")
+    assert '"team_id"=' in writes[0].replace(" ", "")  # by its whole key
     stored = (await TeamApiKey.get(id=key["id"])).last_used_at
     assert stored is not None
     assert datetime.fromisoformat(shown[0]["lastUsedAt"]) == stored

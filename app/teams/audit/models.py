@@ -8,8 +8,8 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
@@ -29,7 +29,7 @@ class AuditAction(StrEnum):
     MEMBER_LEFT = "MEMBER_LEFT"
 
 
-class AuditEvent(Model):
+class AuditEvent(TeamRow):
     """Inserted in the transaction of the change it records, never updated or deleted."""
 
     id = fields.BigIntField(primary_key=True)
