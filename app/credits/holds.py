@@ -199,12 +199,13 @@ async def _locked_hold(
             raise NotFound()
         owner = found[0] if isinstance(found[0], uuid.UUID) else uuid.UUID(str(found[0]))
     locked = await service.lock_account(owner, tx.conn)
-    hold = await Hold.filter(team_id=owner, id=parsed).using_db(tx.conn).first()
-    if hold is None:
-        raise NotFound()  # rolls back whatever the lock found due
     if locked.changed:
         await locked.flush()
         tx.credits_changed(locked.team_id)
+    # Read after the flush: a hold that was due is EXPIRED by now.
+    hold = await Hold.filter(team_id=owner, id=parsed).using_db(tx.conn).first()
+    if hold is None:
+        raise NotFound()  # another team's id, or none: rolls the transaction back
     return hold, locked
 
 
