@@ -250,6 +250,8 @@ async def apply(conn: BaseDBAsyncClient) -> list[str]:
         f"ALTER TABLE {_ident(fk.source)} DROP CONSTRAINT {_ident(fk.name)}" for fk in touched
     ]
     async with conn._in_transaction() as tx:
+        # One connection per node: links to reference tables are made in this transaction.
+        await tx.execute_script("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
         for statement in statements:
             await tx.execute_script(statement)
         # Tables Citus made its local ones for their links (now dropped) become plain again.

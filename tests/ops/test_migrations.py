@@ -38,7 +38,16 @@ _SEED = [
     "INSERT INTO teams (id, name, created_at) VALUES ('{team}', 'old team', '2026-01-01T00:00:00+00:00')",
     "INSERT INTO credit_accounts (team_id, free, promotional, prepaid, invoiced_limit, "
     "invoicing_suspended, updated_at) VALUES ('{team}', 0, 0, 100, 0, false, '2026-01-01T00:00:00+00:00')",
+    # A line gets its team from its invoice (invoices 0003).
+    "INSERT INTO invoices (id, team_id, number, source_key, kind, status, currency, subtotal_cents, "
+    "tax_cents, total_cents, issued_at, charge_attempts) VALUES ('{invoice}', '{team}', "
+    "'CL-2026-000001', 'purchase:old', 'CREDIT_PURCHASE', 'PAID', 'usd', 100, 0, 100, "
+    "'2026-01-01T00:00:00+00:00', 0)",
+    "INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_amount_cents, "
+    "amount_cents) VALUES ('{invoice}', 0, 'Prepaid credits', 1, 100, 100)",
 ]
+
+_LINE_TEAMS = "SELECT team_id FROM invoice_lines"
 
 
 def _run(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
@@ -64,10 +73,25 @@ def _psql(url: str, sql: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def _line_teams(url: str, sqlite: bool) -> list[str]:
+    if sqlite:
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite://")) as db:
+            return [str(row[0]) for row in db.execute(_LINE_TEAMS)]
+    done = subprocess.run(
+        ["psql", url.replace("postgres://", "postgresql://"), "-Atc", _LINE_TEAMS],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 def test_latest_migrations_apply_over_rows_of_the_first(settings: Settings, tmp_path: Path) -> None:
     database = settings
     team = uuid.uuid4()
-    seed = [s.format(team=team) for s in _SEED]
+    seed = [s.format(team=team, invoice=uuid.uuid4()) for s in _SEED]
     if database.is_sqlite:
         url = f"sqlite://{tmp_path / 'upgrade.sqlite3'}"
     else:
@@ -96,6 +120,7 @@ def test_latest_migrations_apply_over_rows_of_the_first(settings: Settings, tmp_
             assert check.returncode == 0, check.stderr
         latest = _run(["-m", "app", "migrate"], url)
         assert latest.returncode == 0, latest.stderr[-3000:]
+        assert _line_teams(url, database.is_sqlite) == [str(team)]
     finally:
         if not database.is_sqlite:
             _psql(f"{server}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
