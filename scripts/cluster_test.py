@@ -446,8 +446,8 @@ async def check_ledger(database_url: str, load: Load, env: dict[str, str], repor
         "SELECT u.idempotency_key, CAST(u.id AS TEXT) AS id, u.amount, u.invoiced, "
         "COALESCE(-SUM(l.amount), 0) AS drawn "
         "FROM usage_records u LEFT JOIN ledger_entries l "
-        "ON l.usage_id = u.id AND l.kind = 'USAGE' "
-        "WHERE u.idempotency_key LIKE 'cluster-%' GROUP BY u.id",
+        "ON l.team_id = u.team_id AND l.usage_id = u.id AND l.kind = 'USAGE' "
+        "WHERE u.idempotency_key LIKE 'cluster-%' GROUP BY u.team_id, u.id",
     )
     keys = Counter(r["idempotency_key"] for r in rows)
     by_key = {r["idempotency_key"]: r for r in rows}

@@ -302,8 +302,8 @@ async def verify(
         "SELECT u.idempotency_key, CAST(u.id AS TEXT) AS id, u.amount, u.invoiced, "
         "COALESCE(-SUM(l.amount), 0) AS drawn, COUNT(l.id) AS entries "
         "FROM usage_records u LEFT JOIN ledger_entries l "
-        "ON l.usage_id = u.id AND l.kind = 'USAGE' "
-        "WHERE u.idempotency_key LIKE 'crash-%' GROUP BY u.id",
+        "ON l.team_id = u.team_id AND l.usage_id = u.id AND l.kind = 'USAGE' "
+        "WHERE u.idempotency_key LIKE 'crash-%' GROUP BY u.team_id, u.id",
     )
     keys = Counter(r["idempotency_key"] for r in rows)
     (orphans,) = await query(

@@ -124,7 +124,7 @@ async def run_once(team_id: uuid.UUID) -> AutoTopUpAttempt | None:
         )
     except DomainError as error:
         # No card any more, an amount outside the purchase bounds: the charge cannot happen.
-        return await settings.finish(attempt.id, ChargeEnd.FAILED, error.message, None)
+        return await settings.finish(team_id, attempt.id, ChargeEnd.FAILED, error.message, None)
     if purchase.status is PurchaseStatus.SUCCEEDED:
         end, reason = ChargeEnd.SUCCEEDED, None
     elif purchase.status is PurchaseStatus.PROCESSING:
@@ -134,7 +134,7 @@ async def run_once(team_id: uuid.UUID) -> AutoTopUpAttempt | None:
         reason = "The bank asked the cardholder to authenticate; pay once by hand, then re-enable."
     else:
         end, reason = ChargeEnd.FAILED, purchase.failure_reason
-    return await settings.finish(attempt.id, end, reason, str(purchase.id))
+    return await settings.finish(team_id, attempt.id, end, reason, str(purchase.id))
 
 
 async def resume_stalled() -> int:

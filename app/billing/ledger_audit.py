@@ -174,15 +174,22 @@ async def _check_grants(found: list[Discrepancy]) -> dict[str, dict[str, Any]]:
     for grant_id in sums.keys() - grants.keys():
         found.append(Discrepancy("orphan-ledger", f"grant {grant_id}", "a grant", "none"))
     # An entry's team must be its grant's team, or a team's money leaked into another's.
+    # (PostgreSQL's composite key refuses such an entry; SQLite's single-column one does
+    # not.) Joined on the team too, so on Citus the join stays on each team's shard: an
+    # entry without a grant of its own team whose grant exists is another team's.
     for row in await _rows(
-        f'SELECT l.id, l.team_id, g.team_id AS grant_team FROM "{ledger_table}" l '
-        f'JOIN "{grants_table}" g ON g.id = l.grant_id WHERE l.team_id <> g.team_id'
+        f'SELECT l.id, l.team_id, l.grant_id FROM "{ledger_table}" l '
+        f'LEFT JOIN "{grants_table}" g ON g.team_id = l.team_id AND g.id = l.grant_id '
+        "WHERE g.id IS NULL"
     ):
+        owner = grants.get(_id(row["grant_id"]))
+        if owner is None:
+            continue  # reported as an orphan ledger entry above
         found.append(
             Discrepancy(
                 "ledger-team",
                 f"ledger entry {row['id']}",
-                f"team {_id(row['grant_team'])}",
+                f"team {_id(owner['team_id'])}",
                 f"team {_id(row['team_id'])}",
                 _id(row["team_id"]),
             )
@@ -463,7 +470,7 @@ async def _check_holds(found: list[Discrepancy]) -> int:
         "SELECT h.id, h.team_id, h.amount, h.captured, h.status, "
         "u.id AS usage_id, u.team_id AS usage_team, u.amount AS usage_amount, "
         f'u.idempotency_key FROM "{holds_table}" h '
-        f'LEFT JOIN "{usage_table}" u ON u.id = h.usage_id'
+        f'LEFT JOIN "{usage_table}" u ON u.team_id = h.team_id AND u.id = h.usage_id'
     )
     for hold in holds:
         team, subject = _id(hold["team_id"]), f"hold {_id(hold['id'])}"

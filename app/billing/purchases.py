@@ -53,15 +53,17 @@ def _purchase_data(purchase: Purchase) -> dict[str, object]:
     }
 
 
-async def advance(purchase_id: uuid.UUID, outcome: Outcome) -> Purchase:
+async def advance(team_id: uuid.UUID, purchase_id: uuid.UUID, outcome: Outcome) -> Purchase:
     """Applies `outcome` in its own transaction; returns the purchase as it now is."""
-    found = await Purchase.filter(id=purchase_id).values_list("team_id", flat=True)
-    team_id = found[0] if found else None
-    if not isinstance(team_id, uuid.UUID):
-        raise NotFound()
     async with atomic() as tx:
         locked = await lock_account(team_id, tx.conn)
-        purchase = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
+        purchase = (
+            await Purchase.select_for_update()
+            .using_db(tx.conn)
+            .get_or_none(team_id=team_id, id=purchase_id)
+        )
+        if purchase is None:
+            raise NotFound()
         await apply(tx, locked, purchase, outcome)
     return purchase
 
@@ -69,7 +71,7 @@ async def advance(purchase_id: uuid.UUID, outcome: Outcome) -> Purchase:
 async def _finish(started: Started) -> Purchase:
     if started.outcome is None:
         return started.purchase  # a replay: the first request's purchase as it stands
-    purchase = await advance(started.purchase.id, started.outcome)
+    purchase = await advance(started.purchase.team_id, started.purchase.id, started.outcome)
     if purchase.status is PurchaseStatus.FAILED and started.new_card is not None:
         # A new card that did not pay is not kept on file.
         await detach(started.new_card)

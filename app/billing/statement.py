@@ -79,10 +79,13 @@ _PAGE_SQL = (
     'SELECT e."id", e."kind", e."amount", e."created_at", g."kind" AS grant_kind, '
     'g."description" AS grant_description, u."description" AS usage_description, '
     'p."id" AS purchase_id, p."reason", p."refunded_amount", p."disputed_amount", '
-    'EXISTS (SELECT 1 FROM "promo_redemptions" AS r WHERE r."grant_id" = e."grant_id") '
-    "AS promo "
-    'FROM "ledger_entries" AS e JOIN "credit_grants" AS g ON g."id" = e."grant_id" '
-    'LEFT JOIN "usage_records" AS u ON u."id" = e."usage_id" '
+    'EXISTS (SELECT 1 FROM "promo_redemptions" AS r '
+    'WHERE r."team_id" = e."team_id" AND r."grant_id" = e."grant_id") AS promo '
+    # Every join on the team too: the keys are (team_id, id), and on Citus a join on the
+    # distribution column stays on the team's shard.
+    'FROM "ledger_entries" AS e '
+    'JOIN "credit_grants" AS g ON g."team_id" = e."team_id" AND g."id" = e."grant_id" '
+    'LEFT JOIN "usage_records" AS u ON u."team_id" = e."team_id" AND u."id" = e."usage_id" '
     'LEFT JOIN "purchases" AS p ON p."team_id" = e."team_id" AND p."grant_id" = e."grant_id" '
     'WHERE {where} ORDER BY e."id" DESC LIMIT {limit}'
 )

@@ -22,10 +22,18 @@ from app.invoices.collection import resume_if_settled
 from app.kit import clock
 from app.kit.ids import parse_uuid
 from app.kit.money import cents_to_units, units_to_cents_exact
+from app.payments import stripe_objects
 from app.payments.events import Event
 from app.payments.gateway import gateway
 from app.payments.methods import detached_at_stripe, save_method_locked
-from app.payments.models import PaymentMethod, Purchase, PurchaseStatus, StripeCustomer, StripeEvent
+from app.payments.models import (
+    PaymentMethod,
+    Purchase,
+    PurchaseStatus,
+    StripeCustomer,
+    StripeEvent,
+    StripeObjectKind,
+)
 from app.payments.settlement import Outcome, record_dispute_won, record_reversal
 from app.payments.stripe import (
     InvalidPaymentMethod,
@@ -96,14 +104,18 @@ async def _purchase_for(obj: dict[str, Any], payment_intent_id: str | None) -> P
     a webhook can arrive before the synchronous confirm has stored the intent's id."""
     metadata = obj.get("metadata")
     if isinstance(metadata, dict):
+        # Every purchase's intent carries both (app.payments.purchases): one team's row.
         purchase_id = parse_uuid(metadata.get("purchase_id"))
-        if purchase_id is not None:
-            purchase = await Purchase.get_or_none(id=purchase_id)
+        team_id = parse_uuid(metadata.get("team_id"))
+        if purchase_id is not None and team_id is not None:
+            purchase = await Purchase.get_or_none(team_id=team_id, id=purchase_id)
             if purchase is not None:
                 return purchase
-    if payment_intent_id is None:
+    # Else the intent's team from the lookup, then the purchase by (team, intent).
+    team_id = await stripe_objects.team_of(payment_intent_id, StripeObjectKind.PAYMENT_INTENT)
+    if team_id is None:
         return None
-    return await Purchase.get_or_none(payment_intent_id=payment_intent_id)
+    return await Purchase.get_or_none(team_id=team_id, payment_intent_id=payment_intent_id)
 
 
 def _intent_outcome(event: Event, intent_id: str) -> Outcome | None:
@@ -147,7 +159,11 @@ async def _on_payment_intent(event: Event) -> str:
     async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
         assert locked is not None
         assert outcome is not None
-        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
+        current = (
+            await Purchase.select_for_update()
+            .using_db(tx.conn)
+            .get(team_id=team_id, id=purchase_id)
+        )
         if current.payment_intent_id not in (None, intent_id):
             return "another payment intent"
         before = current.status
@@ -160,9 +176,10 @@ async def _on_payment_intent(event: Event) -> str:
 async def _team_of_customer(customer: str | None) -> uuid.UUID | None:
     if customer is None:
         return None
-    row = await StripeCustomer.get_or_none(stripe_id=customer)
-    team_id = row.team_id if row else None
-    return team_id if isinstance(team_id, uuid.UUID) else None
+    team_id = await stripe_objects.team_of(customer, StripeObjectKind.CUSTOMER)
+    if team_id is None or not await StripeCustomer.exists(team_id=team_id, stripe_id=customer):
+        return None
+    return team_id
 
 
 async def _on_setup_intent_succeeded(event: Event) -> str:
@@ -194,7 +211,12 @@ async def _on_setup_intent_succeeded(event: Event) -> str:
 
 async def _on_payment_method_detached(event: Event) -> str:
     pm_id = _str(event.object, "id")
-    method = await PaymentMethod.get_or_none(stripe_id=pm_id) if pm_id else None
+    owner = await stripe_objects.team_of(pm_id, StripeObjectKind.PAYMENT_METHOD)
+    method = (
+        await PaymentMethod.get_or_none(team_id=owner, stripe_id=pm_id)
+        if owner is not None and pm_id is not None
+        else None
+    )
     if method is None or pm_id is None:
         return await _once(event, None, _ignored("not on file"))
     team_id = method.team_id
@@ -226,7 +248,11 @@ async def _on_charge_reversal(event: Event) -> str:
 
     async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
         assert locked is not None
-        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
+        current = (
+            await Purchase.select_for_update()
+            .using_db(tx.conn)
+            .get(team_id=team_id, id=purchase_id)
+        )
         before = current.withdrawn_amount
         short_before = current.shortfall_amount
         await record_reversal(tx, locked, current, refunded=refunded, disputed=disputed)
@@ -256,7 +282,11 @@ async def _on_dispute_closed(event: Event) -> str:
 
     async def apply(tx: Transaction, locked: LockedAccount | None) -> str:
         assert locked is not None
-        current = await Purchase.select_for_update().using_db(tx.conn).get(id=purchase_id)
+        current = (
+            await Purchase.select_for_update()
+            .using_db(tx.conn)
+            .get(team_id=team_id, id=purchase_id)
+        )
         if current.dispute_won_at is not None:
             return "dispute already won"
         restored = await record_dispute_won(tx, locked, current, disputed=disputed)

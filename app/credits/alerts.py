@@ -81,7 +81,7 @@ async def raise_alert(
     # ON CONFLICT DO NOTHING: a duplicate neither fails nor aborts the caller's
     # transaction; whether our row is the one stored tells us if the alert is new.
     await BillingAlert.bulk_create([alert], ignore_conflicts=True, using_db=conn)
-    if not await BillingAlert.filter(id=alert.id).using_db(conn).exists():
+    if not await BillingAlert.filter(team_id=team_id, id=alert.id).using_db(conn).exists():
         return None
     transaction.after(functools.partial(publish_alerts, [alert]))
     # Emailed and sent as a webhook from the outbox, written in this same transaction.

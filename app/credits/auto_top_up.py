@@ -241,6 +241,7 @@ class ChargeEnd(StrEnum):
 
 
 async def finish(
+    team_id: uuid.UUID,
     attempt_id: uuid.UUID,
     end: ChargeEnd,
     failure_reason: str | None,
@@ -249,12 +250,14 @@ async def finish(
     """Step 3, under the lock: records the charge's outcome once."""
     async with atomic() as tx:
         conn = tx.conn
-        found = await AutoTopUpAttempt.filter(id=attempt_id).using_db(conn).first()
-        if found is None:
-            return None
-        team_id = found.team_id
         account = await _lock_row(team_id, conn)
-        attempt = await AutoTopUpAttempt.select_for_update().using_db(conn).get(id=attempt_id)
+        attempt = (
+            await AutoTopUpAttempt.select_for_update()
+            .using_db(conn)
+            .get_or_none(team_id=team_id, id=attempt_id)
+        )
+        if attempt is None:
+            return None
         if account is None or attempt.status not in _ACTIVE:
             return attempt  # another pass already recorded it
         now = clock.now()

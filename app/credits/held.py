@@ -38,12 +38,15 @@ async def due(
 
 
 async def mark_expired(
-    conn: BaseDBAsyncClient, hold_ids: Sequence[uuid.UUID], now: datetime
+    conn: BaseDBAsyncClient,
+    team_ids: Sequence[uuid.UUID],
+    hold_ids: Sequence[uuid.UUID],
+    now: datetime,
 ) -> None:
     """Writes the EXPIRED status of holds `due` returned (the account's `held` goes with
-    the account row)."""
+    the account row). `team_ids`: the holds' teams, so the key (team_id, id) finds them."""
     await (
-        Hold.filter(id__in=list(hold_ids), status=HoldStatus.HELD)
+        Hold.filter(team_id__in=list(team_ids), id__in=list(hold_ids), status=HoldStatus.HELD)
         .using_db(conn)
         .update(status=HoldStatus.EXPIRED, updated_at=now)
     )

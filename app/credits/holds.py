@@ -188,14 +188,24 @@ async def _locked_hold(
     """The hold, read again once its team's account is locked and due expiries written.
     NotFound for an unknown id, or one of another team than `team_id` (when given)."""
     parsed = parse_uuid(hold_id)
-    owner = await Hold.filter(id=parsed).using_db(tx.conn).first() if parsed else None
-    if owner is None or (team_id is not None and owner.team_id != team_id):
+    if parsed is None:
         raise NotFound()
-    locked = await service.lock_account(owner.team_id, tx.conn)
+    owner = team_id
+    if owner is None:
+        # The caller did not say whose hold: found by its id alone (an index of its own on
+        # PostgreSQL; every shard on Citus, so callers should send the team).
+        found = await Hold.filter(id=parsed).using_db(tx.conn).values_list("team_id", flat=True)
+        if not found:
+            raise NotFound()
+        owner = found[0] if isinstance(found[0], uuid.UUID) else uuid.UUID(str(found[0]))
+    locked = await service.lock_account(owner, tx.conn)
     if locked.changed:
         await locked.flush()
         tx.credits_changed(locked.team_id)
-    hold = await Hold.filter(id=owner.id).using_db(tx.conn).get()
+    # Read after the flush: a hold that was due is EXPIRED by now.
+    hold = await Hold.filter(team_id=owner, id=parsed).using_db(tx.conn).first()
+    if hold is None:
+        raise NotFound()  # another team's id, or none: rolls the transaction back
     return hold, locked
 
 

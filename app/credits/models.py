@@ -9,6 +9,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
@@ -25,7 +26,7 @@ class LedgerKind(StrEnum):
     WITHDRAWAL = "WITHDRAWAL"  # -unspent credits taken back (refund, dispute)
 
 
-class CreditAccount(Model):
+class CreditAccount(TeamRow):
     """One row per team: the lock every money movement takes, and cached balances.
 
     The cached balances equal the sums over the team's live grants whenever
@@ -75,7 +76,7 @@ class CreditAccount(Model):
         indexes = (Index(fields=("next_expiry_at",)), Index(fields=("blocked",)))
 
 
-class CreditGrant(Model):
+class CreditGrant(TeamRow):
     id = fields.UUIDField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="grants", on_delete=fields.CASCADE
@@ -98,7 +99,7 @@ class CreditGrant(Model):
         indexes = (Index(fields=("team_id",)),)
 
 
-class UsageRecord(Model):
+class UsageRecord(TeamRow):
     id = fields.UUIDField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="usage_records", on_delete=fields.CASCADE
@@ -128,7 +129,7 @@ class UsageRecord(Model):
         indexes = (Index(fields=("team_id", "period")), Index(fields=("team_id", "occurred_at")))
 
 
-class LedgerEntry(Model):
+class LedgerEntry(TeamRow):
     """Append-only: rows are inserted, never updated or deleted."""
 
     id = fields.BigIntField(primary_key=True)
@@ -161,11 +162,12 @@ class LedgerEntry(Model):
         table = "ledger_entries"
         # (team_id, id) rather than (team_id): still one index per insert, and it also
         # serves the statement's pages in ledger order and its running balances
-        # (docs/usage-history.md).
-        indexes = (Index(fields=("grant_id",)), Index(fields=("team_id", "id")))
+        # (docs/usage-history.md). (team_id, grant_id): the grant's entries, and the
+        # composite foreign key to the grant on PostgreSQL (docs/distribution-keys-money.md).
+        indexes = (Index(fields=("team_id", "grant_id")), Index(fields=("team_id", "id")))
 
 
-class UsageRollup(Model):
+class UsageRollup(TeamRow):
     """Usage summed per team, UTC hour and group, written with the records it sums (in
     the usage statement, under the team's account lock): a series over a long range
     reads these, never the raw records (docs/usage-history.md).
@@ -196,7 +198,7 @@ class UsageRollup(Model):
         unique_together = (("team", "dimension", "hour", "value"),)
 
 
-class InvoicedPeriod(Model):
+class InvoicedPeriod(TeamRow):
     """Invoiced usage of one team in one month (UTC), summed exactly in units."""
 
     id = fields.BigIntField(primary_key=True)
@@ -242,7 +244,7 @@ class PromoCode(Model):
         table = "promo_codes"
 
 
-class PromoRedemption(Model):
+class PromoRedemption(TeamRow):
     """One team's redemption of one code: the unique key makes it once per team."""
 
     id = fields.BigIntField(primary_key=True)
@@ -266,7 +268,7 @@ class PromoRedemption(Model):
         unique_together = (("promo_code", "team"),)
 
 
-class PromoFailure(Model):
+class PromoFailure(TeamRow):
     """A failed redemption, kept for an hour: the guessing throttle counts these, by team
     and by the user who tried (so new teams do not buy new guesses)."""
 
@@ -298,7 +300,7 @@ class AlertKind(StrEnum):
     PAYMENT_FAILED = "PAYMENT_FAILED"
 
 
-class BillingAlert(Model):
+class BillingAlert(TeamRow):
     """An alert raised once per crossing per month: (team, kind, dedupe_key) is unique."""
 
     id = fields.UUIDField(primary_key=True)
@@ -327,7 +329,7 @@ class TopUpStatus(StrEnum):
     SKIPPED = "SKIPPED"  # a cap (24 hours, month) held it back; nothing charged
 
 
-class AutoTopUpAttempt(Model):
+class AutoTopUpAttempt(TeamRow):
     """One auto top-up decision and its outcome (the caps count these rows)."""
 
     id = fields.UUIDField(primary_key=True)
@@ -359,7 +361,7 @@ class HoldStatus(StrEnum):
     EXPIRED = "EXPIRED"  # freed at `expires_at`, never captured
 
 
-class Hold(Model):
+class Hold(TeamRow):
     """Money reserved for a request under way, drawn from no grant until captured.
 
     Only written with the team's account row locked, which also keeps the row's `held`

@@ -303,7 +303,8 @@ async def flush_accounts(
         await store.insert_grants(conn, new_grants)
     expired_holds = [h for a in accounts for h in a._expired_holds]
     if expired_holds:
-        await held.mark_expired(conn, expired_holds, accounts[0].now)
+        teams = [a.team_id for a in accounts if a._expired_holds]
+        await held.mark_expired(conn, teams, expired_holds, accounts[0].now)
         tx = current()
         for locked in accounts:
             if locked._expired_holds:

@@ -85,7 +85,8 @@ class Purchase:
         method_id = self.model.payment_method_id
         if method_id is None:
             return None
-        method = (await methods.methods_by_id([method_id])).get(method_id)
+        found = await methods.methods_by_id(self.model.team_id, [method_id])
+        method = found.get(method_id)
         return PaymentMethod.of(method) if method else None
 
     @strawberry.field(description="only while REQUIRES_ACTION (3-D Secure): for Stripe.js")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from app.kit import clock
 from app.kit.errors import NotFound
+from app.payments import stripe_objects
 from app.payments.gateway import domain_error, gateway
-from app.payments.models import StripeCustomer
+from app.payments.models import StripeCustomer, StripeObjectKind
 from app.payments.stripe import PaymentGatewayError
 from app.teams.models import Membership, Role, Team
 
@@ -38,7 +40,12 @@ async def ensure_customer(team_id: uuid.UUID) -> str:
     except PaymentGatewayError as error:
         raise domain_error(error) from error
     try:
-        await StripeCustomer.create(team_id=team_id, stripe_id=stripe_id, created_at=clock.now())
+        async with in_transaction() as conn:
+            # With its team in stripe_objects: webhooks name the customer, not the team.
+            await StripeCustomer.create(
+                team_id=team_id, stripe_id=stripe_id, created_at=clock.now(), using_db=conn
+            )
+            await stripe_objects.remember(conn, stripe_id, StripeObjectKind.CUSTOMER, team_id)
     except IntegrityError:
         # A concurrent first need won; Stripe's idempotency key made it the same customer
         # (an emulator that ignores keys leaves an unused one behind).

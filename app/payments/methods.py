@@ -18,9 +18,10 @@ from app.events.commit import Transaction, atomic
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
 from app.kit.ids import parse_uuid
+from app.payments import stripe_objects
 from app.payments.customers import customer_of, ensure_customer
 from app.payments.gateway import domain_error, gateway
-from app.payments.models import PaymentMethod, PaymentMethodType
+from app.payments.models import PaymentMethod, PaymentMethodType, StripeObjectKind
 from app.payments.stripe import (
     InvalidPaymentMethod,
     PaymentGatewayError,
@@ -129,11 +130,17 @@ async def save_method_locked(
     """
     conn = tx.conn
     now = clock.now()
-    existing = await PaymentMethod.filter(stripe_id=info.id).using_db(conn).first()
-    if existing is not None and existing.team_id != team_id:
+    # The lookup says whose the Stripe id is; the row is then read by (team_id, stripe_id).
+    owner = await stripe_objects.team_of(info.id, StripeObjectKind.PAYMENT_METHOD, conn)
+    if owner is not None and owner != team_id:
         raise DomainError(
             ErrorCode.INVALID_INPUT, "No such payment method.", "stripePaymentMethodId"
         )
+    existing = (
+        await PaymentMethod.filter(team_id=team_id, stripe_id=info.id).using_db(conn).first()
+        if owner is not None
+        else None
+    )
     live = await PaymentMethod.filter(team_id=team_id, removed_at=None).using_db(conn)
     others = [m for m in live if existing is None or m.id != existing.id]
     was_on_file = existing is not None and existing.removed_at is None
@@ -160,6 +167,8 @@ async def save_method_locked(
         )
         row.is_default = True
     await row.save(using_db=conn)
+    if owner is None:
+        await stripe_objects.remember(conn, info.id, StripeObjectKind.PAYMENT_METHOD, team_id)
     if not was_on_file:
         new = _audited_method(row)
         await audit.record(conn, team_id, actor, AuditAction.PAYMENT_METHOD_ADDED, None, new)
@@ -313,9 +322,10 @@ async def detached_at_stripe(tx: Transaction, team_id: uuid.UUID, stripe_id: str
     return True
 
 
-async def methods_by_id(ids: Sequence[object]) -> dict[object, PaymentMethod]:
-    """Payment methods (removed ones too) by id, for showing what paid for purchases."""
+async def methods_by_id(team_id: uuid.UUID, ids: Sequence[object]) -> dict[object, PaymentMethod]:
+    """The team's payment methods (removed ones too) by id, for showing what paid for
+    purchases."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {m.id: m for m in await PaymentMethod.filter(id__in=wanted)}
+    return {m.id: m for m in await PaymentMethod.filter(team_id=team_id, id__in=wanted)}

@@ -11,6 +11,7 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 from app.credits.models import CreditGrant
+from app.kit.team_rows import TeamRow
 from app.teams.models import Team
 
 
@@ -32,23 +33,25 @@ class PurchaseStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
-class StripeCustomer(Model):
+class StripeCustomer(TeamRow):
     """The team's Stripe customer: one per team, created on first need."""
 
     id = fields.BigIntField(primary_key=True)
     team: fields.OneToOneRelation[Team] = fields.OneToOneField(
         "teams.Team", related_name="stripe_customer", on_delete=fields.CASCADE
     )
-    stripe_id = fields.CharField(max_length=255, unique=True)
+    # Unique per team; Stripe's ids are unique across teams through `stripe_objects`.
+    stripe_id = fields.CharField(max_length=255)
     created_at = fields.DatetimeField()
 
     team_id: uuid.UUID
 
     class Meta:
         table = "stripe_customers"
+        unique_together = (("team", "stripe_id"),)
 
 
-class PaymentMethod(Model):
+class PaymentMethod(TeamRow):
     """A card or bank account on file. Removed methods keep their row (`removed_at`) so
     past purchases still show what paid for them."""
 
@@ -56,7 +59,8 @@ class PaymentMethod(Model):
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="payment_methods", on_delete=fields.CASCADE
     )
-    stripe_id = fields.CharField(max_length=255, unique=True)
+    # Unique per team; Stripe's ids are unique across teams through `stripe_objects`.
+    stripe_id = fields.CharField(max_length=255)
     type = fields.CharEnumField(PaymentMethodType, max_length=16)
     brand = fields.CharField(max_length=100, null=True)
     last4 = fields.CharField(max_length=4)
@@ -70,10 +74,11 @@ class PaymentMethod(Model):
 
     class Meta:
         table = "payment_methods"
+        unique_together = (("team", "stripe_id"),)
         indexes = (Index(fields=("team_id", "removed_at")),)
 
 
-class Purchase(Model):
+class Purchase(TeamRow):
     """A purchase of prepaid credits. Credited (a PREPAID `grant`) exactly once, when the
     payment succeeds; `status` moves only forward (see service._ALLOWED)."""
 
@@ -90,7 +95,8 @@ class Purchase(Model):
     # A new method from Stripe.js, attached to the customer and saved on file on success:
     # its PaymentMethodInfo fields (id, type, brand, last4, exp_month, exp_year).
     pending_payment_method: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
-    payment_intent_id = fields.CharField(max_length=255, null=True, unique=True)
+    # Unique per team; across teams through `stripe_objects`.
+    payment_intent_id = fields.CharField(max_length=255, null=True)
     failure_reason = fields.CharField(max_length=500, null=True)
     client_secret = fields.CharField(max_length=500, null=True)
     expected_settlement_at = fields.DatetimeField(null=True)
@@ -129,8 +135,29 @@ class Purchase(Model):
 
     class Meta:
         table = "purchases"
-        unique_together = (("team", "idempotency_key"),)
+        unique_together = (("team", "idempotency_key"), ("team", "payment_intent_id"))
         indexes = (Index(fields=("team_id", "created_at")),)
+
+
+class StripeObjectKind(StrEnum):
+    CUSTOMER = "CUSTOMER"
+    PAYMENT_METHOD = "PAYMENT_METHOD"
+    PAYMENT_INTENT = "PAYMENT_INTENT"
+
+
+class StripeObject(Model):
+    """Which team a Stripe id belongs to: a webhook names a customer, a payment method or
+    a payment intent, never our team, and the team's rows are keyed (and, on Citus,
+    placed) by team. Written in the transaction that writes the row carrying the id;
+    its key also keeps a Stripe id with one team. No foreign key to the team: the table
+    is distributed by its own key, apart from the team's (docs/distribution-keys-money.md)."""
+
+    stripe_id = fields.CharField(max_length=255, primary_key=True)
+    kind = fields.CharEnumField(StripeObjectKind, max_length=16)
+    team_id = fields.UUIDField()
+
+    class Meta:
+        table = "stripe_objects"
 
 
 class StripeEvent(Model):

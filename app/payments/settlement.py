@@ -20,9 +20,10 @@ from app.credits.service import LockedAccount
 from app.events.commit import Transaction
 from app.kit import clock
 from app.kit.money import format_units
+from app.payments import stripe_objects
 from app.payments.charges import ChargeResult, ChargeStatus
 from app.payments.methods import save_method_locked
-from app.payments.models import Purchase, PurchaseMethod, PurchaseStatus
+from app.payments.models import Purchase, PurchaseMethod, PurchaseStatus, StripeObjectKind
 from app.payments.stripe import PaymentMethodInfo
 
 BANK_SETTLEMENT_BUSINESS_DAYS = 3
@@ -81,6 +82,11 @@ async def apply_outcome(
     known_intent = purchase.payment_intent_id
     if outcome.payment_intent_id and known_intent is None:
         purchase.payment_intent_id = outcome.payment_intent_id
+        # Written with the purchase (every path below saves it): webhooks find the
+        # purchase's team from the intent's id.
+        await stripe_objects.remember(
+            conn, outcome.payment_intent_id, StripeObjectKind.PAYMENT_INTENT, purchase.team_id
+        )
     current = purchase.status
     if outcome.status not in _ALLOWED[current]:
         # A stale or repeated report: nothing moves (the PaymentIntent id may be new).

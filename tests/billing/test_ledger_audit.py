@@ -132,16 +132,22 @@ async def test_finds_a_ledger_entry_deleted_behind_its_back(
 async def test_finds_ledger_links_the_database_does_not_check(
     api: Api, admin: Actor, operator: Actor
 ) -> None:
-    """On PostgreSQL a ledger entry's team and usage links carry no constraint (the usage
-    path's inserts skip those checks): the audit is what finds a wrong or dangling one."""
+    """On PostgreSQL a ledger entry's usage link carries no constraint (the usage path's
+    inserts skip that check) and its team is checked only through the composite key to
+    its grant (team_id, grant_id); SQLite has no team check. The audit is what finds a
+    wrong or dangling link the database let through."""
     await _traffic(api, admin, operator)
     other = await sign_up(api, "other@example.com")
     first, second = await LedgerEntry.filter(kind=LedgerKind.USAGE).order_by("id").limit(2)
-    await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(other.team_id))
-    assert {d.check for d in await audit()} == {"ledger-team"}
-    await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(admin.team_id))
-    assert await audit() == []
     postgres = LedgerEntry._meta.db.capabilities.dialect == "postgres"
+    if postgres:  # the grant is the admin's team's: (other team, grant) exists nowhere
+        with pytest.raises(IntegrityError):
+            await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(other.team_id))
+    else:
+        await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(other.team_id))
+        assert {d.check for d in await audit()} == {"ledger-team"}
+        await LedgerEntry.filter(id=first.id).update(team_id=uuid.UUID(admin.team_id))
+    assert await audit() == []
     dangling = uuid.uuid4()
     if postgres:
         await LedgerEntry.filter(id=second.id).update(usage_id=dangling)

@@ -17,7 +17,7 @@ from app.credits import service as credits_service
 from app.credits.models import CreditAccount, Hold, HoldStatus, UsageRecord
 from app.kit import clock
 from app.kit.errors import DomainError, ErrorCode, NotFound
-from tests.support.api import Actor
+from tests.support.api import Actor, Api, sign_up
 from tests.support.credits import give, units, use
 from tests.support.holds import hold
 
@@ -188,6 +188,38 @@ async def test_expiry_frees_it_at_the_next_use(admin: Actor) -> None:
         await holds.capture_hold(held_hold.id, units("1.00"))
     assert closed.value.code is ErrorCode.HOLD_CLOSED
     assert (await holds.release_hold(held_hold.id)).status is HoldStatus.EXPIRED
+    await assert_audit_clean()
+
+
+async def test_a_hold_due_when_its_capture_locks_the_team_is_closed(admin: Actor) -> None:
+    """The capture's own lock writes the expiry: the hold it then reads is EXPIRED."""
+    await give(team(admin), "20.00")
+    held_hold = await hold(admin.team_id, "20.00", ttl=60)
+    clock.advance(timedelta(seconds=61))
+    with pytest.raises(DomainError) as closed:
+        await holds.capture_hold(held_hold.id, units("1.00"), team_id=team(admin))
+    assert closed.value.code is ErrorCode.HOLD_CLOSED
+    assert (await holds.release_hold(held_hold.id)).status is HoldStatus.EXPIRED
+    assert (await CreditAccount.get(team_id=team(admin))).held == 0
+    assert await UsageRecord.filter(team_id=team(admin)).count() == 0
+    await assert_audit_clean()
+
+
+async def test_a_hold_is_found_by_its_team_and_id_or_by_its_id_alone(
+    admin: Actor, api: Api
+) -> None:
+    other = await sign_up(api, "other@example.com")
+    await give(team(admin), "20.00")
+    first = await hold(admin.team_id, "3.00", "one")
+    second = await hold(admin.team_id, "4.00", "two")
+    with pytest.raises(NotFound):  # another team's id answers like an unknown one
+        await holds.capture_hold(first.id, units("1.00"), team_id=team(other))
+    with pytest.raises(NotFound):
+        await holds.release_hold(first.id, team_id=uuid.uuid4())
+    capture = await holds.capture_hold(first.id, units("1.00"), team_id=team(admin))
+    assert capture.hold.status is HoldStatus.CAPTURED
+    assert (await holds.release_hold(second.id)).status is HoldStatus.RELEASED
+    assert await held_now(team(admin)) == (0, units("19.00"))
     await assert_audit_clean()
 
 
