@@ -61,6 +61,7 @@ TABLES: dict[str, Table] = {
     "usage_records": _TEAM,
     "ledger_entries": _TEAM,
     "usage_rollups": _TEAM,
+    "usage_daily_rollups": _TEAM,
     "invoiced_periods": _TEAM,
     "promo_redemptions": _TEAM,
     "promo_failures": _TEAM,

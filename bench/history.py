@@ -126,8 +126,13 @@ def preload(database: harness.Database, teams: list[str], records: int) -> dict[
     migration = importlib.import_module("migrations.credits.0008_usage_rollups")
     for sql in migration._backfill_sql(True):
         harness.psql(sql, database.name)
+    daily = importlib.import_module("migrations.credits.0011_usage_daily_rollups")
+    harness.psql(daily.backfill_sql(True), database.name)
     rolled = time.monotonic()
-    harness.psql("VACUUM (ANALYZE) usage_records, ledger_entries, usage_rollups", database.name)
+    harness.psql(
+        "VACUUM (ANALYZE) usage_records, ledger_entries, usage_rollups, usage_daily_rollups",
+        database.name,
+    )
     return {
         "records": records,
         "teams": len(teams),

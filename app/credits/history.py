@@ -15,7 +15,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.credits import dimensions, store
 from app.credits.models import UsageRecord
-from app.credits.store import DESCRIPTION, USAGE_COLUMNS, WHOLE_HOUR, UsageRow, hour_of
+from app.credits.store import (
+    DESCRIPTION,
+    USAGE_COLUMNS,
+    WHOLE_HOUR,
+    UsageRow,
+    day_of,
+    hour_of,
+)
 from app.kit.errors import DomainError, ErrorCode
 from app.kit.pagination import decode_time_cursor, encode_time_cursor, page_size
 from app.kit.sql import fetch_all, is_postgres
@@ -161,9 +168,12 @@ async def _add_rollups(
     start: datetime,
     end: datetime,
     granularity: Granularity,
+    table: str = "usage_rollups",
+    column: str = "hour",
 ) -> None:
-    """Whole hours [start, end) from usage_rollups; summed per bucket in SQL on
-    PostgreSQL, per hour on SQLite (then per bucket here)."""
+    """Whole hours [start, end) from usage_rollups (or whole days from
+    usage_daily_rollups: `table`, `column`); summed per bucket in SQL on PostgreSQL,
+    per row on SQLite (then per bucket here)."""
     wanted = [WHOLE_HOUR] if dimension == WHOLE_HOUR else [WHOLE_HOUR, dimension]
     sums = 'sum("amount") AS a, sum("from_credits") AS c, sum("invoiced") AS i, sum("events") AS n'
     if is_postgres(conn):
@@ -177,18 +187,18 @@ async def _add_rollups(
         sums += ', sum("events")::int8 AS n'
         # The hour as UTC wall time, truncated: cheaper than date_trunc's time zone form.
         sql = (
-            f"SELECT date_trunc('{unit}', \"hour\" AT TIME ZONE 'UTC') AS b, \"dimension\", "
+            f"SELECT date_trunc('{unit}', \"{column}\" AT TIME ZONE 'UTC') AS b, \"dimension\", "
             f'"value", {sums} '
-            'FROM "usage_rollups" WHERE "team_id" = $1 AND "dimension" = ANY($2::varchar[]) '
-            'AND "hour" >= $3 AND "hour" < $4 GROUP BY 1, 2, 3'
+            f'FROM "{table}" WHERE "team_id" = $1 AND "dimension" = ANY($2::varchar[]) '
+            f'AND "{column}" >= $3 AND "{column}" < $4 GROUP BY 1, 2, 3'
         )
         rows = await fetch_all(conn, sql, [team_id, wanted, start, end])
     else:
         marks = ", ".join(f"${n}" for n in range(4, 4 + len(wanted)))
         sql = (
-            f'SELECT "hour" AS b, "dimension", "value", {sums} FROM "usage_rollups" '
-            f'WHERE "team_id" = $1 AND "hour" >= $2 AND "hour" < $3 AND "dimension" IN ({marks}) '
-            "GROUP BY 1, 2, 3"
+            f'SELECT "{column}" AS b, "dimension", "value", {sums} FROM "{table}" '
+            f'WHERE "team_id" = $1 AND "{column}" >= $2 AND "{column}" < $3 '
+            f'AND "dimension" IN ({marks}) GROUP BY 1, 2, 3'
         )
         rows = await fetch_all(conn, sql, [team_id, start, end, *wanted])
     for row in rows:
@@ -200,6 +210,41 @@ async def _add_rollups(
         group = None if row["dimension"] == WHOLE_HOUR else row["value"]
         values = (row["a"], row["c"], row["i"], row["n"])
         tally.add(bucket_start(instant, granularity), group, values)
+
+
+async def _add_whole_hours(
+    conn: BaseDBAsyncClient,
+    tally: _Tally,
+    team_id: uuid.UUID,
+    dimension: str,
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+) -> None:
+    """Whole hours [start, end): the whole days among them from the daily rollups when
+    the buckets are days or months, the hours at either side from the hourly ones."""
+    first_day = day_of(start)
+    if first_day < start:
+        first_day += timedelta(days=1)
+    last_day = day_of(end)
+    if granularity is Granularity.HOUR or first_day >= last_day:
+        await _add_rollups(conn, tally, team_id, dimension, start, end, granularity)
+        return
+    await _add_rollups(
+        conn,
+        tally,
+        team_id,
+        dimension,
+        first_day,
+        last_day,
+        granularity,
+        "usage_daily_rollups",
+        "day",
+    )
+    if start < first_day:
+        await _add_rollups(conn, tally, team_id, dimension, start, first_day, granularity)
+    if last_day < end:
+        await _add_rollups(conn, tally, team_id, dimension, last_day, end, granularity)
 
 
 async def _add_raw(
@@ -260,7 +305,7 @@ async def usage_series(
         first_hour += timedelta(hours=1)
     last_hour = hour_of(end)
     if first_hour < last_hour:
-        await _add_rollups(conn, tally, team_id, dimension, first_hour, last_hour, granularity)
+        await _add_whole_hours(conn, tally, team_id, dimension, first_hour, last_hour, granularity)
         if start < first_hour:
             await _add_raw(conn, tally, team_id, dimension, start, first_hour, granularity)
         if last_hour < end:

@@ -396,3 +396,28 @@ class Hold(TeamRow):
             Index(fields=("team_id", "created_at")),  # Team.holds, newest first
             Index(fields=("status", "expires_at")),  # the sweeper's due holds
         )
+
+
+class UsageDailyRollup(TeamRow):
+    """`UsageRollup`'s sums per UTC day instead of hour, written by the same statement:
+    a daily or monthly series over months reads one row per day and group instead of
+    24 (docs/usage-history.md). Same groupings as `UsageRollup`."""
+
+    id = fields.BigIntField(primary_key=True)
+    team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
+        "teams.Team", related_name="usage_daily_rollups", on_delete=fields.CASCADE
+    )
+    dimension = fields.CharField(max_length=65)
+    day = fields.DatetimeField()
+    value = fields.CharField(max_length=500)
+    amount = fields.BigIntField()
+    from_credits = fields.BigIntField()
+    invoiced = fields.BigIntField()
+    events = fields.BigIntField()
+
+    team_id: uuid.UUID
+
+    class Meta:
+        table = "usage_daily_rollups"
+        # The upsert's key, in the order a series reads it: a team's grouping over days.
+        unique_together = (("team", "dimension", "day", "value"),)

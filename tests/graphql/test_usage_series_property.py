@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.credits.models import UsageDailyRollup, UsageRollup
+from app.credits.store import day_of
 from app.kit import clock
 from tests.support.api import Actor, Api
 from tests.support.billing import grant, set_limit
@@ -186,3 +189,26 @@ async def test_series_sums_equal_the_raw_records(api: Api, admin: Actor, operato
 
     await loop.run_in_executor(None, property_)
     assert len(checked) >= 30
+    await daily_rows_sum_the_hourly_ones(uuid.UUID(admin.team_id))
+
+
+async def daily_rows_sum_the_hourly_ones(team_id: uuid.UUID) -> None:
+    """Each daily rollup row is its day's hourly rows summed, and no day is missing."""
+    fields = ("dimension", "value", "amount", "from_credits", "invoiced", "events")
+    hourly = await UsageRollup.filter(team_id=team_id).values("hour", *fields)
+    daily = await UsageDailyRollup.filter(team_id=team_id).values("day", *fields)
+    want: dict[tuple[datetime, str, str], list[int]] = {}
+    for row in hourly:
+        key = (day_of(row["hour"]), row["dimension"], row["value"])
+        sums = want.setdefault(key, [0, 0, 0, 0])
+        for n, name in enumerate(fields[2:]):
+            sums[n] += row[name]
+    got = {
+        (row["day"].astimezone(UTC), row["dimension"], row["value"]): [
+            row[name] for name in fields[2:]
+        ]
+        for row in daily
+    }
+    assert len(got) == len(daily)
+    assert got == want
+    assert len(daily) < len(hourly)
