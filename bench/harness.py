@@ -21,7 +21,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lua"
 PGBENCH = Path(__file__).resolve().parent / "pgbench"
-PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+# BENCH_PG_HOST / BENCH_PG_PORT point the harness at another server, e.g. the local Citus
+# coordinator (docs/scaling.md, "Measured": `BENCH_PG_PORT=9700 ... --database NAME`).
+PG = {
+    "host": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+    "port": os.environ.get("BENCH_PG_PORT", "5432"),
+    "user": "postgres",
+}
 JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
 # Several workers share live balances through Redis, as they must when deployed.
 REDIS_URL = "redis://127.0.0.1:6379/15"
