@@ -285,6 +285,11 @@ def _pgbench(database: Database, clients: int, seconds: int, script: Path, *opti
     )
     match = re.search(r"tps = ([\d.]+)", result.stdout)
     if result.returncode != 0 or match is None:
+        # BENCH_PGBENCH_OPTIONAL=1: a ceiling the database refuses (on Citus, the batch
+        # script's FOR UPDATE over many teams' shards) is reported as nan, not fatal.
+        if os.environ.get("BENCH_PGBENCH_OPTIONAL") == "1":
+            print(f"pgbench ceiling not measured: {result.stderr.strip()[-300:]}")
+            return float("nan")
         raise RuntimeError(f"pgbench failed: {result.stdout}\n{result.stderr}")
     return float(match.group(1))
 
