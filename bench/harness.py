@@ -21,7 +21,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lua"
 PGBENCH = Path(__file__).resolve().parent / "pgbench"
-PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+# BENCH_PG_HOST / BENCH_PG_PORT point the harness at another server, e.g. the local Citus
+# coordinator (docs/scaling.md, "Measured": `BENCH_PG_PORT=9700 ... --database NAME`).
+PG = {
+    "host": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+    "port": os.environ.get("BENCH_PG_PORT", "5432"),
+    "user": "postgres",
+}
 JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
 # Several workers share live balances through Redis, as they must when deployed.
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -112,7 +118,10 @@ class Server:
 
     def _wait(self, path: str) -> None:
         # 60 s: two workers importing the app on a loaded two-core machine took over 30.
-        deadline = time.monotonic() + 60
+        # BENCH_SERVER_START_SECONDS: more, e.g. on the local Citus cluster while the
+        # machine is busy (77 s measured there at load average 8).
+        limit = float(os.environ.get("BENCH_SERVER_START_SECONDS", "60"))
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
@@ -123,7 +132,7 @@ class Server:
                         return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("server did not start within 60 s")
+        raise RuntimeError(f"server did not start within {limit:.0f} s")
 
     def memory_mb(self) -> float:
         """Resident memory of the server and its worker children."""
@@ -276,6 +285,11 @@ def _pgbench(database: Database, clients: int, seconds: int, script: Path, *opti
     )
     match = re.search(r"tps = ([\d.]+)", result.stdout)
     if result.returncode != 0 or match is None:
+        # BENCH_PGBENCH_OPTIONAL=1: a ceiling the database refuses (on Citus, the batch
+        # script's FOR UPDATE over many teams' shards) is reported as nan, not fatal.
+        if os.environ.get("BENCH_PGBENCH_OPTIONAL") == "1":
+            print(f"pgbench ceiling not measured: {result.stderr.strip()[-300:]}")
+            return float("nan")
         raise RuntimeError(f"pgbench failed: {result.stdout}\n{result.stderr}")
     return float(match.group(1))
 
