@@ -128,6 +128,12 @@ def _print_ingest(figures: dict[str, Any]) -> None:
         f"{ingest.CLIENTS} clients; the batch transaction's writes {batch:.0f} events/s at "
         f"{usage.BATCH_CLIENTS} clients"
     )
+    if "isolated" in figures:
+        isolated = figures["isolated"]
+        print(
+            f"hot team isolated to shard {isolated['shard']} in {isolated['seconds']:.1f} s "
+            "before the runs"
+        )
 
 
 def _print_sustained(figures: dict[str, Any]) -> None:
@@ -182,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         "so the 10M-record preload is not repeated)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--isolate-hot",
+        action="store_true",
+        help="ingest on Citus: move the hot team to a shard of its own before the runs",
+    )
     args, rest = parser.parse_known_args(argv)
     suites = args.suites or ["ingest", "usage", "sustained", "subscriptions", "notifications"]
     harness.require_tools()
@@ -201,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             try:
                 figures["ingest"] = ingest.run(
-                    database, server, seconds=seconds, hot_team=hot[0], many_teams=many
+                    database,
+                    server,
+                    seconds=seconds,
+                    hot_team=hot[0],
+                    many_teams=many,
+                    isolate_hot=args.isolate_hot,
                 )
             finally:
                 server.stop()

@@ -432,3 +432,15 @@ def preload_usage(database: Database, team_id: str, records: int, amount_units: 
         database.name,
     )
     psql("VACUUM (ANALYZE) usage_records, ledger_entries", database.name)
+
+
+def isolate_team(database: Database, team_id: str) -> dict[str, Any]:
+    """Citus only: moves the team's rows of every co-located table to a new shard of
+    their own; returns the new shard and the seconds the move took."""
+    started = time.monotonic()
+    shard = psql(
+        f"SELECT isolate_tenant_to_new_shard('teams', '{team_id}'::uuid, 'CASCADE', "
+        "shard_transfer_mode => 'block_writes')",
+        database.name,
+    )
+    return {"shard": int(shard), "seconds": time.monotonic() - started}

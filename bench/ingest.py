@@ -56,14 +56,19 @@ def run(
     seconds: float,
     hot_team: str,
     many_teams: list[str],
+    isolate_hot: bool = False,
 ) -> dict[str, Any]:
     token = harness.token()
     # History first, as a deployed service has: on an empty table PostgreSQL plans the
     # idempotency probe as a scan until autovacuum analyzes it (docs/ingestion.md).
     harness.preload_usage(database, hot_team, HISTORY, HISTORY_AMOUNT_UNITS)
+    figures: dict[str, Any] = {}
+    if isolate_hot:
+        # On Citus: the hot team and its history moved to a shard of its own
+        # (docs/scaling.md, "Hot teams").
+        figures["isolated"] = harness.isolate_team(database, hot_team)
     hot = teams_file([hot_team])
     many = teams_file(many_teams)
-    figures: dict[str, Any] = {}
     try:
         common = (server, database)
         figures["v1_hot"] = measured(

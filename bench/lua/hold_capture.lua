@@ -1,6 +1,7 @@
 -- Holds and their captures: POST /v1/holds, read the hold's id from the answer, and the
--- thread's next request captures part of it (POST /v1/holds/{id}/capture). A thread's
--- connections share one queue of holds to capture.
+-- thread's next request captures part of it (POST /v1/holds/{id}/capture), naming the
+-- hold's team as a gateway does (on Citus the hold is then found on its team's shard,
+-- docs/scaling.md). A thread's connections share one queue of holds to capture.
 local id = 0
 function setup(thread)
   thread:set("tid", id)
@@ -17,8 +18,9 @@ function init(args)
 end
 request = function()
   if #pending > 0 then
-    local path = "/v1/holds/" .. table.remove(pending, 1) .. "/capture"
-    return wrk.format("POST", path, nil, '{"amount":"0.0001"}')
+    local hold = table.remove(pending, 1)
+    local path = "/v1/holds/" .. hold.id .. "/capture"
+    return wrk.format("POST", path, nil, '{"amount":"0.0001","teamId":"' .. hold.team .. '"}')
   end
   counter = counter + 1
   local team = teams[(counter % #teams) + 1]
@@ -28,7 +30,8 @@ end
 response = function(status, headers, body)
   if status == 201 then
     local hold = string.match(body, '"id"%s*:%s*"([^"]+)"')
-    if hold then pending[#pending + 1] = hold end
+    local team = string.match(body, '"teamId"%s*:%s*"([^"]+)"')
+    if hold and team then pending[#pending + 1] = {id = hold, team = team} end
   end
 end
 done = function(summary, latency, requests)
