@@ -572,7 +572,7 @@ class _RowTypes:
     grant_statement: str
     # Citus (`split_writes`): single-row inserts, sent all at once by executemany (each
     # routed to its team's shard), and updates that name their teams.
-    usage_row_insert: str
+    usage_columns: tuple[str, ...]
     grant_row_insert: str
     grants_update: str
     accounts_update: str
@@ -650,7 +650,7 @@ async def _load_row_types(conn: BaseDBAsyncClient) -> _RowTypes:
         grant=attrgetter(*(grant_fields[c] for c in grants)),
         statement=statement,
         grant_statement=grant_statement,
-        usage_row_insert=_pg_row_insert("usage_records", usage),
+        usage_columns=usage,
         grant_row_insert=_pg_row_insert("credit_grants", grants),
         grants_update=(
             'UPDATE "credit_grants" AS g SET "remaining" = v."remaining" '
@@ -762,11 +762,43 @@ def _pg_row_insert(table: str, columns: Sequence[str]) -> str:
     return f'INSERT INTO "{table}" ({names}) VALUES ({values})'
 
 
-_PG_ENTRY_INSERT = _pg_row_insert("ledger_entries", _ENTRY_COLUMNS)
 _ROLLUP_COLUMNS = ("team_id", "dimension", "hour", "value", *_ROLLUP_SUMS)
-_PG_ROLLUP_UPSERT = f"{_pg_row_insert('usage_rollups', _ROLLUP_COLUMNS)} {_ROLLUP_CONFLICT}"
 _DAILY_COLUMNS = ("team_id", "dimension", "day", "value", *_ROLLUP_SUMS)
-_PG_DAILY_UPSERT = f"{_pg_row_insert('usage_daily_rollups', _DAILY_COLUMNS)} {_DAILY_CONFLICT}"
+
+# Citus: a multi-row INSERT ... VALUES whose rows are all on one shard is one router task
+# (one statement planned, one round trip to the worker, one-phase commit), where single
+# rows cost a plan and a round trip each (docs/scaling.md, "The usage path on Citus").
+# Row counts are powers of two, so a connection prepares at most seven texts per table.
+_ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
+
+
+@cache
+def _pg_rows_insert(table: str, columns: tuple[str, ...], rows: int, conflict: str) -> str:
+    """An INSERT of `rows` rows with parameters $1.., row after row, then `conflict`."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    width = len(columns)
+    values = ", ".join(
+        "(" + ", ".join(f"${row * width + n}" for n in range(1, width + 1)) + ")"
+        for row in range(rows)
+    )
+    return f'INSERT INTO "{table}" ({names}) VALUES {values} {conflict}'.rstrip()
+
+
+async def _insert_rows(
+    conn: BaseDBAsyncClient,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[object]],
+    conflict: str = "",
+) -> None:
+    """`rows` in as few multi-row INSERTs as the sizes allow (30 rows: 16 + 8 + 4 + 2)."""
+    start = 0
+    while start < len(rows):
+        size = next(n for n in _ROWS_PER_INSERT if n <= len(rows) - start)
+        chunk = rows[start : start + size]
+        sql = _pg_rows_insert(table, columns, size, conflict)
+        await conn.execute_query(sql, [value for row in chunk for value in row])
+        start += size
 
 
 async def _write_split(
@@ -780,15 +812,16 @@ async def _write_split(
     """`write_changes` for Citus, in the statement's order. Every statement is routed to
     the teams' shard: Citus runs an INSERT ... SELECT FROM unnest() on the coordinator
     and sends its rows by COPY, after which the transaction commits in two phases even
-    on one worker (measured, docs/scaling.md); single-row inserts are router plans,
-    and executemany sends them in one round trip."""
+    on one worker (measured, docs/scaling.md); multi-row INSERT ... VALUES statements
+    are router plans (`_insert_rows`)."""
     if usage:
-        await conn.execute_many(types.usage_row_insert, [list(types.usage(r)) for r in usage])
+        records = [types.usage(r) for r in usage]
+        await _insert_rows(conn, "usage_records", types.usage_columns, records)
         if _rollups_on:
             rows = [[uuid.UUID(str(r[0])), *r[1:]] for r in rollup_rows(usage)]
-            await conn.execute_many(_PG_ROLLUP_UPSERT, rows)
+            await _insert_rows(conn, "usage_rollups", _ROLLUP_COLUMNS, rows, _ROLLUP_CONFLICT)
             rows = [[uuid.UUID(str(r[0])), *r[1:]] for r in rollup_rows(usage, day_of)]
-            await conn.execute_many(_PG_DAILY_UPSERT, rows)
+            await _insert_rows(conn, "usage_daily_rollups", _DAILY_COLUMNS, rows, _DAILY_CONFLICT)
     if grants:
         teams = sorted({g.team_id for g in grants}, key=str)
         params: list[object] = [
@@ -799,7 +832,7 @@ async def _write_split(
         ]
         await conn.execute_query(types.grants_update, params)
     if entries:
-        await conn.execute_many(_PG_ENTRY_INSERT, [list(e) for e in entries])
+        await _insert_rows(conn, "ledger_entries", _ENTRY_COLUMNS, entries)
     if accounts:
         written = [types.account(a) for a in accounts]
         await conn.execute_query(types.accounts_update, [written, [a.team_id for a in accounts]])
