@@ -570,8 +570,8 @@ class _RowTypes:
     grant: Callable[[GrantRow], tuple[Any, ...]]
     statement: str
     grant_statement: str
-    # Citus (`split_writes`): single-row inserts, sent all at once by executemany (each
-    # routed to its team's shard), and updates that name their teams.
+    # Citus (`split_writes`): the usage records' columns for the multi-row inserts
+    # (`_insert_rows`), the grants' single-row insert, and updates that name their teams.
     usage_columns: tuple[str, ...]
     grant_row_insert: str
     grants_update: str
