@@ -129,9 +129,9 @@ class KeyRing:
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         # Bumped by every eviction: a read that started before it is not cached.
         self._generation = 0
-        self._used: dict[tuple[KeyKind, uuid.UUID], datetime] = {}
-        # The team of each team key used (its row is written by (team_id, id)).
-        self._teams: dict[uuid.UUID, uuid.UUID] = {}
+        # (kind, key id) -> (newest use, the team of a team key: its row is written by
+        # (team_id, id); None for a service key).
+        self._used: dict[tuple[KeyKind, uuid.UUID], tuple[datetime, uuid.UUID | None]] = {}
 
     async def verify(self, token: str) -> KeyCaller:
         """The key a bearer secret names; raises InvalidKey."""
@@ -145,9 +145,8 @@ class KeyRing:
         now = clock.now()
         if entry.expires_at is not None and entry.expires_at <= now:
             raise InvalidKey("expired API key")
-        self._used[(kind, entry.caller.key_id)] = now
-        if isinstance(entry.caller, TeamKeyCaller):
-            self._teams[entry.caller.key_id] = entry.caller.team_id
+        team = entry.caller.team_id if isinstance(entry.caller, TeamKeyCaller) else None
+        self._used[(kind, entry.caller.key_id)] = (now, team)
         return entry.caller
 
     async def _entry(self, kind: KeyKind, digest: str) -> _Entry:
@@ -200,7 +199,8 @@ class KeyRing:
 
     def last_used(self, kind: KeyKind, key_id: uuid.UUID) -> datetime | None:
         """This process's newest use of the key not yet written, if any."""
-        return self._used.get((kind, key_id))
+        noted = self._used.get((kind, key_id))
+        return noted[0] if noted is not None else None
 
     async def flush(self) -> int:
         """Writes the newest use of each key used since the last flush; returns how many."""
@@ -209,28 +209,24 @@ class KeyRing:
             return 0
         try:
             async with in_transaction():
-                for (kind, key_id), used_at in marks.items():
+                for (kind, key_id), (used_at, team) in marks.items():
                     # Other processes flush too: only ever move the time forward.
                     rows = _MODELS[kind].filter(
                         Q(id=key_id), Q(last_used_at=None) | Q(last_used_at__lt=used_at)
                     )
-                    if kind is KeyKind.TEAM:
-                        rows = rows.filter(team_id=self._teams[key_id])
+                    if team is not None:
+                        rows = rows.filter(team_id=team)
                     await rows.update(last_used_at=used_at)
         except Exception:
-            for mark, used_at in marks.items():  # kept for the next flush
-                self._used[mark] = max(used_at, self._used.get(mark, used_at))
+            for mark, noted in marks.items():  # kept for the next flush
+                self._used[mark] = max(noted, self._used.get(mark, noted))
             raise
-        for kind, key_id in marks:
-            if (kind, key_id) not in self._used:
-                self._teams.pop(key_id, None)
         return len(marks)
 
     def forget(self) -> None:
         """Drops everything cached and noted (tests that empty the tables)."""
         self.clear()
         self._used.clear()
-        self._teams.clear()
 
 
 def _retrieve(task: asyncio.Task[_Entry]) -> None:
