@@ -195,9 +195,9 @@ async def _locked_hold(
         # The caller did not say whose hold: found by its id alone (an index of its own on
         # PostgreSQL; every shard on Citus, so callers should send the team).
         found = await Hold.filter(id=parsed).using_db(tx.conn).values_list("team_id", flat=True)
-        if not found:
+        owner = parse_uuid(found[0]) if found else None
+        if owner is None:
             raise NotFound()
-        owner = found[0] if isinstance(found[0], uuid.UUID) else uuid.UUID(str(found[0]))
     locked = await service.lock_account(owner, tx.conn)
     if locked.changed:
         await locked.flush()

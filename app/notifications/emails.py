@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.events.outbox import OutboxEvent, event_id
 from app.invoices import documents, pdf
+from app.kit.ids import parse_uuid
 from app.notifications import addresses
 from app.notifications.events import INVITATION, TEAM_EMAILS
 from app.notifications.models import NotificationSettings
@@ -83,9 +84,8 @@ async def _team_name(team_id: uuid.UUID | None) -> str:
 
 
 async def _invoice_pdf(team_id: object, invoice_id: object) -> tuple[str, bytes] | None:
-    try:
-        team, ident = uuid.UUID(str(team_id)), uuid.UUID(str(invoice_id))
-    except ValueError:
+    team, ident = parse_uuid(team_id), parse_uuid(invoice_id)
+    if team is None or ident is None:
         return None
     document = await documents.invoice_document(team, ident)
     if document is None:

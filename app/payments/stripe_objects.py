@@ -10,6 +10,7 @@ import uuid
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.kit.errors import DomainError, ErrorCode
+from app.kit.ids import parse_uuid
 from app.payments.models import StripeObject, StripeObjectKind
 
 
@@ -35,7 +36,4 @@ async def team_of(
         return None
     query = StripeObject.filter(stripe_id=stripe_id, kind=kind)
     found = await (query.using_db(conn) if conn is not None else query).first()
-    if found is None:
-        return None
-    team_id = found.team_id
-    return team_id if isinstance(team_id, uuid.UUID) else uuid.UUID(str(team_id))
+    return parse_uuid(found.team_id) if found is not None else None
