@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from app import distribution
+
 # The one shard of a database that is not distributed.
 SINGLE = 0
 # How long an answer stands: a moved shard is noticed within this. A stale answer only
@@ -39,10 +41,6 @@ _fixed: ShardOf | None = None  # a test's placement (`use`)
 _distributed: bool | None = None  # whether `teams` is a Citus distributed table
 _checked_at = 0.0
 _cache: dict[uuid.UUID, tuple[int, float]] = {}  # team -> (shard id, asked at)
-
-
-def _postgres(conn: BaseDBAsyncClient) -> bool:
-    return conn.capabilities.dialect == "postgres"
 
 
 def _default_conn() -> BaseDBAsyncClient:
@@ -95,16 +93,12 @@ async def is_distributed(conn: BaseDBAsyncClient) -> bool:
 async def _detect(conn: BaseDBAsyncClient) -> bool:
     """Whether `teams` is distributed by Citus (the extension alone is not enough: until
     the tables are distributed, the database is still one shard)."""
-    if not _postgres(conn):
-        return False
-    _, rows = await conn.execute_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus"
-    )
-    if not rows or not rows[0]["citus"]:
+    if not await distribution.is_citus(conn):
         return False
     _, rows = await conn.execute_query(
         "SELECT EXISTS (SELECT 1 FROM pg_dist_partition "
-        "WHERE logicalrelid = to_regclass('teams') AND partmethod = 'h') AS distributed"
+        "WHERE logicalrelid = to_regclass($1::text) AND partmethod = 'h') AS distributed",
+        [distribution.ANCHOR],
     )
     return bool(rows and rows[0]["distributed"])
 
