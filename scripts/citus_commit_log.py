@@ -53,10 +53,20 @@ def _transactions(path: str, skip: int) -> Counter[tuple[str, str]]:
 
 
 def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: citus_commit_log.py LOG[:LINES_TO_SKIP] ...", file=sys.stderr)
+        return 2
     total: Counter[tuple[str, str]] = Counter()
     for argument in argv:
         path, _, skip = argument.partition(":")
-        found = _transactions(path, int(skip or 0))
+        if not (skip or "0").isdigit():
+            print(f"{argument}: the lines to skip must be a whole number", file=sys.stderr)
+            return 2
+        try:
+            found = _transactions(path, int(skip or 0))
+        except OSError as error:
+            print(f"{path}: {error.strerror}", file=sys.stderr)
+            return 2
         for (what, kind), count in sorted(found.items()):
             print(f"{path}: {what} transactions, {kind}: {count}")
         total.update(found)

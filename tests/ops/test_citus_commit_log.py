@@ -62,3 +62,10 @@ def test_counts_usage_commits_by_kind_and_fails_on_a_two_phase_one(tmp_path: Pat
     skip = len(lines)
     result = _run(f"{log}:{skip}")
     assert "usage transactions: 0 one-phase, 1 two-phase" in result.stdout
+
+
+def test_a_bad_argument_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for arguments in ([], [f"{tmp_path / 'w1.log'}:ten"], [str(tmp_path / "missing.log")]):
+        result = _run(*arguments)
+        assert result.returncode == 2, arguments
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
