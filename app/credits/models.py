@@ -167,7 +167,24 @@ class LedgerEntry(TeamRow):
         indexes = (Index(fields=("team_id", "grant_id")), Index(fields=("team_id", "id")))
 
 
-class UsageRollup(TeamRow):
+class RollupSums(TeamRow):
+    """What the hourly and daily rollups share: a grouping, its value and the sums."""
+
+    id = fields.BigIntField(primary_key=True)
+    dimension = fields.CharField(max_length=65)
+    value = fields.CharField(max_length=500)
+    amount = fields.BigIntField()
+    from_credits = fields.BigIntField()
+    invoiced = fields.BigIntField()
+    events = fields.BigIntField()
+
+    team_id: uuid.UUID
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupSums):
     """Usage summed per team, UTC hour and group, written with the records it sums (in
     the usage statement, under the team's account lock): a series over a long range
     reads these, never the raw records (docs/usage-history.md).
@@ -178,19 +195,10 @@ class UsageRollup(TeamRow):
     that grouping: their group is the whole hour's row minus the rows that are.
     """
 
-    id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="usage_rollups", on_delete=fields.CASCADE
     )
-    dimension = fields.CharField(max_length=65)
     hour = fields.DatetimeField()
-    value = fields.CharField(max_length=500)
-    amount = fields.BigIntField()
-    from_credits = fields.BigIntField()
-    invoiced = fields.BigIntField()
-    events = fields.BigIntField()
-
-    team_id: uuid.UUID
 
     class Meta:
         table = "usage_rollups"
@@ -398,24 +406,15 @@ class Hold(TeamRow):
         )
 
 
-class UsageDailyRollup(TeamRow):
+class UsageDailyRollup(RollupSums):
     """`UsageRollup`'s sums per UTC day instead of hour, written by the same statement:
     a daily or monthly series over months reads one row per day and group instead of
     24 (docs/usage-history.md). Same groupings as `UsageRollup`."""
 
-    id = fields.BigIntField(primary_key=True)
     team: fields.ForeignKeyRelation[Team] = fields.ForeignKeyField(
         "teams.Team", related_name="usage_daily_rollups", on_delete=fields.CASCADE
     )
-    dimension = fields.CharField(max_length=65)
     day = fields.DatetimeField()
-    value = fields.CharField(max_length=500)
-    amount = fields.BigIntField()
-    from_credits = fields.BigIntField()
-    invoiced = fields.BigIntField()
-    events = fields.BigIntField()
-
-    team_id: uuid.UUID
 
     class Meta:
         table = "usage_daily_rollups"
