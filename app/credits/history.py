@@ -4,7 +4,7 @@ and the runway at the trailing week's burn (docs/usage-history.md)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -160,116 +160,105 @@ class _Tally:
             self.groups.setdefault((start, group), Sums()).add(amount, credits, invoiced, events)
 
 
-async def _add_rollups(
-    conn: BaseDBAsyncClient,
-    tally: _Tally,
-    team_id: uuid.UUID,
-    dimension: str,
-    start: datetime,
-    end: datetime,
-    granularity: Granularity,
-    table: str = "usage_rollups",
-    column: str = "hour",
-) -> None:
-    """Whole hours [start, end) from usage_rollups (or whole days from
-    usage_daily_rollups: `table`, `column`); summed per bucket in SQL on PostgreSQL,
-    per row on SQLite (then per bucket here)."""
-    wanted = [WHOLE_HOUR] if dimension == WHOLE_HOUR else [WHOLE_HOUR, dimension]
-    sums = 'sum("amount") AS a, sum("from_credits") AS c, sum("invoiced") AS i, sum("events") AS n'
-    if is_postgres(conn):
-        unit = granularity.value.lower()
-        # int8, not numeric: asyncpg decodes numerics as Decimals, far slower. A team's
-        # sum over 2,000 months stays far below 2^63 units.
-        sums = ", ".join(
-            f'sum("{column}")::int8 AS {alias}'
-            for column, alias in (("amount", "a"), ("from_credits", "c"), ("invoiced", "i"))
+def _whole_units(
+    start: datetime, end: datetime, unit_of: Callable[[datetime], datetime], unit: timedelta
+) -> tuple[datetime, datetime]:
+    """The first and the end of the whole hours (or days) within [start, end)."""
+    first = unit_of(start)
+    if first < start:
+        first += unit
+    return first, unit_of(end)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """One series' reads: whose usage, which grouping, into which buckets."""
+
+    conn: BaseDBAsyncClient
+    tally: _Tally
+    team_id: uuid.UUID
+    dimension: str
+    granularity: Granularity
+
+    async def rollups(
+        self, start: datetime, end: datetime, table: str = "usage_rollups", column: str = "hour"
+    ) -> None:
+        """Whole hours [start, end) from usage_rollups (or whole days from
+        usage_daily_rollups: `table`, `column`); summed per bucket in SQL on PostgreSQL,
+        per row on SQLite (then per bucket here)."""
+        dimension, conn = self.dimension, self.conn
+        wanted = [WHOLE_HOUR] if dimension == WHOLE_HOUR else [WHOLE_HOUR, dimension]
+        sums = (
+            'sum("amount") AS a, sum("from_credits") AS c, sum("invoiced") AS i, sum("events") AS n'
         )
-        sums += ', sum("events")::int8 AS n'
-        # The hour as UTC wall time, truncated: cheaper than date_trunc's time zone form.
+        if is_postgres(conn):
+            unit = self.granularity.value.lower()
+            # int8, not numeric: asyncpg decodes numerics as Decimals, far slower. A team's
+            # sum over 2,000 months stays far below 2^63 units.
+            sums = ", ".join(
+                f'sum("{name}")::int8 AS {alias}'
+                for name, alias in (
+                    ("amount", "a"),
+                    ("from_credits", "c"),
+                    ("invoiced", "i"),
+                    ("events", "n"),
+                )
+            )
+            # The hour as UTC wall time, truncated: cheaper than date_trunc's time zone form.
+            sql = (
+                f"SELECT date_trunc('{unit}', \"{column}\" AT TIME ZONE 'UTC') AS b, "
+                f'"dimension", "value", {sums} '
+                f'FROM "{table}" WHERE "team_id" = $1 AND "dimension" = ANY($2::varchar[]) '
+                f'AND "{column}" >= $3 AND "{column}" < $4 GROUP BY 1, 2, 3'
+            )
+            rows = await fetch_all(conn, sql, [self.team_id, wanted, start, end])
+        else:
+            marks = ", ".join(f"${n}" for n in range(4, 4 + len(wanted)))
+            sql = (
+                f'SELECT "{column}" AS b, "dimension", "value", {sums} FROM "{table}" '
+                f'WHERE "team_id" = $1 AND "{column}" >= $2 AND "{column}" < $3 '
+                f'AND "dimension" IN ({marks}) GROUP BY 1, 2, 3'
+            )
+            rows = await fetch_all(conn, sql, [self.team_id, start, end, *wanted])
+        for row in rows:
+            instant = row["b"]
+            if isinstance(instant, str):
+                instant = datetime.fromisoformat(instant)
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=UTC)
+            group = None if row["dimension"] == WHOLE_HOUR else row["value"]
+            values = (row["a"], row["c"], row["i"], row["n"])
+            self.tally.add(bucket_start(instant, self.granularity), group, values)
+
+    async def whole_hours(self, start: datetime, end: datetime) -> None:
+        """Whole hours [start, end): the whole days among them from the daily rollups when
+        the buckets are days or months, the hours at either side from the hourly ones."""
+        first_day, last_day = _whole_units(start, end, day_of, timedelta(days=1))
+        if self.granularity is Granularity.HOUR or first_day >= last_day:
+            await self.rollups(start, end)
+            return
+        await self.rollups(first_day, last_day, "usage_daily_rollups", "day")
+        if start < first_day:
+            await self.rollups(start, first_day)
+        if last_day < end:
+            await self.rollups(last_day, end)
+
+    async def raw(self, start: datetime, end: datetime) -> None:
+        """Records in [start, end) (less than an hour at either edge of a series)."""
         sql = (
-            f"SELECT date_trunc('{unit}', \"{column}\" AT TIME ZONE 'UTC') AS b, \"dimension\", "
-            f'"value", {sums} '
-            f'FROM "{table}" WHERE "team_id" = $1 AND "dimension" = ANY($2::varchar[]) '
-            f'AND "{column}" >= $3 AND "{column}" < $4 GROUP BY 1, 2, 3'
+            'SELECT "amount", "from_free" + "from_promotional" + "from_prepaid" AS c, '
+            '"invoiced", "description", "dimensions", "occurred_at" FROM "usage_records" '
+            'WHERE "team_id" = $1 AND "occurred_at" >= $2 AND "occurred_at" < $3'
         )
-        rows = await fetch_all(conn, sql, [team_id, wanted, start, end])
-    else:
-        marks = ", ".join(f"${n}" for n in range(4, 4 + len(wanted)))
-        sql = (
-            f'SELECT "{column}" AS b, "dimension", "value", {sums} FROM "{table}" '
-            f'WHERE "team_id" = $1 AND "{column}" >= $2 AND "{column}" < $3 '
-            f'AND "dimension" IN ({marks}) GROUP BY 1, 2, 3'
-        )
-        rows = await fetch_all(conn, sql, [team_id, start, end, *wanted])
-    for row in rows:
-        instant = row["b"]
-        if isinstance(instant, str):
-            instant = datetime.fromisoformat(instant)
-        if instant.tzinfo is None:
-            instant = instant.replace(tzinfo=UTC)
-        group = None if row["dimension"] == WHOLE_HOUR else row["value"]
-        values = (row["a"], row["c"], row["i"], row["n"])
-        tally.add(bucket_start(instant, granularity), group, values)
-
-
-async def _add_whole_hours(
-    conn: BaseDBAsyncClient,
-    tally: _Tally,
-    team_id: uuid.UUID,
-    dimension: str,
-    start: datetime,
-    end: datetime,
-    granularity: Granularity,
-) -> None:
-    """Whole hours [start, end): the whole days among them from the daily rollups when
-    the buckets are days or months, the hours at either side from the hourly ones."""
-    first_day = day_of(start)
-    if first_day < start:
-        first_day += timedelta(days=1)
-    last_day = day_of(end)
-    if granularity is Granularity.HOUR or first_day >= last_day:
-        await _add_rollups(conn, tally, team_id, dimension, start, end, granularity)
-        return
-    await _add_rollups(
-        conn,
-        tally,
-        team_id,
-        dimension,
-        first_day,
-        last_day,
-        granularity,
-        "usage_daily_rollups",
-        "day",
-    )
-    if start < first_day:
-        await _add_rollups(conn, tally, team_id, dimension, start, first_day, granularity)
-    if last_day < end:
-        await _add_rollups(conn, tally, team_id, dimension, last_day, end, granularity)
-
-
-async def _add_raw(
-    conn: BaseDBAsyncClient,
-    tally: _Tally,
-    team_id: uuid.UUID,
-    dimension: str,
-    start: datetime,
-    end: datetime,
-    granularity: Granularity,
-) -> None:
-    """Records in [start, end) (less than an hour at either edge of a series)."""
-    sql = (
-        'SELECT "amount", "from_free" + "from_promotional" + "from_prepaid" AS c, "invoiced", '
-        '"description", "dimensions", "occurred_at" FROM "usage_records" '
-        'WHERE "team_id" = $1 AND "occurred_at" >= $2 AND "occurred_at" < $3'
-    )
-    for row in await fetch_all(conn, sql, [team_id, start, end]):
-        occurred_at = store.datetime_of(UsageRecord, "occurred_at", row["occurred_at"])
-        bucket = bucket_start(occurred_at, granularity)
-        values = (int(row["amount"]), int(row["c"]), int(row["invoiced"]), 1)
-        tally.add(bucket, None, values)
-        group = _group_of(row["description"], store.dimensions_of(row["dimensions"]), dimension)
-        if group is not None:
-            tally.add(bucket, group, values)
+        for row in await fetch_all(self.conn, sql, [self.team_id, start, end]):
+            occurred_at = store.datetime_of(UsageRecord, "occurred_at", row["occurred_at"])
+            bucket = bucket_start(occurred_at, self.granularity)
+            values = (int(row["amount"]), int(row["c"]), int(row["invoiced"]), 1)
+            self.tally.add(bucket, None, values)
+            pairs = store.dimensions_of(row["dimensions"])
+            group = _group_of(row["description"], pairs, self.dimension)
+            if group is not None:
+                self.tally.add(bucket, group, values)
 
 
 def _group_of(
@@ -298,20 +287,17 @@ async def usage_series(
         raise _invalid(
             f"At most {MAX_BUCKETS} buckets: a shorter range or a coarser granularity.", "to"
         )
-    conn = _conn()
     tally = _Tally()
-    first_hour = hour_of(start)
-    if first_hour < start:
-        first_hour += timedelta(hours=1)
-    last_hour = hour_of(end)
+    reader = _Reader(_conn(), tally, team_id, dimension, granularity)
+    first_hour, last_hour = _whole_units(start, end, hour_of, timedelta(hours=1))
     if first_hour < last_hour:
-        await _add_whole_hours(conn, tally, team_id, dimension, first_hour, last_hour, granularity)
+        await reader.whole_hours(first_hour, last_hour)
         if start < first_hour:
-            await _add_raw(conn, tally, team_id, dimension, start, first_hour, granularity)
+            await reader.raw(start, first_hour)
         if last_hour < end:
-            await _add_raw(conn, tally, team_id, dimension, last_hour, end, granularity)
+            await reader.raw(last_hour, end)
     else:
-        await _add_raw(conn, tally, team_id, dimension, start, end, granularity)
+        await reader.raw(start, end)
     return _series(tally, starts, grouped=dimension != WHOLE_HOUR)
 
 
