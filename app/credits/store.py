@@ -461,26 +461,34 @@ def day_of(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def rollup_rows(
-    usage: Iterable[UsageRow], period_of: Callable[[datetime], datetime] = hour_of
-) -> list[list[object]]:
-    """The rollup rows these records add to, summed (what PostgreSQL's statement computes
-    in SQL): one per team, grouping, hour (or day: `period_of=day_of`) and value."""
-    sums: dict[tuple[str, str, datetime, str], list[int]] = {}
+def rollup_rows(usage: Iterable[UsageRow]) -> list[list[Any]]:
+    """The hourly rollup rows these records add to, summed (what PostgreSQL's statement
+    computes in SQL): one per team, grouping, hour and value."""
+    sums: dict[tuple[uuid.UUID, str, datetime, str], list[int]] = {}
     for record in usage:
-        hour = period_of(record.occurred_at)
+        hour = hour_of(record.occurred_at)
         credits = record.from_free + record.from_promotional + record.from_prepaid
         groups = [(WHOLE_HOUR, "")]
         if record.description is not None:
             groups.append((DESCRIPTION, record.description))
         groups.extend((record.dimensions or {}).items())
         for dimension, value in groups:
-            key = (str(record.team_id), dimension, hour, value)
+            key = (record.team_id, dimension, hour, value)
             row = sums.setdefault(key, [0, 0, 0, 0])
             row[0] += record.amount
             row[1] += credits
             row[2] += record.invoiced
             row[3] += 1
+    return [[*key, *values] for key, values in sums.items()]
+
+
+def daily_rows(hourly: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """The daily rollup rows: `rollup_rows`' hourly rows summed per UTC day."""
+    sums: dict[tuple[Any, str, datetime, str], list[int]] = {}
+    for team_id, dimension, hour, value, *values in hourly:
+        row = sums.setdefault((team_id, dimension, day_of(hour), value), [0, 0, 0, 0])
+        for index, amount in enumerate(values):
+            row[index] += amount
     return [[*key, *values] for key, values in sums.items()]
 
 
@@ -542,8 +550,9 @@ async def _write_sqlite(
         rows = [[_text(v) for v in entry] for entry in entries]
         await conn.execute_many(_sqlite_insert("ledger_entries", _ENTRY_COLUMNS), rows)
     if usage and _rollups_on:
-        await conn.execute_many(_SQLITE_ROLLUP_UPSERT, rollup_rows(usage))
-        await conn.execute_many(_SQLITE_DAILY_UPSERT, rollup_rows(usage, day_of))
+        hourly = [[str(team_id), *rest] for team_id, *rest in rollup_rows(usage)]
+        await conn.execute_many(_SQLITE_ROLLUP_UPSERT, hourly)
+        await conn.execute_many(_SQLITE_DAILY_UPSERT, daily_rows(hourly))
     if accounts:
         # Every column but the keys (what `Model.save()` writes): integers, booleans, text
         # and aware datetimes, which sqlite3 takes through Tortoise's adapters.
@@ -818,10 +827,10 @@ async def _write_split(
         records = [types.usage(r) for r in usage]
         await _insert_rows(conn, "usage_records", types.usage_columns, records)
         if _rollups_on:
-            rows = [[uuid.UUID(str(r[0])), *r[1:]] for r in rollup_rows(usage)]
-            await _insert_rows(conn, "usage_rollups", _ROLLUP_COLUMNS, rows, _ROLLUP_CONFLICT)
-            rows = [[uuid.UUID(str(r[0])), *r[1:]] for r in rollup_rows(usage, day_of)]
-            await _insert_rows(conn, "usage_daily_rollups", _DAILY_COLUMNS, rows, _DAILY_CONFLICT)
+            hourly = rollup_rows(usage)
+            await _insert_rows(conn, "usage_rollups", _ROLLUP_COLUMNS, hourly, _ROLLUP_CONFLICT)
+            daily = daily_rows(hourly)
+            await _insert_rows(conn, "usage_daily_rollups", _DAILY_COLUMNS, daily, _DAILY_CONFLICT)
     if grants:
         teams = sorted({g.team_id for g in grants}, key=str)
         params: list[object] = [
